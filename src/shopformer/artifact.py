@@ -1,0 +1,118 @@
+"""A trained run as a folder that reloads alone: model weights + config, vocabularies,
+and the data config it was trained with.
+
+    run/
+      run.json      model name, data folder, DataConfig, dataset counts, timings
+      items.json    item vocabulary (index i+1 = items[i])
+      users.json    user vocabulary
+      model/        whatever the model's save() writes (its config.json + weights)
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from shopformer.dataset import DataConfig
+from shopformer.features.vocab import Vocabulary
+from shopformer.models import BASELINES
+from shopformer.models.base import Recommender
+
+#: Every model class the CLI can build or load, by its stable name. Explicit on purpose.
+MODELS: dict[str, type] = dict(BASELINES)
+
+
+def config_class(model_cls: type) -> type:
+    """The typed config a model takes as its first constructor argument."""
+    return typing.get_type_hints(model_cls.__init__)["config"]
+
+
+def _coerce(value: str, annotation: object) -> object:
+    """Turn a command-line string into the type a config field declares."""
+    base = typing.get_origin(annotation) or annotation
+    if base in (bool,):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    if base in (int, float, str):
+        return base(value)
+    if base in (tuple, list):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if base in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value.lower() == "none":
+            return None
+        return _coerce(value, args[0])
+    return value
+
+
+def make_model(name: str, params: dict[str, str] | None = None) -> Recommender:
+    """Build model ``name`` with its default config, overriding ``params`` (strings from
+    the command line, converted to each field's declared type)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    cls = MODELS[name]
+    cfg_cls = config_class(cls)
+    hints = typing.get_type_hints(cfg_cls)
+    known = {f.name for f in fields(cfg_cls)}
+    kwargs = {}
+    for key, raw in (params or {}).items():
+        if key not in known:
+            raise ValueError(f"{name} has no setting {key!r}; settings: {', '.join(sorted(known))}")
+        try:
+            kwargs[key] = _coerce(raw, hints[key])
+        except ValueError as exc:
+            raise ValueError(f"bad value for {name}.{key}: {exc}") from None
+    return cls(cfg_cls(**kwargs))
+
+
+@dataclass
+class Run:
+    folder: Path
+    model: Recommender
+    items: Vocabulary
+    users: Vocabulary
+    data_config: DataConfig
+    info: dict
+
+
+def save_run(
+    folder: Path,
+    model: Recommender,
+    items: Vocabulary,
+    users: Vocabulary,
+    data_config: DataConfig,
+    info: dict,
+) -> None:
+    folder = Path(folder)
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model")
+    items.save(folder / "items.json")
+    users.save(folder / "users.json")
+    meta = {"model": model.name, "data_config": data_config.to_dict(), **info}
+    (folder / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def load_run(folder: Path) -> Run:
+    folder = Path(folder)
+    meta_path = folder / "run.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{folder} is not a trained run (no run.json)")
+    meta = json.loads(meta_path.read_text())
+    name = meta["model"]
+    if name not in MODELS:
+        raise ValueError(f"{folder} holds model {name!r}, which this version does not know")
+    model = MODELS[name].load(folder / "model")
+    return Run(
+        folder=folder,
+        model=model,
+        items=Vocabulary.load(folder / "items.json"),
+        users=Vocabulary.load(folder / "users.json"),
+        data_config=DataConfig.from_dict(meta["data_config"]),
+        info=meta,
+    )

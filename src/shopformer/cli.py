@@ -1,0 +1,212 @@
+"""The `shopformer` command: ingest | train | evaluate | recommend | demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from shopformer.dataset import DataConfig
+
+app = typer.Typer(
+    help="shopformer: e-commerce personalization engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+DATA_DIR = Path(os.environ.get("SHOPFORMER_DATA", "shopformer-data"))
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Data folder written by `ingest`.")]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Model setting KEY=VALUE (repeatable).")
+]
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise typer.BadParameter(f"{what} must look like KEY=VALUE, got {v!r}")
+        key, _, val = v.partition("=")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _data_config(
+    types: str | None, min_user: int, min_item: int, dedupe: bool, protocol: str
+) -> DataConfig:
+    return DataConfig(
+        event_types=tuple(t.strip() for t in types.split(",")) if types else None,
+        min_user_events=min_user,
+        min_item_events=min_item,
+        dedupe_consecutive=dedupe,
+        protocol=protocol,  # type: ignore[arg-type]
+    )
+
+
+TypesOpt = Annotated[
+    Optional[str], typer.Option("--types", help="Event types to use, comma separated.")
+]
+MinUserOpt = Annotated[int, typer.Option("--min-user", help="k-core: min events per user.")]
+MinItemOpt = Annotated[int, typer.Option("--min-item", help="k-core: min events per item.")]
+DedupeOpt = Annotated[bool, typer.Option("--dedupe", help="Collapse repeats of an item in a row.")]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", help="leave_one_out or temporal.")]
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path, typer.Argument(help="Events file (CSV/TSV/JSONL/Parquet or a public format).")],
+    data: DataOpt = DATA_DIR,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Input format; guessed from the extension if omitted.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Product catalog file.")] = None,
+    catalog_format: Annotated[Optional[str], typer.Option(help="Catalog format.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FIELD=COLUMN (repeatable).")] = None,
+    event_type: Annotated[Optional[str], typer.Option(help="Event type for files without one.")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad row.")] = False,
+) -> None:
+    """Read events (and a catalog) into a data folder, with a per-reason rejection report."""
+    from shopformer.ingest import IngestError, ingest as run_ingest
+
+    try:
+        report = run_ingest(
+            source,
+            fmt=fmt,
+            data_dir=data,
+            mapping=_pairs(map_, "--map") or None,
+            catalog=catalog,
+            catalog_format=catalog_format,
+            event_type=event_type,
+            strict=strict,
+        )
+    except (IngestError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(report.rich_table())
+    console.print(f"report saved to {data / 'ingest_report.md'}")
+
+
+@app.command()
+def train(
+    data: DataOpt = DATA_DIR,
+    model: Annotated[str, typer.Option(help="popular | itemknn | ease")] = "ease",
+    set_: SetOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder to write.")] = None,
+    types: TypesOpt = None,
+    min_user: MinUserOpt = 1,
+    min_item: MinItemOpt = 1,
+    dedupe: DedupeOpt = False,
+    protocol: ProtocolOpt = "leave_one_out",
+    full: Annotated[bool, typer.Option(help="Fit on all data (for serving; cannot be evaluated).")] = False,
+) -> None:
+    """Fit a model on the training split and save it as a run folder."""
+    from shopformer.artifact import make_model
+    from shopformer.experiment import train_run
+
+    try:
+        m = make_model(model, _pairs(set_, "--set"))
+        cfg = _data_config(types, min_user, min_item, dedupe, protocol)
+        run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train")
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(
+        f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "
+        f"-> {run.folder}"
+    )
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Optional[Path], typer.Option(help="A trained run folder.")] = None,
+    data: DataOpt = DATA_DIR,
+    model: Annotated[Optional[str], typer.Option(help="Fit this model and evaluate it (instead of --run).")] = None,
+    set_: SetOpt = None,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    k: Annotated[str, typer.Option("--k", help="Cutoffs, comma separated.")] = "5,10,20",
+    include_history: Annotated[bool, typer.Option(help="Rank items already in the history too.")] = False,
+    types: TypesOpt = None,
+    min_user: MinUserOpt = 1,
+    min_item: MinItemOpt = 1,
+    dedupe: DedupeOpt = False,
+    protocol: ProtocolOpt = "leave_one_out",
+    out: Annotated[Optional[Path], typer.Option(help="Results JSON path (Markdown beside it).")] = None,
+) -> None:
+    """Full-ranking evaluation of a run, or of a model fitted here on the training split."""
+    from shopformer.artifact import load_run, make_model
+    from shopformer.evaluate.protocol import EvalConfig
+    from shopformer.evaluate.report import rich_table, write_results
+    from shopformer.experiment import evaluate_model, fit, reload_data
+    from shopformer.dataset import load_events, prepare
+
+    eval_cfg = EvalConfig(
+        cutoffs=tuple(int(c) for c in k.split(",")), exclude_history=not include_history
+    )
+    try:
+        if run is not None:
+            loaded = load_run(run)
+            if loaded.info.get("fit_on") == "all":
+                _fail(f"{run} was fitted on all data (--full): its test items were seen in training")
+            d, s = reload_data(loaded, None)
+            m, fit_s, source = loaded.model, loaded.info.get("fit_seconds"), loaded.info["data_dir"]
+        elif model is not None:
+            m = make_model(model, _pairs(set_, "--set"))
+            d, s = prepare(load_events(data), _data_config(types, min_user, min_item, dedupe, protocol))
+            fit_s, source = round(fit(m, d, s), 3), str(data.resolve())
+        else:
+            _fail("give --run RUN_FOLDER or --model NAME")
+            return
+        record = evaluate_model(m, d, s, split, eval_cfg, {"dataset": source, "fit_seconds": fit_s, "seed": 0})  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(rich_table([record]))
+    out = out or Path("results") / f"{record['model']}_{split}.json"
+    md = write_results([record], out)
+    console.print(f"results: {out} and {md}")
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Option(help="A trained run folder.")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write.")] = Path("recommendations.jsonl"),
+    split: Annotated[str, typer.Option(help="test | valid | all (all = next items after each full history).")] = "test",
+    k: Annotated[int, typer.Option("--k")] = 10,
+    include_history: Annotated[bool, typer.Option(help="Allow items already in the history.")] = False,
+) -> None:
+    """Export top-K per user to JSONL: {"user_id", "items", "scores"}."""
+    from shopformer.artifact import load_run
+    from shopformer.experiment import cases_for, export_recommendations, reload_data
+
+    try:
+        loaded = load_run(run)
+        d, s = reload_data(loaded, None)
+        cases = None if split == "all" else cases_for(s, split)  # type: ignore[arg-type]
+        n = export_recommendations(loaded.model, d, cases, out, k, not include_history)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"wrote top-{k} for {n} users to {out}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its data and runs.")] = Path("shopformer-demo"),
+) -> None:
+    """Ingest the bundled Online Retail sample, train and compare models, show top-10 lists."""
+    from shopformer.demo import run_demo
+
+    run_demo(workdir, console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,135 @@
+"""Train, evaluate and export: the steps the CLI (and benchmarks) compose.
+
+Models are fitted on the split's training sequences only, so that any later evaluation
+of a saved run is honest. ``fit_on="all"`` is for the model a shop serves; such a run
+refuses offline evaluation, since its training data contains the test items.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from shopformer.artifact import Run, load_run, save_run
+from shopformer.dataset import DataConfig, describe, load_events, prepare
+from shopformer.evaluate.protocol import EvalConfig, EvalResult, evaluate
+from shopformer.evaluate.report import result_record
+from shopformer.features.sequences import SequenceData, Sequences
+from shopformer.features.splits import EvalCases, Split
+from shopformer.models.base import Recommender, recommend
+
+SplitName = Literal["valid", "test"]
+
+
+def fit(model: Recommender, data: SequenceData, split: Split, fit_on: str = "train") -> float:
+    """Fit ``model``; returns wall seconds."""
+    t0 = time.perf_counter()
+    seqs = split.train if fit_on == "train" else data.sequences
+    model.fit(seqs, data.n_items)
+    return time.perf_counter() - t0
+
+
+def train_run(
+    model: Recommender,
+    data_dir: Path,
+    data_config: DataConfig,
+    out: Path,
+    fit_on: Literal["train", "all"] = "train",
+) -> Run:
+    """Prepare data, fit and save a run folder."""
+    data, split = prepare(load_events(data_dir), data_config)
+    seconds = fit(model, data, split, fit_on)
+    info = {
+        "data_dir": str(Path(data_dir).resolve()),
+        "dataset": describe(data),
+        "fit_on": fit_on,
+        "fit_seconds": round(seconds, 3),
+        "model_config": asdict(model.config),
+    }
+    save_run(out, model, data.items, data.users, data_config, info)
+    return load_run(out)
+
+
+def cases_for(split: Split, name: SplitName) -> EvalCases:
+    if name not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', not {name!r}")
+    return split.valid if name == "valid" else split.test
+
+
+def evaluate_model(
+    model: Recommender,
+    data: SequenceData,
+    split: Split,
+    split_name: SplitName,
+    eval_config: EvalConfig,
+    context: dict,
+    progress: bool = True,
+) -> dict:
+    """Evaluate and return a result record (see ``evaluate.report``)."""
+    result: EvalResult = evaluate(
+        model, cases_for(split, split_name), data.n_items, eval_config, progress=progress
+    )
+    return result_record(
+        result,
+        {
+            "model": model.name,
+            "model_config": asdict(model.config),
+            "protocol": split.protocol,
+            "split": split_name,
+            "dataset_counts": describe(data),
+            **context,
+        },
+    )
+
+
+def reload_data(run: Run, data_dir: Path | None = None) -> tuple[SequenceData, Split]:
+    """Rebuild the exact data and split a run was trained on, checking the vocabulary."""
+    source = Path(data_dir or run.info["data_dir"])
+    data, split = prepare(load_events(source), run.data_config)
+    if data.items != run.items or data.users != run.users:
+        raise ValueError(
+            f"the data in {source} no longer matches run {run.folder} (its users or items "
+            "changed since training); retrain, or pass the data folder it was trained on"
+        )
+    return data, split
+
+
+def export_recommendations(
+    model: Recommender,
+    data: SequenceData,
+    cases: EvalCases | None,
+    out: Path,
+    k: int = 10,
+    exclude_history: bool = True,
+    batch_size: int = 1024,
+) -> int:
+    """Write top-``k`` per user as JSONL ({"user_id", "items", "scores"}). With ``cases``
+    the histories are the split's; without, each user's full sequence (next-item recs)."""
+    if cases is None:
+        users = np.arange(len(data.sequences))
+        history: Sequences = data.sequences
+    else:
+        users, history = cases.users, cases.history
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    user_ids = data.users.ids
+    n = 0
+    with out.open("w") as f:
+        for start in range(0, len(users), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(users)))
+            idx, scores = recommend(model, history.rows(rows), k, exclude_history)
+            for r, u in enumerate(users[rows]):
+                keep = np.isfinite(scores[r])
+                line = {
+                    "user_id": user_ids[u],
+                    "items": data.items.decode(idx[r][keep]),
+                    "scores": [round(float(s), 6) for s in scores[r][keep]],
+                }
+                f.write(json.dumps(line) + "\n")
+                n += 1
+    return n

@@ -1,0 +1,149 @@
+"""Per-user behaviour sequences, stored as one flat array with offsets (CSR layout).
+
+``Sequences`` is what models train on and what evaluation feeds them: row ``u`` holds
+user ``u``'s item indexes in time order (ties broken by arrival ``position``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from shopformer.features.vocab import Vocabulary
+from shopformer.types import EVENT_TYPES
+
+
+@dataclass
+class Sequences:
+    """Ordered item-index sequences for ``n_users`` rows.
+
+    ``items[offsets[u]:offsets[u + 1]]`` is row ``u``; ``timestamps`` (epoch seconds,
+    NaN when unknown) and ``event_types`` run parallel to ``items`` when present.
+    """
+
+    offsets: np.ndarray  # (U + 1,) int64
+    items: np.ndarray  # (N,) int64, item indexes >= 1
+    timestamps: np.ndarray | None = None  # (N,) float64
+    event_types: np.ndarray | None = None  # (N,) int8 index into EVENT_TYPES
+
+    def __post_init__(self) -> None:
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        self.items = np.asarray(self.items, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def n_interactions(self) -> int:
+        return int(self.offsets[-1])
+
+    def row(self, u: int) -> np.ndarray:
+        return self.items[self.offsets[u] : self.offsets[u + 1]]
+
+    def rows(self, users: np.ndarray) -> "Sequences":
+        """A new ``Sequences`` holding the given rows, in the given order."""
+        users = np.asarray(users, dtype=np.int64)
+        lengths = self.lengths[users]
+        offsets = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # Gather positions of every kept element without a Python loop per row.
+        starts = np.repeat(self.offsets[users], lengths)
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        take = starts + within
+        return Sequences(
+            offsets,
+            self.items[take],
+            None if self.timestamps is None else self.timestamps[take],
+            None if self.event_types is None else self.event_types[take],
+        )
+
+    def to_csr(self, n_columns: int, binary: bool = True) -> sp.csr_matrix:
+        """User x item matrix (``n_columns`` = vocabulary size incl. padding)."""
+        data = np.ones(len(self.items), dtype=np.float32)
+        m = sp.csr_matrix((data, self.items, self.offsets), shape=(len(self), n_columns))
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    @classmethod
+    def from_lists(cls, rows: list[list[int]]) -> "Sequences":
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(offsets[-1]))
+        return cls(offsets, items)
+
+
+def order_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Events sorted per user by time, ties (and missing times) broken by ``position``."""
+    return events.sort(["user_id", "timestamp", "position"], nulls_last=False, maintain_order=True)
+
+
+def kcore(events: pl.DataFrame, min_user: int = 5, min_item: int = 5) -> pl.DataFrame:
+    """Keep only users with >= ``min_user`` and items with >= ``min_item`` events, repeated
+    until both hold (the usual iterative k-core on the interaction log)."""
+    out = events
+    while True:
+        n = out.height
+        if min_item > 1:
+            out = out.filter(pl.len().over("item_id") >= min_item)
+        if min_user > 1:
+            out = out.filter(pl.len().over("user_id") >= min_user)
+        if out.height == n:
+            return out
+
+
+@dataclass
+class SequenceData:
+    """A snapshot ready for modelling: vocabularies plus every user's full sequence."""
+
+    users: Vocabulary
+    items: Vocabulary
+    sequences: Sequences  # row u = user index u + 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+
+def build_sequences(
+    events: pl.DataFrame,
+    items: Vocabulary | None = None,
+    event_types: tuple[str, ...] | None = None,
+) -> SequenceData:
+    """Turn an event table into per-user sequences.
+
+    ``event_types`` keeps only those types (e.g. ``("purchase",)``); search events and
+    events without an item are always left out. Users are indexed in order of their id;
+    items by ``items`` if given (unknown items are dropped) else by first appearance.
+    """
+    ev = events.filter(pl.col("item_id").is_not_null() & (pl.col("item_id") != ""))
+    ev = ev.filter(pl.col("event_type") != "search")
+    if event_types is not None:
+        ev = ev.filter(pl.col("event_type").is_in(list(event_types)))
+    ev = order_events(ev)
+    if items is None:
+        # First appearance in global arrival order keeps item indexes reproducible.
+        items = Vocabulary.from_series(ev.sort("position")["item_id"])
+    item_idx = items.encode(ev["item_id"])
+    keep = item_idx > 0
+    ev = ev.filter(pl.Series(keep))
+    item_idx = item_idx[keep]
+    users = Vocabulary(ev["user_id"].unique(maintain_order=True).to_list())
+    counts = ev.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ts = ev["timestamp"].dt.epoch("us").cast(pl.Float64).to_numpy() / 1e6
+    et = ev["event_type"].replace_strict(
+        {t: i for i, t in enumerate(EVENT_TYPES)}, default=0, return_dtype=pl.Int8
+    )
+    seqs = Sequences(offsets, item_idx, ts, et.to_numpy())
+    return SequenceData(users=users, items=items, sequences=seqs)
