@@ -13,16 +13,21 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from shopformer.dataset import DataConfig
 from shopformer.features.vocab import Vocabulary
 from shopformer.models import BASELINES
 from shopformer.models.base import Recommender
+from shopformer.models.sequential import BERT4RecRecommender, SASRecRecommender
 
 #: Every model class the CLI can build or load, by its stable name. Explicit on purpose.
-MODELS: dict[str, type] = dict(BASELINES)
+MODELS: dict[str, type] = {
+    **BASELINES,
+    SASRecRecommender.name: SASRecRecommender,
+    BERT4RecRecommender.name: BERT4RecRecommender,
+}
 
 
 def config_class(model_cls: type) -> type:
@@ -39,6 +44,10 @@ def _coerce(value: str, annotation: object) -> object:
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected true/false, got {value!r}")
+    if base is typing.Literal:
+        if value not in typing.get_args(annotation):
+            raise ValueError(f"expected one of {typing.get_args(annotation)}, got {value!r}")
+        return value
     if base in (int, float, str):
         return base(value)
     if base in (tuple, list):
@@ -51,24 +60,44 @@ def _coerce(value: str, annotation: object) -> object:
     return value
 
 
+def _settings(cfg_cls: type, prefix: str = "") -> dict[str, object]:
+    """Every settable key of a (possibly nested) config dataclass -> its annotation."""
+    out: dict[str, object] = {}
+    hints = typing.get_type_hints(cfg_cls)
+    for f in fields(cfg_cls):
+        ann = hints[f.name]
+        if is_dataclass(ann):
+            out.update(_settings(ann, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = ann
+    return out
+
+
+def _with(config: object, key: str, value: object) -> object:
+    head, _, rest = key.partition(".")
+    if rest:
+        return replace(config, **{head: _with(getattr(config, head), rest, value)})
+    return replace(config, **{head: value})
+
+
 def make_model(name: str, params: dict[str, str] | None = None) -> Recommender:
     """Build model ``name`` with its default config, overriding ``params`` (strings from
-    the command line, converted to each field's declared type)."""
+    the command line, converted to each field's declared type; nested configs take
+    dotted keys such as ``train.lr``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     cls = MODELS[name]
     cfg_cls = config_class(cls)
-    hints = typing.get_type_hints(cfg_cls)
-    known = {f.name for f in fields(cfg_cls)}
-    kwargs = {}
+    known = _settings(cfg_cls)
+    config = cfg_cls()
     for key, raw in (params or {}).items():
         if key not in known:
             raise ValueError(f"{name} has no setting {key!r}; settings: {', '.join(sorted(known))}")
         try:
-            kwargs[key] = _coerce(raw, hints[key])
-        except ValueError as exc:
+            config = _with(config, key, _coerce(raw, known[key]))
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"bad value for {name}.{key}: {exc}") from None
-    return cls(cfg_cls(**kwargs))
+    return cls(config)
 
 
 @dataclass

@@ -92,6 +92,8 @@ def ingest(
         _fail(str(exc))
         return
     console.print(report.rich_table())
+    if report.catalog is not None:
+        console.print(report.catalog.rich_table())
     console.print(f"report saved to {data / 'ingest_report.md'}")
 
 

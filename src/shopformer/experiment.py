@@ -29,8 +29,10 @@ SplitName = Literal["valid", "test"]
 def fit(model: Recommender, data: SequenceData, split: Split, fit_on: str = "train") -> float:
     """Fit ``model``; returns wall seconds."""
     t0 = time.perf_counter()
-    seqs = split.train if fit_on == "train" else data.sequences
-    model.fit(seqs, data.n_items)
+    if fit_on == "train":
+        model.fit(split.train, data.n_items, valid=split.valid)
+    else:  # the validation targets are inside the data: they cannot pick a stopping point
+        model.fit(data.sequences, data.n_items, valid=None)
     return time.perf_counter() - t0
 
 

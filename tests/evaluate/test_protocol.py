@@ -62,3 +62,12 @@ def test_multi_target_recall_and_precision():
     assert res.metrics["Recall@3"] == pytest.approx(0.5)
     assert res.metrics["Precision@3"] == pytest.approx(1 / 3)
     assert res.metrics["MRR"] == pytest.approx(1 / 2)
+
+
+def test_masked_items_never_count_as_hits_when_the_catalog_runs_out():
+    # 6 items, history holds 5 of them plus the target: with exclusion the top-10 has one
+    # real item; the target (in history) must not be found among the masked tail.
+    c = cases([[1, 2, 3, 4, 5]], [[2]])
+    res = evaluate(FixedScores(), c, 6, EvalConfig(cutoffs=(10,)), progress=False)
+    assert res.metrics["HR@10"] == 0.0 and res.unreachable_targets == 1
+    assert res.metrics["Coverage@10"] == pytest.approx(1 / 6)

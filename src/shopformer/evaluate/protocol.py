@@ -72,7 +72,10 @@ def evaluate(
             targets = cases.targets.rows(rows)
             scores = model.score(history)
             mask_items(scores, history if config.exclude_history else None)
-            idx, _ = top_k(scores, kmax)
+            idx, top_scores = top_k(scores, kmax)
+            idx[np.isneginf(top_scores)] = 0  # masked items are not recommended
+            if idx.shape[1] < kmax:  # catalog smaller than the cutoff: pad with "no item"
+                idx = np.pad(idx, ((0, 0), (0, kmax - idx.shape[1])))
 
             target_mask = np.zeros(scores.shape, dtype=bool)
             t_rows = np.repeat(np.arange(len(rows)), targets.lengths)

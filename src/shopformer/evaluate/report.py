@@ -76,11 +76,16 @@ def write_results(records: list[dict], json_path: Path, title: str = "Evaluation
     return md_path
 
 
+#: Columns that fit an 80-column terminal; the files carry every metric.
+CONSOLE = ("HR@10", "NDCG@10", "Recall@10", "MRR", "Coverage@10")
+
+
 def rich_table(records: list[dict]) -> Table:
-    cols = [c for c in HEADLINE if any(c in r["metrics"] for r in records)]
+    cols = [c for c in CONSOLE if any(c in r["metrics"] for r in records)]
     table = Table(title="Results (full ranking)")
     for name in ("model", "split", "users", *cols):
-        table.add_column(name, justify="right" if name not in ("model", "split") else "left")
+        right = name not in ("model", "split")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
     for r in records:
         table.add_row(
             str(r.get("model", "")),

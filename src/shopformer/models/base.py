@@ -13,6 +13,7 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 
 from shopformer.features.sequences import Sequences
+from shopformer.features.splits import EvalCases
 from shopformer.retrieve.exact import mask_items, top_k
 
 
@@ -23,8 +24,9 @@ class Recommender(Protocol):
     #: the model's typed config (a frozen dataclass); saved with the model
     config: object
 
-    def fit(self, train: Sequences, n_items: int) -> Self:
-        """Learn from training sequences over items 1..n_items."""
+    def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
+        """Learn from training sequences over items 1..n_items; models that tune or stop
+        early use ``valid`` (never the test cases)."""
         ...
 
     def score(self, history: Sequences) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""Transformer layers shared by the causal (SASRec-style) and bidirectional models."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D); mask: (B, 1, T, T) bool, True = may attend
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # (B, T, D) each
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, D/H)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_mult: int = 4):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_mult * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), mask))  # (B, T, D)
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
+
+
+def attention_mask(items: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, 1, T, T) bool: a position attends to non-padding keys (and, if causal, only
+    to itself and earlier). A query on padding still sees itself so no row is empty."""
+    B, T = items.shape
+    keys = (items > 0)[:, None, None, :]  # (B, 1, 1, T)
+    mask = keys.expand(B, 1, T, T)
+    if causal:
+        mask = mask & torch.ones(T, T, dtype=torch.bool, device=items.device).tril()
+    eye = torch.eye(T, dtype=torch.bool, device=items.device)
+    return mask | eye

@@ -1,0 +1,202 @@
+"""The Transformer recommenders behind the Recommender interface: ``sasrec`` (causal,
+next-item) and ``bert4rec`` (bidirectional, Cloze). This wrapper owns the data windows,
+the losses, the device and save/load; the tensor maths is in ``models/sasrec.py``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+
+from shopformer.features.sequences import Sequences
+from shopformer.features.splits import EvalCases
+from shopformer.models.sasrec import SASRec, SASRecConfig
+from shopformer.train import losses
+from shopformer.train.batches import bucketed_batches, cloze_mask, trim_padding, windows
+from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture (``arch``) and optimisation (``train``); set from the command line as
+    ``--set arch.d_model=128 --set train.lr=0.002``."""
+
+    arch: SASRecConfig = SASRecConfig()
+    train: TrainConfig = TrainConfig()
+    score_batch: int = 512
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig(TransformerConfig):
+    """Same fields; the architecture defaults to bidirectional."""
+
+    arch: SASRecConfig = SASRecConfig(causal=False)
+
+
+class SASRecRecommender:
+    """Causal Transformer trained for next-item prediction."""
+
+    name = "sasrec"
+    config_type: type[TransformerConfig] = TransformerConfig
+
+    def __init__(self, config: TransformerConfig = TransformerConfig()):
+        self.config = config
+        self.module: SASRec | None = None
+        self.history = TrainHistory()
+
+    # -- training ---------------------------------------------------------------------
+    def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
+        c = self.config
+        seed_everything(c.train.seed)
+        arch = replace(c.arch, n_items=n_items)
+        self.config = replace(c, arch=arch)
+        self.module = SASRec(arch)
+        rng = np.random.default_rng(c.train.seed)
+        rows = np.flatnonzero(train.lengths >= 2)  # a row needs an input and a target
+        seqs = train.rows(rows)
+        counts = torch.from_numpy(np.bincount(seqs.items, minlength=n_items + 1))
+        log_q = losses.popularity_log_q(counts, 0.75)
+        gen = torch.Generator().manual_seed(c.train.seed)
+        length = arch.max_len + 1 if arch.causal else arch.max_len
+
+        def epoch_batches(epoch: int) -> list[np.ndarray]:
+            w = windows(seqs, length, rng if c.train.crop == "random" else None)
+            groups = bucketed_batches((w > 0).sum(axis=1), c.train.batch_size, rng)
+            return [trim_padding(w[g]) for g in groups]
+
+        def step(batch: np.ndarray) -> torch.Tensor:
+            if arch.causal:
+                inputs, targets = batch[:, :-1], batch[:, 1:]
+            else:
+                inputs, targets = cloze_mask(batch, c.train.cloze_prob, self.module.mask_token, rng)
+            x = torch.from_numpy(inputs)
+            y = torch.from_numpy(targets)
+            h = self.module(x)  # (B, T, D)
+            keep = y > 0
+            return self._loss(h[keep], y[keep], log_q, gen)
+
+        validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
+        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
+        return self
+
+    def _loss(self, h, y, log_q, gen) -> torch.Tensor:
+        t = self.config.train
+        table = self.module.item_table()
+        if t.loss == "ce":
+            return losses.full_ce(h, table, y)
+        if t.loss == "sampled":
+            return losses.sampled_softmax(h, table, y, t.n_negatives, log_q, gen)
+        if t.loss == "gbce":
+            return losses.gbce(h, table, y, t.n_negatives, t.gbce_t, gen)
+        raise ValueError(f"unknown loss {t.loss!r}: use ce, sampled or gbce")
+
+    def _validate(self, valid: EvalCases, n_items: int) -> float:
+        from shopformer.evaluate.protocol import EvalConfig, evaluate
+
+        res = evaluate(self, valid, n_items, EvalConfig(cutoffs=(10,)), progress=False)
+        return res.metrics["NDCG@10"]
+
+    # -- inference --------------------------------------------------------------------
+    def _require(self) -> SASRec:
+        if self.module is None:
+            raise RuntimeError(f"{self.name} is not fitted")
+        return self.module
+
+    def _checked(self, history: Sequences) -> Sequences:
+        """History without padding entries; an index outside the catalog is an error."""
+        n = self.config.arch.n_items
+        if len(history.items) and (history.items.max() > n or history.items.min() < 0):
+            raise ValueError(f"history has item indexes outside 1..{n}")
+        if (history.items == 0).any():
+            keep = history.items > 0
+            counts = np.add.reduceat(keep, history.offsets[:-1]) if len(keep) else keep
+            counts = np.where(history.lengths > 0, counts, 0)
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            history = Sequences(offsets, history.items[keep])
+        return history
+
+    @torch.no_grad()
+    def user_vectors(self, history: Sequences) -> torch.Tensor:
+        """(B, D) user representation: the encoder output at the last position."""
+        module = self._require()
+        module.eval()
+        arch = self.config.arch
+        history = self._checked(history)
+        if arch.causal:
+            w = windows(history, arch.max_len)
+        else:  # read the latest max_len - 1 events, then ask for the [MASK] after them
+            w = np.concatenate(
+                [windows(history, arch.max_len - 1), np.full((len(history), 1), module.mask_token)], axis=1
+            )
+        # Score in batches of similar length so short histories are not padded to long ones.
+        order = np.argsort((w > 0).sum(axis=1), kind="stable")
+        out = torch.empty(len(w), arch.d_model)
+        for i in range(0, len(w), self.config.score_batch):
+            rows = order[i : i + self.config.score_batch]
+            h = module(torch.from_numpy(trim_padding(w[rows])))  # (b, T, D)
+            out[torch.from_numpy(rows)] = h[:, -1]
+        return out
+
+    @torch.no_grad()
+    def score(self, history: Sequences) -> np.ndarray:
+        table = self._require().item_table()  # (N + 1, D)
+        scores = (self.user_vectors(history) @ table.T).numpy().astype(np.float32, copy=False)
+        scores[:, 0] = -np.inf  # padding is never an answer
+        return scores
+
+    @torch.no_grad()
+    def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarity of output item embeddings."""
+        from shopformer.retrieve.exact import top_k
+
+        table = torch.nn.functional.normalize(self._require().item_table(), dim=-1)
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) and (items.max() > self.config.arch.n_items or items.min() < 0):
+            raise ValueError(f"item indexes outside 1..{self.config.arch.n_items}")
+        sims = (table[torch.as_tensor(items)] @ table.T).numpy()
+        sims[:, 0] = -np.inf
+        sims[np.arange(len(items)), items] = -np.inf
+        return top_k(sims, k)
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        (folder / "config.json").write_text(json.dumps({"model": self.name, **asdict(self.config)}, indent=2))
+        torch.save(self._require().state_dict(), folder / "weights.pt")
+        hist = {
+            "best_epoch": self.history.best_epoch,
+            "best_valid": self.history.best_valid,
+            "stopped": self.history.stopped,
+            "records": [asdict(r) for r in self.history.records],
+        }
+        (folder / "training.json").write_text(json.dumps(hist, indent=2))
+        if self.history.records:
+            plot_history(self.history, folder / "training.png", f"{self.name} training")
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        folder = Path(folder)
+        raw = json.loads((folder / "config.json").read_text())
+        raw.pop("model", None)
+        config = cls.config_type(
+            arch=SASRecConfig(**raw["arch"]), train=TrainConfig(**raw["train"]), score_batch=raw["score_batch"]
+        )
+        model = cls(config)
+        model.module = SASRec(config.arch)
+        model.module.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+        model.module.eval()
+        return model
+
+
+class BERT4RecRecommender(SASRecRecommender):
+    """The same layers, bidirectional, trained with the Cloze (masked item) objective."""
+
+    name = "bert4rec"
+    config_type = BERT4RecConfig
+
+    def __init__(self, config: BERT4RecConfig = BERT4RecConfig()):
+        super().__init__(config)

@@ -1,0 +1,198 @@
+"""The training loop shared by the sequence models: AdamW, warm-up + decay, early
+stopping on a validation metric, fixed seeds, Rich progress, a training curve."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation.
+
+    loss: "ce" full softmax over the catalog; "sampled" sampled softmax with logQ
+        correction (popularity^0.75 proposal); "gbce" generalised BCE.
+    crop: "random" trains on a random window of histories longer than max_len each
+        epoch; "last" always on the latest window (the classic SASRec recipe).
+    patience: evaluations without a better validation score before stopping.
+    time_limit_s: stop (keeping the best weights) after this much training time.
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    decay: Literal["cosine", "linear", "none"] = "cosine"
+    grad_clip: float = 1.0
+    loss: Literal["ce", "sampled", "gbce"] = "ce"
+    n_negatives: int = 256
+    gbce_t: float = 0.75
+    cloze_prob: float = 0.2
+    crop: Literal["random", "last"] = "random"
+    patience: int = 10
+    eval_every: int = 1
+    time_limit_s: float = 0.0
+    seed: int = 42
+    threads: int = 0  # 0 = PyTorch's default (all cores)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    seconds: float  # training wall time so far (evaluation excluded)
+    wall_seconds: float  # including evaluation
+    loss: float
+    valid: float | None
+
+
+@dataclass
+class TrainHistory:
+    records: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: float = -math.inf
+    stopped: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.decay == "none" or total <= config.warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - config.warmup_steps) / (total - config.warmup_steps))
+    if config.decay == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Runs epochs of ``step_fn`` over batches from ``epoch_batches`` and keeps the module
+    weights that scored best on ``validate``."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def fit(
+        self,
+        module: torch.nn.Module,
+        epoch_batches: Callable[[int], list],
+        step_fn: Callable[[object], torch.Tensor],
+        validate: Callable[[], float] | None,
+        progress: bool = True,
+    ) -> TrainHistory:
+        c = self.config
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        decay, no_decay = [], []
+        for name, p in module.named_parameters():
+            (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=c.lr,
+        )
+        history = TrainHistory()
+        best_state = copy.deepcopy(module.state_dict())
+        step, train_seconds, bad_evals = 0, 0.0, 0
+        t_start = time.perf_counter()
+        total_steps = None
+        columns = (
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} batches"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.1f} it/s"),
+            TextColumn("val {task.fields[val]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("train", total=0, epoch=0, loss=0.0, rate=0.0, val="-")
+            for epoch in range(1, c.epochs + 1):
+                batches = epoch_batches(epoch)
+                if total_steps is None:
+                    total_steps = len(batches) * c.epochs
+                bar.update(task, total=len(batches), completed=0, epoch=epoch)
+                module.train()
+                t0 = time.perf_counter()
+                losses = []
+                for i, batch in enumerate(batches):
+                    for group in opt.param_groups:
+                        group["lr"] = c.lr * lr_factor(step, total_steps, c)
+                    loss = step_fn(batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if c.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), c.grad_clip)
+                    opt.step()
+                    step += 1
+                    losses.append(loss.item())
+                    rate = (i + 1) / (time.perf_counter() - t0)
+                    bar.update(task, advance=1, loss=float(np.mean(losses[-50:])), rate=rate)
+                train_seconds += time.perf_counter() - t0
+                val = None
+                if validate is not None and (epoch % c.eval_every == 0 or epoch == c.epochs):
+                    module.eval()
+                    val = float(validate())
+                    bar.update(task, val=f"{val:.4f}")
+                    if val > history.best_valid:
+                        history.best_valid, history.best_epoch, bad_evals = val, epoch, 0
+                        best_state = copy.deepcopy(module.state_dict())
+                    else:
+                        bad_evals += 1
+                history.records.append(
+                    EpochRecord(epoch, step, round(train_seconds, 3),
+                                round(time.perf_counter() - t_start, 3), float(np.mean(losses)), val)
+                )
+                if validate is not None and bad_evals >= c.patience:
+                    history.stopped = f"early stop: no better validation for {c.patience} evaluations"
+                    break
+                if c.time_limit_s and time.perf_counter() - t_start >= c.time_limit_s:
+                    history.stopped = f"time limit {c.time_limit_s:.0f} s"
+                    break
+            else:
+                history.stopped = "epochs done"
+        if validate is not None:
+            module.load_state_dict(best_state)
+        else:
+            history.best_epoch = history.records[-1].epoch if history.records else 0
+        module.eval()
+        return history
+
+
+def plot_history(history: TrainHistory, path, title: str = "training") -> None:
+    """Loss and validation metric against training wall time, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = history.records
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot([r.wall_seconds / 60 for r in recs], [r.loss for r in recs], color="tab:blue", label="train loss")
+    ax1.set_xlabel("wall time (min)")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    val = [(r.wall_seconds / 60, r.valid) for r in recs if r.valid is not None]
+    if val:
+        ax2 = ax1.twinx()
+        ax2.plot(*zip(*val), color="tab:red", marker=".", label="valid NDCG@10")
+        ax2.set_ylabel("validation NDCG@10", color="tab:red")
+    ax1.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

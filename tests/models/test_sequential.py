@@ -1,0 +1,137 @@
+"""The Transformer recommenders on a shop with a known sequential answer.
+
+Every customer walks the ring 1..12 from a random start, half of them upwards
+(i -> i + 1) and half downwards (i -> i - 1). After [3, 4, 5] comes 6, after [5, 4, 3]
+comes 2: only the order tells them apart, which co-occurrence baselines cannot see.
+"""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from shopformer.artifact import MODELS, make_model
+from shopformer.features.sequences import Sequences
+from shopformer.features.splits import leave_one_out
+from shopformer.models.base import recommend
+from shopformer.models.sasrec import SASRecConfig
+from shopformer.models.sequential import (
+    BERT4RecConfig,
+    BERT4RecRecommender,
+    SASRecRecommender,
+    TransformerConfig,
+)
+from shopformer.train.loop import TrainConfig
+
+N = 12
+
+
+def cycle_shop(users: int = 200, seed: int = 0) -> Sequences:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(users):
+        start, length = rng.integers(0, N), rng.integers(4, 10)
+        step = 1 if rng.random() < 0.5 else -1
+        rows.append([(start + step * t) % N + 1 for t in range(length)])
+    return Sequences.from_lists(rows)
+
+
+def small(cls, causal=True, loss="ce", epochs=40):
+    cfg_cls = TransformerConfig if causal else BERT4RecConfig
+    return cls(cfg_cls(
+        arch=SASRecConfig(max_len=10, d_model=32, n_layers=1, n_heads=2, dropout=0.0, causal=causal),
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=5e-3, warmup_steps=5, loss=loss,
+                          n_negatives=4, patience=100, threads=1),
+    ))
+
+
+@pytest.fixture(scope="module")
+def sasrec():
+    return small(SASRecRecommender).fit(cycle_shop(), N)
+
+
+def next_of(i: int) -> int:
+    return i % N + 1
+
+
+def test_sasrec_learns_the_order(sasrec):
+    hist = Sequences.from_lists([[3, 4, 5], [5, 4, 3], [11, 12], [2, 1, 12]])
+    idx, _ = recommend(sasrec, hist, k=1)
+    assert idx[:, 0].tolist() == [6, 2, 1, 11]
+
+
+@pytest.mark.parametrize("loss", ["sampled", "gbce"])
+def test_sampled_losses_also_learn(loss):
+    model = small(SASRecRecommender, loss=loss, epochs=60).fit(cycle_shop(), N)
+    idx, _ = recommend(model, Sequences.from_lists([[2, 3], [6, 5]]), k=1)
+    assert idx[:, 0].tolist() == [4, 4]
+
+
+def test_bert4rec_learns_the_order():
+    model = small(BERT4RecRecommender, causal=False, epochs=80).fit(cycle_shop(), N)
+    idx, _ = recommend(model, Sequences.from_lists([[2, 3, 4], [7, 6]]), k=1)
+    assert idx[:, 0].tolist() == [5, 5]
+
+
+def test_early_stopping_keeps_the_best_validation_weights():
+    # With history items excluded, the ring is solved as soon as neighbours are learned:
+    # validation NDCG@10 reaches its ceiling (1.0) and cannot improve, so patience 2
+    # stops training two evaluations later and the best weights are put back.
+    split = leave_one_out(cycle_shop())
+    model = small(SASRecRecommender, epochs=15)
+    model = SASRecRecommender(replace(model.config, train=replace(model.config.train, patience=2)))
+    model.fit(split.train, N, valid=split.valid)
+    h = model.history
+    vals = [r.valid for r in h.records]
+    assert h.best_valid == max(vals) == 1.0
+    assert h.stopped.startswith("early stop") and len(vals) == h.best_epoch + 2
+    from shopformer.evaluate.protocol import EvalConfig, evaluate
+
+    again = evaluate(model, split.valid, N, EvalConfig(cutoffs=(10,)), progress=False)
+    assert again.metrics["NDCG@10"] == pytest.approx(h.best_valid)
+
+
+def test_score_contract(sasrec):
+    scores = sasrec.score(Sequences.from_lists([[1, 2], [], [0, 1, 0, 2]]))
+    assert scores.shape == (3, N + 1) and scores.dtype == np.float32
+    assert np.all(scores[:, 0] == -np.inf) and np.all(np.isfinite(scores[:, 1:]))
+    np.testing.assert_allclose(scores[0], scores[2], rtol=1e-5)  # padding ignored
+    with pytest.raises(ValueError, match="outside"):
+        sasrec.score(Sequences.from_lists([[N + 1]]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SASRecRecommender().score(Sequences.from_lists([[1]]))
+
+
+def test_rows_scored_independently_of_batch_padding(sasrec):
+    rows = [[1], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [5, 6]]
+    batch = sasrec.score(Sequences.from_lists(rows))
+    for r, row in enumerate(rows):
+        np.testing.assert_allclose(batch[r], sasrec.score(Sequences.from_lists([row]))[0], rtol=1e-4, atol=1e-5)
+
+
+def test_similar_items_excludes_query(sasrec):
+    idx, sims = sasrec.similar_items(np.arange(1, N + 1), 3)
+    assert idx.shape == (N, 3)
+    assert not np.any(idx == np.arange(1, N + 1)[:, None]) and not np.any(idx == 0)
+    assert np.all(np.diff(sims, axis=1) <= 0)
+
+
+def test_save_load_round_trip(sasrec, tmp_path):
+    sasrec.save(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model"] == "sasrec" and cfg["arch"]["n_items"] == N
+    assert (tmp_path / "training.png").exists()
+    loaded = MODELS["sasrec"].load(tmp_path)
+    hist = Sequences.from_lists([[1, 2, 3], [7]])
+    np.testing.assert_array_equal(loaded.score(hist), sasrec.score(hist))
+
+
+def test_make_model_dotted_settings():
+    m = make_model("sasrec", {"arch.d_model": "48", "train.loss": "gbce", "train.lr": "0.002"})
+    assert m.config.arch.d_model == 48 and m.config.train.loss == "gbce" and m.config.train.lr == 0.002
+    assert make_model("bert4rec").config.arch.causal is False
+    with pytest.raises(ValueError, match="train.loss"):
+        make_model("sasrec", {"train.loss": "hinge"})
+    with pytest.raises(ValueError, match="no setting"):
+        make_model("sasrec", {"d_model": "48"})

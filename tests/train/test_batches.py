@@ -1,0 +1,45 @@
+import numpy as np
+
+from shopformer.features.sequences import Sequences
+from shopformer.train.batches import bucketed_batches, cloze_mask, trim_padding, windows
+
+
+def test_windows_last_and_left_padded():
+    s = Sequences.from_lists([[1, 2, 3, 4, 5], [6], []])
+    w = windows(s, 3)
+    assert w.tolist() == [[3, 4, 5], [0, 0, 6], [0, 0, 0]]
+
+
+def test_random_windows_stay_inside_each_row():
+    s = Sequences.from_lists([list(range(1, 11)), [7, 8]])
+    rng = np.random.default_rng(0)
+    seen_ends = set()
+    for _ in range(50):
+        w = windows(s, 4, rng)
+        row = w[0].tolist()
+        assert row == list(range(row[0], row[0] + 4))  # contiguous slice of 1..10
+        seen_ends.add(row[-1])
+        assert w[1].tolist() == [0, 0, 7, 8]
+    assert seen_ends == set(range(4, 11))  # every end position gets drawn
+
+
+def test_trim_padding_keeps_the_longest_row():
+    b = np.array([[0, 0, 0, 5], [0, 0, 3, 4]])
+    assert trim_padding(b).tolist() == [[0, 5], [3, 4]]
+
+
+def test_bucketed_batches_cover_every_row_once():
+    lengths = np.random.default_rng(1).integers(1, 50, size=1000)
+    batches = bucketed_batches(lengths, 32, np.random.default_rng(2), pool=4)
+    allrows = np.concatenate(batches)
+    assert sorted(allrows.tolist()) == list(range(1000))
+    # within a pool, batches are length-sorted, so spread inside a batch is small
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < np.ptp(lengths) / 3
+
+
+def test_cloze_mask_always_masks_last_real_item():
+    b = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    inputs, targets = cloze_mask(b, 0.0, 99, np.random.default_rng(0))
+    assert inputs.tolist() == [[0, 1, 2, 99], [4, 5, 6, 99]]
+    assert targets.tolist() == [[0, 0, 0, 3], [0, 0, 0, 7]]
