@@ -38,7 +38,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -100,7 +100,7 @@ def ingest(
 @app.command()
 def train(
     data: DataOpt = DATA_DIR,
-    model: Annotated[str, typer.Option(help="popular | itemknn | ease")] = "ease",
+    model: Annotated[str, typer.Option(help="popular | itemknn | ease | sasrec | bert4rec")] = "ease",
     set_: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write.")] = None,
     types: TypesOpt = None,

@@ -155,10 +155,16 @@ class Trainer:
                         best_state = copy.deepcopy(module.state_dict())
                     else:
                         bad_evals += 1
-                history.records.append(
-                    EpochRecord(epoch, step, round(train_seconds, 3),
-                                round(time.perf_counter() - t_start, 3), float(np.mean(losses)), val)
-                )
+                rec = EpochRecord(epoch, step, round(train_seconds, 3),
+                                  round(time.perf_counter() - t_start, 3), float(np.mean(losses)), val)
+                history.records.append(rec)
+                if progress and (val is not None or not bar.console.is_terminal):
+                    # one line per evaluation (every epoch when no live bar can be drawn)
+                    bar.console.print(
+                        f"epoch {epoch}: loss {rec.loss:.4f}"
+                        + (f", valid NDCG@10 {val:.4f}" if val is not None else "")
+                        + f", {rec.wall_seconds:.0f} s"
+                    )
                 if validate is not None and bad_evals >= c.patience:
                     history.stopped = f"early stop: no better validation for {c.patience} evaluations"
                     break

@@ -1,0 +1,187 @@
+"""Accuracy benchmark: baselines and Transformers on Beauty, LastFM and MovieLens-1M.
+
+Leave-one-out, full ranking over every item, training-history items excluded. Every
+model is fitted on the training split; settings are chosen on the validation split
+(baselines: the small grids below, searched here; Transformers: the configs below, chosen
+in earlier validation-only runs recorded in benchmarks/results/tuning/); the test split
+is scored once per final run.
+
+    python benchmarks/accuracy.py --dataset beauty [--models popular,itemknn,ease,sasrec]
+
+Results merge into benchmarks/results/accuracy.{json,md} (one record per dataset and
+model, replaced when re-run), with a training-curve PNG per Transformer run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+from shopformer.artifact import make_model  # noqa: E402
+from shopformer.dataset import DataConfig, describe, load_events, prepare  # noqa: E402
+from shopformer.evaluate.protocol import EvalConfig  # noqa: E402
+from shopformer.evaluate.report import machine  # noqa: E402
+from shopformer.experiment import evaluate_model  # noqa: E402
+from shopformer.ingest import ingest  # noqa: E402
+from shopformer.train.loop import plot_history  # noqa: E402
+
+DATASETS = {
+    "beauty": "amazon-beauty/Beauty.txt.gz",
+    "lastfm": "lastfm/LastFM.txt.gz",
+    "ml-1m": "ml-1m/ml-1m_sequences.txt.gz",
+}
+
+#: Best published full-ranking leave-one-out results we know (HR@10, NDCG@10).
+PUBLISHED = {
+    "beauty": [("BSARec (AAAI 2024)", 0.1008, 0.0611), ("SASRec, as first published", 0.0605, 0.0318)],
+    "lastfm": [("BSARec (AAAI 2024)", 0.0807, 0.0435)],
+    "ml-1m": [("LRURec", 0.3264, 0.1930), ("SASRec + full CE (Klenitskiy & Vasilev 2023)", 0.3152, 0.1821)],
+}
+
+BASELINE_GRIDS: dict[str, list[dict[str, str]]] = {
+    "popular": [{}],
+    "itemknn": [{"neighbors": str(n), "shrink": str(s)} for n in (100, 500) for s in (0, 50)],
+    "ease": [{"l2": str(v)} for v in (50, 200, 500, 2000)],
+}
+
+#: Transformer settings per dataset, chosen on validation NDCG@10 (see results/tuning/).
+TRANSFORMER = {
+    "beauty": {"arch.d_model": "64", "arch.dropout": "0.5", "train.batch_size": "256"},
+    "lastfm": {"arch.d_model": "64", "arch.dropout": "0.5", "train.batch_size": "256"},
+    "ml-1m": {"arch.max_len": "200", "arch.d_model": "64", "arch.dropout": "0.2", "train.batch_size": "128"},
+}
+#: Each final Transformer run trains at most this long (the issue's cap).
+TIME_LIMIT_S = 45 * 60
+
+
+def load(dataset: str, data_root: Path, work: Path):
+    folder = work / dataset
+    if not (folder / "events.parquet").exists():
+        ingest(data_root / DATASETS[dataset], fmt="sequence", data_dir=folder)
+    return prepare(load_events(folder), DataConfig(protocol="leave_one_out"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_model(name: str, params: dict[str, str], data, split, dataset: str) -> dict:
+    model = make_model(name, params)
+    t0 = time.perf_counter()
+    model.fit(split.train, data.n_items, valid=split.valid)
+    fit_s = time.perf_counter() - t0
+    ctx = {"dataset": dataset, "fit_seconds": round(fit_s, 1), "seed": 42, "settings": params}
+    cfg = EvalConfig(cutoffs=(5, 10, 20))
+    valid = evaluate_model(model, data, split, "valid", cfg, ctx, progress=False)
+    test = evaluate_model(model, data, split, "test", cfg, ctx, progress=False)
+    rec = {
+        "dataset": dataset,
+        "model": name,
+        "settings": params,
+        "model_config": asdict(model.config),
+        "valid": valid["metrics"],
+        "test": test["metrics"],
+        "fit_seconds": round(fit_s, 1),
+        "users": test["users_evaluated"],
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+    history = getattr(model, "history", None)
+    if history is not None and history.records:
+        rec["training"] = {
+            "best_epoch": history.best_epoch,
+            "epochs_run": len(history.records),
+            "stopped": history.stopped,
+            "curve": [(r.epoch, r.wall_seconds, round(r.loss, 4), r.valid) for r in history.records],
+        }
+        png = RESULTS / f"accuracy_{dataset}_{name}_training.png"
+        plot_history(history, png, f"{name} on {dataset}")
+        rec["training"]["plot"] = png.name
+    return rec
+
+
+def tune_baseline(name: str, data, split, dataset: str) -> tuple[dict[str, str], list]:
+    grid = BASELINE_GRIDS[name]
+    if len(grid) == 1:
+        return grid[0], []
+    scores = []
+    for params in grid:
+        model = make_model(name, params)
+        model.fit(split.train, data.n_items, valid=split.valid)
+        rec = evaluate_model(model, data, split, "valid", EvalConfig(cutoffs=(10,)), {}, progress=False)
+        scores.append({"settings": params, "valid_NDCG@10": rec["metrics"]["NDCG@10"]})
+        print(f"  {name} {params}: valid NDCG@10 {scores[-1]['valid_NDCG@10']:.4f}", flush=True)
+    best = max(scores, key=lambda s: s["valid_NDCG@10"])["settings"]
+    return best, scores
+
+
+def merge(records: list[dict]) -> list[dict]:
+    path = RESULTS / "accuracy.json"
+    old = json.loads(path.read_text())["results"] if path.exists() else []
+    keys = {(r["dataset"], r["model"]) for r in records}
+    return [r for r in old if (r["dataset"], r["model"]) not in keys] + records
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = [
+        "# Accuracy: leave-one-out, full ranking, history items excluded", "",
+        f"Machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs. Updated {meta['date']}.",
+        "Settings chosen on validation; test scored once per final run.", "",
+        "| dataset | model | test HR@10 | test NDCG@10 | valid NDCG@10 | fit (s) | epochs | peak RSS (MB) | settings |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ds in DATASETS:
+        rows = [r for r in results if r["dataset"] == ds]
+        for r in rows:
+            epochs = r.get("training", {}).get("epochs_run", "")
+            lines.append(
+                f"| {ds} | {r['model']} | {r['test']['HR@10']:.4f} | {r['test']['NDCG@10']:.4f} | "
+                f"{r['valid']['NDCG@10']:.4f} | {r['fit_seconds']} | {epochs} | {r['peak_rss_mb']} | "
+                f"`{json.dumps(r['settings'])}` |"
+            )
+        for name, hr, ndcg in PUBLISHED[ds] if rows else []:
+            lines.append(f"| {ds} | *published: {name}* | {hr:.4f} | {ndcg:.4f} | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", choices=list(DATASETS), required=True)
+    ap.add_argument("--models", default="popular,itemknn,ease,sasrec")
+    ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-accuracy"))
+    args = ap.parse_args()
+    if not (args.data_root / DATASETS[args.dataset]).exists():
+        sys.exit(f"{args.data_root / DATASETS[args.dataset]} not found: needs ../shared/data")
+    RESULTS.mkdir(exist_ok=True)
+    data, split = load(args.dataset, args.data_root, args.work)
+    print(f"{args.dataset}: {describe(data)}", flush=True)
+    records = []
+    for name in args.models.split(","):
+        if name in BASELINE_GRIDS:
+            params, grid = tune_baseline(name, data, split, args.dataset)
+        else:
+            params = {**TRANSFORMER[args.dataset], "train.time_limit_s": str(TIME_LIMIT_S)}
+            grid = []
+        rec = run_model(name, params, data, split, args.dataset)
+        rec["validation_grid"] = grid
+        records.append(rec)
+        print(f"{name}: test HR@10 {rec['test']['HR@10']:.4f} NDCG@10 {rec['test']['NDCG@10']:.4f} "
+              f"(fit {rec['fit_seconds']} s)", flush=True)
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    results = merge(records)
+    (RESULTS / "accuracy.json").write_text(json.dumps({**meta, "results": results}, indent=2))
+    (RESULTS / "accuracy.md").write_text(markdown(results, meta))
+    print(markdown(results, meta))
+
+
+if __name__ == "__main__":
+    main()
