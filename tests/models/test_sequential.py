@@ -135,3 +135,53 @@ def test_make_model_dotted_settings():
         make_model("sasrec", {"train.loss": "hinge"})
     with pytest.raises(ValueError, match="no setting"):
         make_model("sasrec", {"d_model": "48"})
+
+
+def _shop_with(users=160, seed=1):
+    """Ring walks whose step depends on a side feature of the current event."""
+    rng = np.random.default_rng(seed)
+    rows, sides = [], []
+    for _ in range(users):
+        item, row, srow = int(rng.integers(1, N + 1)), [], []
+        for _ in range(int(rng.integers(4, 9))):
+            f = int(rng.integers(0, 2))
+            row.append(item)
+            srow.append(f)
+            item = (item - 1 + (1 if f == 0 else 3)) % N + 1  # step 1 or 3 by the feature
+        rows.append(row)
+        sides.append(srow)
+    return Sequences.from_lists(rows), np.array([x for r in sides for x in r])
+
+
+def test_event_types_change_the_next_item():
+    from shopformer.types import EVENT_TYPES
+
+    seqs, flag = _shop_with()
+    view, purchase = EVENT_TYPES.index("view"), EVENT_TYPES.index("purchase")
+    seqs.event_types = np.where(flag == 0, view, purchase).astype(np.int8)
+    model = small(SASRecRecommender, epochs=60)
+    model = SASRecRecommender(replace(model.config, arch=replace(model.config.arch, event_types=True)))
+    model.fit(seqs, N)
+    hist = Sequences.from_lists([[5], [5]])
+    hist.event_types = np.array([view, purchase], dtype=np.int8)
+    idx, _ = recommend(model, hist, k=1)
+    assert idx[:, 0].tolist() == [6, 8]
+
+
+def test_time_gaps_change_the_next_item():
+    seqs, flag = _shop_with()
+    # flag 0: this event came 10 s after the previous one; flag 1: 3 days after
+    gaps = np.where(flag == 0, 10.0, 3 * 86400.0)
+    seqs.timestamps = np.zeros(len(gaps))
+    for r in range(len(seqs)):  # cumulative time per row
+        sl = slice(seqs.offsets[r], seqs.offsets[r + 1])
+        seqs.timestamps[sl] = np.cumsum(gaps[sl])
+    model = small(SASRecRecommender, epochs=60)
+    model = SASRecRecommender(replace(model.config, arch=replace(model.config.arch, time_gap_buckets=16)))
+    model.fit(seqs, N)
+    hist = Sequences.from_lists([[4, 5], [4, 5]])
+    hist.timestamps = np.array([0.0, 10.0, 0.0, 3 * 86400.0])
+    idx, _ = recommend(model, hist, k=1)
+    assert idx[:, 0].tolist() == [6, 8]
+    with pytest.raises(ValueError, match="timestamp"):
+        model.score(Sequences.from_lists([[4, 5]]))

@@ -43,3 +43,27 @@ def test_cloze_mask_always_masks_last_real_item():
     inputs, targets = cloze_mask(b, 0.0, 99, np.random.default_rng(0))
     assert inputs.tolist() == [[0, 1, 2, 99], [4, 5, 6, 99]]
     assert targets.tolist() == [[0, 0, 0, 3], [0, 0, 0, 7]]
+
+
+def test_gap_buckets():
+    from shopformer.train.batches import gap_buckets
+
+    nan = np.nan
+    # padding, first event, then gaps of 0 s, 60 s (1 min -> 2 + 1), 1 day (1440 min -> 2 + 10)
+    times = np.array([[nan, 0.0, 0.0, 60.0, 60.0 + 86400]])
+    assert gap_buckets(times, 32).tolist() == [[0, 1, 2, 3, 12]]
+    assert gap_buckets(times, 5).tolist() == [[0, 1, 2, 3, 5]]  # capped
+
+
+def test_build_windows_keeps_side_features_aligned():
+    from shopformer.train.batches import build_windows
+
+    s = Sequences.from_lists([[1, 2, 3], [4]])
+    s.event_types = np.array([0, 4, 4, 1], dtype=np.int8)
+    s.timestamps = np.array([0.0, 60.0, 120.0, 5.0])
+    w = build_windows(s, 2, event_types=True, time_gap_buckets=8)
+    assert w.items.tolist() == [[2, 3], [0, 4]]
+    assert w.types.tolist() == [[5, 5], [0, 2]]
+    assert w.gaps.tolist() == [[1, 3], [0, 1]]  # a window's first event has no visible gap
+    t = w.select(np.array([1])).trim()
+    assert t.items.tolist() == [[4]] and t.types.tolist() == [[2]]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from shopformer.models.layers import Block, attention_mask
+from shopformer.types import EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class SASRecConfig:
     n_items: catalog size without padding (set from the data).
     max_len: positions the model reads (the latest ``max_len`` events).
     d_model, n_layers, n_heads, dropout: the usual Transformer sizes.
-    n_event_types: >0 adds an event-type embedding (view / cart / purchase ...).
+    event_types: add an event-type embedding (view / cart / purchase ...).
+    time_gap_buckets: >0 adds an embedding of the (log-bucketed) time since the
+        previous event; needs timestamps.
     causal: True = next-item model; False = bidirectional (Cloze) model.
     """
 
@@ -32,7 +35,8 @@ class SASRecConfig:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.2
-    n_event_types: int = 0
+    event_types: bool = False
+    time_gap_buckets: int = 0
     causal: bool = True
 
 
@@ -44,7 +48,10 @@ class SASRec(nn.Module):
         # Row 0 = padding; row n_items + 1 = [MASK] for the Cloze objective.
         self.item_emb = nn.Embedding(c.n_items + 2, c.d_model, padding_idx=0)
         self.pos_emb = nn.Embedding(c.max_len, c.d_model)
-        self.type_emb = nn.Embedding(c.n_event_types + 1, c.d_model, padding_idx=0) if c.n_event_types else None
+        n_types = len(EVENT_TYPES) + 1
+        self.type_emb = nn.Embedding(n_types, c.d_model, padding_idx=0) if c.event_types else None
+        n_gaps = c.time_gap_buckets + 1
+        self.gap_emb = nn.Embedding(n_gaps, c.d_model, padding_idx=0) if c.time_gap_buckets else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model)
@@ -64,13 +71,17 @@ class SASRec(nn.Module):
     def mask_token(self) -> int:
         return self.config.n_items + 1
 
-    def forward(self, items: torch.Tensor, event_types: torch.Tensor | None = None) -> torch.Tensor:
-        # items: (B, T) left-padded with 0, T <= max_len -> hidden states (B, T, D)
+    def forward(
+        self, items: torch.Tensor, types: torch.Tensor | None = None, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # items, types, gaps: (B, T) left-padded with 0, T <= max_len -> hidden (B, T, D)
         B, T = items.shape
         pos = torch.arange(self.config.max_len - T, self.config.max_len, device=items.device)
         x = self.item_emb(items) * self.config.d_model**0.5 + self.pos_emb(pos)[None]  # (B, T, D)
-        if self.type_emb is not None and event_types is not None:
-            x = x + self.type_emb(event_types)
+        if self.type_emb is not None and types is not None:
+            x = x + self.type_emb(types)
+        if self.gap_emb is not None and gaps is not None:
+            x = x + self.gap_emb(gaps)
         x = self.drop(x * (items > 0)[..., None])
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
         for block in self.blocks:

@@ -16,7 +16,7 @@ from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
-from shopformer.train.batches import bucketed_batches, cloze_mask, trim_padding, windows
+from shopformer.train.batches import Windows, bucketed_batches, build_windows, cloze_mask
 from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
 
 
@@ -35,6 +35,10 @@ class BERT4RecConfig(TransformerConfig):
     """Same fields; the architecture defaults to bidirectional."""
 
     arch: SASRecConfig = SASRecConfig(causal=False)
+
+
+def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
 
 
 class SASRecRecommender:
@@ -63,25 +67,31 @@ class SASRecRecommender:
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
 
-        def epoch_batches(epoch: int) -> list[np.ndarray]:
-            w = windows(seqs, length, rng if c.train.crop == "random" else None)
-            groups = bucketed_batches((w > 0).sum(axis=1), c.train.batch_size, rng)
-            return [trim_padding(w[g]) for g in groups]
+        def epoch_batches(epoch: int) -> list[Windows]:
+            w = self._windows(seqs, length, rng if c.train.crop == "random" else None)
+            groups = bucketed_batches((w.items > 0).sum(axis=1), c.train.batch_size, rng)
+            return [w.select(g).trim() for g in groups]
 
-        def step(batch: np.ndarray) -> torch.Tensor:
-            if arch.causal:
-                inputs, targets = batch[:, :-1], batch[:, 1:]
+        def step(batch: Windows) -> torch.Tensor:
+            if arch.causal:  # position t reads events <= t and predicts event t + 1
+                inputs, targets = batch.columns(slice(None, -1)), batch.items[:, 1:]
             else:
-                inputs, targets = cloze_mask(batch, c.train.cloze_prob, self.module.mask_token, rng)
-            x = torch.from_numpy(inputs)
+                items, targets = cloze_mask(batch.items, c.train.cloze_prob, self.module.mask_token, rng)
+                hidden = items == self.module.mask_token  # a masked slot shows no type or gap
+                inputs = Windows(items, *(None if a is None else np.where(hidden, 0, a)
+                                          for a in (batch.types, batch.gaps)))
+            h = self.module(*_tensors(inputs))  # (B, T, D)
             y = torch.from_numpy(targets)
-            h = self.module(x)  # (B, T, D)
             keep = y > 0
             return self._loss(h[keep], y[keep], log_q, gen)
 
         validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
         self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
         return self
+
+    def _windows(self, seqs: Sequences, length: int, rng=None) -> Windows:
+        arch = self.config.arch
+        return build_windows(seqs, length, rng, arch.event_types, arch.time_gap_buckets)
 
     def _loss(self, h, y, log_q, gen) -> torch.Tensor:
         t = self.config.train
@@ -113,10 +123,15 @@ class SASRecRecommender:
             raise ValueError(f"history has item indexes outside 1..{n}")
         if (history.items == 0).any():
             keep = history.items > 0
-            counts = np.add.reduceat(keep, history.offsets[:-1]) if len(keep) else keep
-            counts = np.where(history.lengths > 0, counts, 0)
+            row_of = np.repeat(np.arange(len(history)), history.lengths)
+            counts = np.bincount(row_of[keep], minlength=len(history))
             offsets = np.concatenate([[0], np.cumsum(counts)])
-            history = Sequences(offsets, history.items[keep])
+            history = Sequences(
+                offsets,
+                history.items[keep],
+                None if history.timestamps is None else history.timestamps[keep],
+                None if history.event_types is None else history.event_types[keep],
+            )
         return history
 
     @torch.no_grad()
@@ -127,17 +142,17 @@ class SASRecRecommender:
         arch = self.config.arch
         history = self._checked(history)
         if arch.causal:
-            w = windows(history, arch.max_len)
+            w = self._windows(history, arch.max_len)
         else:  # read the latest max_len - 1 events, then ask for the [MASK] after them
-            w = np.concatenate(
-                [windows(history, arch.max_len - 1), np.full((len(history), 1), module.mask_token)], axis=1
-            )
+            w = self._windows(history, arch.max_len - 1)
+            w = Windows(*(None if a is None else np.pad(a, ((0, 0), (0, 1))) for a in (w.items, w.types, w.gaps)))
+            w.items[:, -1] = module.mask_token
         # Score in batches of similar length so short histories are not padded to long ones.
-        order = np.argsort((w > 0).sum(axis=1), kind="stable")
-        out = torch.empty(len(w), arch.d_model)
-        for i in range(0, len(w), self.config.score_batch):
+        order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
+        out = torch.empty(len(w.items), arch.d_model)
+        for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
-            h = module(torch.from_numpy(trim_padding(w[rows])))  # (b, T, D)
+            h = module(*_tensors(w.select(rows).trim()))  # (b, T, D)
             out[torch.from_numpy(rows)] = h[:, -1]
         return out
 

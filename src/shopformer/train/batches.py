@@ -2,34 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from shopformer.features.sequences import Sequences
 
 
-def windows(
-    seqs: Sequences, length: int, rng: np.random.Generator | None = None, values: np.ndarray | None = None
-) -> np.ndarray:
-    """(U, length) left-padded windows, one per row of ``seqs``.
+def window_positions(seqs: Sequences, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(U, length) indexes into ``seqs.items`` (and its parallel arrays) of one left-padded
+    window per row; -1 marks padding.
 
     Without ``rng`` each window is the row's last ``length`` elements. With ``rng``, rows
     longer than ``length`` get a window ending at a uniformly drawn position (so every
-    part of a long history is trained on over the epochs). ``values`` (parallel to
-    ``seqs.items``) picks what is gathered; default the items.
+    part of a long history is trained on over the epochs).
     """
-    src = seqs.items if values is None else values
     lengths = seqs.lengths
     ends = lengths.copy()
     if rng is not None:
         long_rows = lengths > length
         # end drawn from [length, len]: the window always holds `length` real items
         ends[long_rows] = rng.integers(length, lengths[long_rows] + 1)
-    starts = ends - length  # may be negative: those cells are padding
-    cols = starts[:, None] + np.arange(length)[None, :]  # (U, length) offsets in the row
-    valid = cols >= 0
-    flat = seqs.offsets[:-1, None] + np.where(valid, cols, 0)
-    out = np.where(valid, src[np.minimum(flat, len(src) - 1)] if len(src) else 0, 0)
-    return out.astype(np.int64)
+    cols = (ends - length)[:, None] + np.arange(length)[None, :]  # offsets in the row
+    return np.where(cols >= 0, seqs.offsets[:-1, None] + cols, -1)
+
+
+def gather(values: np.ndarray, positions: np.ndarray, fill=0) -> np.ndarray:
+    """``values[positions]`` with ``fill`` where ``positions`` is -1."""
+    if len(values) == 0:
+        return np.full(positions.shape, fill, dtype=values.dtype)
+    return np.where(positions >= 0, values[np.maximum(positions, 0)], fill)
+
+
+def windows(seqs: Sequences, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(U, length) left-padded item windows (see :func:`window_positions`)."""
+    return gather(seqs.items, window_positions(seqs, length, rng)).astype(np.int64)
+
+
+def gap_buckets(times: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Bucket of the time since the previous event, per cell of a (B, T) window of epoch
+    seconds (NaN = padding): 0 padding, 1 first event of the window, then 2 + floor(log2(1 +
+    gap in minutes)), capped at ``n_buckets``. Log buckets: seconds and months both matter."""
+    prev = np.concatenate([np.full((len(times), 1), np.nan), times[:, :-1]], axis=1)
+    gap_min = np.maximum(times - prev, 0.0) / 60.0
+    with np.errstate(invalid="ignore"):
+        bucket = 2 + np.floor(np.log2(1.0 + np.nan_to_num(gap_min, nan=0.0)))
+    out = np.where(np.isnan(prev), 1, np.minimum(bucket, n_buckets)).astype(np.int64)
+    return np.where(np.isnan(times), 0, out)
 
 
 def cloze_mask(
@@ -67,3 +86,47 @@ def bucketed_batches(
         order[start : start + span] = chunk[np.argsort(lengths[chunk], kind="stable")]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass
+class Windows:
+    """Left-padded model inputs, one row per sequence: items plus the optional parallel
+    event types (type index + 1) and time-gap buckets; 0 is padding in all three."""
+
+    items: np.ndarray  # (B, T) int64
+    types: np.ndarray | None = None  # (B, T) int64
+    gaps: np.ndarray | None = None  # (B, T) int64
+
+    def _map(self, f) -> "Windows":
+        return Windows(f(self.items), *(None if a is None else f(a) for a in (self.types, self.gaps)))
+
+    def select(self, rows: np.ndarray) -> "Windows":
+        return self._map(lambda a: a[rows])
+
+    def columns(self, cols: slice) -> "Windows":
+        return self._map(lambda a: a[:, cols])
+
+    def trim(self) -> "Windows":
+        """Drop leading columns that are padding in every row (see trim_padding)."""
+        width = trim_padding(self.items).shape[1]
+        return self.columns(slice(self.items.shape[1] - width, None))
+
+
+def build_windows(
+    seqs: Sequences,
+    length: int,
+    rng: np.random.Generator | None = None,
+    event_types: bool = False,
+    time_gap_buckets: int = 0,
+) -> Windows:
+    pos = window_positions(seqs, length, rng)
+    types = gaps = None
+    if event_types:
+        if seqs.event_types is None:
+            raise ValueError("event-type inputs need event types in the sequences")
+        types = gather(seqs.event_types.astype(np.int64) + 1, pos)
+    if time_gap_buckets:
+        if seqs.timestamps is None or np.isnan(seqs.timestamps).any():
+            raise ValueError("time-gap inputs need a timestamp on every event; this data has none")
+        gaps = gap_buckets(gather(seqs.timestamps, pos, fill=np.nan), time_gap_buckets)
+    return Windows(gather(seqs.items, pos).astype(np.int64), types, gaps)
