@@ -1,0 +1,20 @@
+"""Store: events and the product catalog in SQLite (WAL, the default) or PostgreSQL.
+
+``EventStore(StoreConfig(url))`` — see :mod:`shopformer.store.base` for the guarantees
+(durable before acknowledged, idempotent ``event_id``, atomic batches and upserts).
+``export_snapshot`` / ``import_folder`` bridge the store and an ingested data folder.
+"""
+
+from .base import AddResult, EventStore, StoreConfig
+from .engine import StoreError
+from .snapshot import ImportResult, export_snapshot, import_folder
+
+__all__ = [
+    "AddResult",
+    "EventStore",
+    "ImportResult",
+    "StoreConfig",
+    "StoreError",
+    "export_snapshot",
+    "import_folder",
+]

@@ -1,0 +1,256 @@
+"""EventStore: events and the product catalog in SQLite (default) or PostgreSQL.
+
+>>> store = EventStore(StoreConfig("sqlite:///shop.db"))        # doctest: +SKIP
+>>> store.add_events([{"user_id": "u1", "item_id": "i1", "event_type": "view",
+...                    "timestamp": "2024-05-01T10:00:00Z"}])    # doctest: +SKIP
+AddResult(inserted=1, duplicates=0, rejected={}, examples={})
+
+Guarantees
+----------
+- Durable before acknowledged: every write method returns only after its transaction
+  has committed (SQLite ``synchronous=FULL`` in WAL mode; PostgreSQL
+  ``synchronous_commit=on``).
+- Idempotent events: ``event_id`` is unique; re-posting a stored id is a no-op counted
+  under ``duplicates`` (``INSERT ... ON CONFLICT DO NOTHING``). Events posted without
+  an id get a deterministic one (see :func:`shopformer.store.frames.derive_event_ids`).
+- All-or-nothing batches: invalid rows are rejected by reason (the ingest rules) and the
+  rest is written in ONE transaction; a database error rolls the whole batch back.
+- ``position`` is assigned by the database in commit order (writers are serialized:
+  SQLite ``BEGIN IMMEDIATE``, PostgreSQL a transaction-level advisory lock), so
+  ``events(since_position=p)`` never misses an event committed after ``p`` was read.
+- Catalog upserts are atomic (``ON CONFLICT DO UPDATE`` in one transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
+from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
+from .frames import Rows, rows_to_frame, validate_events, validate_products
+from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, events, metadata, products
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where and how the store connects.
+
+    url: ``sqlite:///path.db`` (relative to the working directory; ``sqlite:////abs``
+        for an absolute path) or ``postgresql://user:pw@host:5432/db`` (psycopg 3 is
+        used whichever ``postgresql`` spelling is given). ``sqlite://`` is an
+        in-memory database on one shared connection: for tests, one thread at a time.
+    echo: log every SQL statement (SQLAlchemy ``echo``).
+    pool_*: SQLAlchemy connection pool settings (ignored for in-memory SQLite).
+    busy_timeout_ms: how long a SQLite writer waits for another writer's lock.
+    schema: PostgreSQL schema (namespace) holding the tables; created when absent.
+    chunk_size: rows per multi-row INSERT (within one transaction).
+    """
+
+    url: str = "sqlite:///shopformer.db"
+    echo: bool = False
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: int = 1800
+    pool_pre_ping: bool = True
+    busy_timeout_ms: int = 30_000
+    schema: str | None = None
+    chunk_size: int = 5_000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`EventStore.add_events` did with a batch.
+
+    inserted: new events stored. duplicates: rows whose ``event_id`` (or, for rows with
+    no id, whose full content) was already stored or repeated within the batch.
+    rejected: invalid rows by reason (e.g. ``missing_user_id``, ``bad_timestamp``,
+    ``unknown_event_type``); examples: up to a few ``(row, field, value)`` per reason,
+    rows numbered from 1 in batch order.
+    """
+
+    inserted: int
+    duplicates: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[tuple[int, str, Any]]] = field(default_factory=dict)
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+class EventStore:
+    """Events + catalog behind one SQLAlchemy engine. Create it explicitly; call
+    :meth:`close` (or use it as a context manager) when done. Thread-safe: each call
+    takes its own pooled connection."""
+
+    def __init__(self, config: StoreConfig | None = None) -> None:
+        self.config = config or StoreConfig()
+        self._base_engine = create_store_engine(self.config)
+        self.dialect = backend_name(self.config.url)
+        engine = self._base_engine
+        if self.config.schema:
+            engine = engine.execution_options(schema_translate_map={None: self.config.schema})
+        self._engine = engine
+        metadata.create_all(self._engine)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        self._base_engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        from .engine import normalize_url
+
+        url = normalize_url(self.config.url).render_as_string(hide_password=True)
+        return f"EventStore({url!r}, schema={self.config.schema!r})"
+
+    # -- writes ------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction, committed (durably) on exit, rolled back on error."""
+        with self._engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    key = f"shopformer.events:{self.config.schema or ''}"
+                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+                yield conn
+
+    def _insert(self, table):  # noqa: ANN001, ANN202
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    def add_events(self, data: Rows) -> AddResult:
+        """Validate and store a batch of events (a DataFrame, a mapping or an iterable
+        of mappings with EVENT_SCHEMA names; timestamps as datetimes, ISO text or Unix
+        numbers, naive ones read as UTC; ``context`` as JSON text or a dict). Any
+        ``position`` given is only used to tell untimed rows apart; the store assigns
+        its own in batch order."""
+        good, report = validate_events(data)
+        in_batch = report.rejected.get("duplicate", 0)
+        rejected = {r: n for r, n in report.rejected.items() if r != "duplicate"}
+        examples = {r: ex for r, ex in report.examples.items() if r != "duplicate"}
+        inserted = 0
+        if good.height:
+            stmt = (
+                self._insert(events)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.position)
+            )
+            with self._write() as conn:
+                for part in good.select(EVENT_WRITE_COLUMNS).iter_slices(self.config.chunk_size):
+                    inserted += len(conn.execute(stmt, part.to_dicts()).all())
+        return AddResult(
+            inserted=inserted,
+            duplicates=in_batch + good.height - inserted,
+            rejected=rejected,
+            examples=examples,
+        )
+
+    def upsert_products(self, data: Rows) -> int:
+        """Insert or replace products (every column of a stored ``item_id`` is replaced)
+        in one transaction; returns the number written. When an ``item_id`` repeats in
+        the batch the last row wins. Raises :class:`StoreError` and writes NOTHING if any
+        row is invalid (``missing_item_id``, ``bad_price``, ``bad_timestamp``)."""
+        good, report = validate_products(data)
+        bad = {r: n for r, n in report.rejected.items() if r != "duplicate"}
+        if bad:
+            detail = "; ".join(f"{r}: {n} (e.g. {report.examples.get(r, [])[:1]})" for r, n in bad.items())
+            raise StoreError(f"catalog batch rejected, nothing written: {detail}")
+        if not good.height:
+            return 0
+        ins = self._insert(products)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={c: ins.excluded[c] for c in PRODUCT_COLUMNS if c != "item_id"},
+        )
+        with self._write() as conn:
+            for part in good.select(PRODUCT_COLUMNS).iter_slices(self.config.chunk_size):
+                conn.execute(stmt, part.to_dicts())
+        return good.height
+
+    # -- reads -------------------------------------------------------------------
+    def _frame(self, stmt, schema: dict[str, pl.DataType]) -> pl.DataFrame:  # noqa: ANN001
+        parts = []
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=self.config.chunk_size * 10).execute(stmt)
+            for rows in result.partitions():
+                parts.append(rows_to_frame(rows, schema))
+        if not parts:
+            return rows_to_frame([], schema)
+        return pl.concat(parts)
+
+    def _event_cols(self) -> list:
+        return [events.c[c] for c in EVENT_SCHEMA]
+
+    def events(self, since_position: int | None = None) -> pl.DataFrame:
+        """Every stored event (after ``since_position`` when given), in position order,
+        as one consistent snapshot conformed to EVENT_SCHEMA (what training reads)."""
+        stmt = select(*self._event_cols()).order_by(events.c.position)
+        if since_position is not None:
+            stmt = stmt.where(events.c.position > since_position)
+        return self._frame(stmt, EVENT_SCHEMA)
+
+    def user_events(self, user_id: str, limit: int | None = None) -> pl.DataFrame:
+        """A user's events oldest first (timestamp, untimed events first, then
+        position). With ``limit``, the LAST ``limit`` events, still oldest first."""
+        stmt = select(*self._event_cols()).where(events.c.user_id == user_id)
+        if limit is None:
+            stmt = stmt.order_by(events.c.timestamp.asc().nulls_first(), events.c.position.asc())
+            return self._frame(stmt, EVENT_SCHEMA)
+        stmt = stmt.order_by(
+            events.c.timestamp.desc().nulls_last(), events.c.position.desc()
+        ).limit(limit)
+        return self._frame(stmt, EVENT_SCHEMA).reverse()
+
+    def count_events(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def max_position(self) -> int:
+        """The highest stored position; 0 when empty (positions start at 1)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.max(events.c.position))).scalar() or 0)
+
+    def get_product(self, item_id: str) -> dict[str, Any] | None:
+        """One product as a dict with PRODUCT_SCHEMA keys, or None when unknown."""
+        df = self.products([item_id])
+        return df.row(0, named=True) if df.height else None
+
+    def products(self, ids: Sequence[str] | None = None) -> pl.DataFrame:
+        """The catalog (PRODUCT_SCHEMA), by item_id; with ``ids``, those products in
+        the order given (unknown ids are left out)."""
+        cols = [products.c[c] for c in PRODUCT_SCHEMA]
+        if ids is None:
+            return self._frame(select(*cols).order_by(products.c.item_id), PRODUCT_SCHEMA)
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        parts = [
+            self._frame(select(*cols).where(products.c.item_id.in_(wanted[i : i + 5000])), PRODUCT_SCHEMA)
+            for i in range(0, len(wanted), 5000)
+        ] or [rows_to_frame([], PRODUCT_SCHEMA)]
+        order = pl.DataFrame({"item_id": wanted}).with_row_index("_o")
+        return pl.concat(parts).join(order, on="item_id").sort("_o").drop("_o")
+
+    def count_products(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(products)).scalar_one())
+
+
+__all__ = ["AddResult", "EventStore", "StoreConfig", "StoreError"]

@@ -1,0 +1,108 @@
+"""Engines: SQLite in WAL mode (the default) and PostgreSQL through psycopg 3.
+
+SQLite connections run ``journal_mode=WAL`` (readers never block the writer),
+``synchronous=FULL`` (a commit is on disk before it returns, so an acknowledged event
+survives a power cut), ``foreign_keys=ON`` and a ``busy_timeout`` (a second writer waits
+for the lock instead of failing). pysqlite's own transaction handling is switched off
+and the store emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes (the write lock is
+taken up front, so two writers queue instead of deadlocking), ``BEGIN`` for reads (a
+consistent snapshot). PostgreSQL sessions run in UTC; a commit is durable with the
+server's default ``synchronous_commit=on``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from .base import StoreConfig
+
+#: Execution option read by the SQLite ``begin`` hook: "DEFERRED" or "IMMEDIATE".
+SQLITE_BEGIN = "shopformer_sqlite_begin"
+
+
+class StoreError(ValueError):
+    """A user-facing store error (bad URL, rejected catalog rows, ...)."""
+
+
+def normalize_url(url: str | URL) -> URL:
+    """``postgres://`` / ``postgresql://`` -> ``postgresql+psycopg://`` (psycopg 3)."""
+    u = make_url(url)
+    if u.drivername in ("postgres", "postgresql"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def backend_name(url: str | URL) -> str:
+    return normalize_url(url).get_backend_name()
+
+
+def create_store_engine(config: StoreConfig) -> Engine:
+    url = normalize_url(config.url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if config.schema:
+            raise StoreError("StoreConfig.schema is for PostgreSQL; SQLite has one schema")
+        return _sqlite_engine(url, config)
+    if backend == "postgresql":
+        if url.drivername != "postgresql+psycopg":
+            raise StoreError(f"use the psycopg 3 driver: postgresql+psycopg://..., not {url.drivername}")
+        return _postgres_engine(url, config)
+    raise StoreError(
+        f"unsupported database URL {url.render_as_string(hide_password=True)!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host:5432/db"
+    )
+
+
+def _pool_args(config: StoreConfig) -> dict:
+    return dict(
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout,
+        pool_recycle=config.pool_recycle,
+        pool_pre_ping=config.pool_pre_ping,
+    )
+
+
+def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    connect_args = {"check_same_thread": False, "timeout": config.busy_timeout_ms / 1000}
+    if memory:  # one shared connection, or every connection would see its own database
+        engine = create_engine(url, echo=config.echo, poolclass=StaticPool, connect_args=connect_args)
+    else:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=config.echo, connect_args=connect_args, **_pool_args(config))
+    busy_ms = int(config.busy_timeout_ms)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # no implicit BEGIN/COMMIT from pysqlite
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_engine(url: URL, config: StoreConfig) -> Engine:
+    engine = create_engine(
+        url, echo=config.echo, connect_args={"options": "-c timezone=UTC"}, **_pool_args(config)
+    )
+    if config.schema:
+        quoted = engine.dialect.identifier_preparer.quote_identifier(config.schema)
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+    return engine

@@ -1,0 +1,248 @@
+"""Store contract: the same tests on SQLite (always) and PostgreSQL (when
+SHOPFORMER_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from sqlalchemy import create_engine, text
+from sqlalchemy.sql.dml import Insert
+
+from shopformer.dataset import load_events, load_products
+from shopformer.ingest import ingest_to_folder
+from shopformer.store import EventStore, StoreConfig, StoreError, export_snapshot, import_folder
+from shopformer.store.engine import normalize_url
+from shopformer.types import EVENT_SCHEMA, PRODUCT_SCHEMA, conform
+
+T0 = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
+
+
+def ev(i: int, user: str = "u1", **kw) -> dict:
+    row = {"event_id": f"e{i}", "user_id": user, "item_id": f"i{i % 7}", "event_type": "view",
+           "timestamp": T0 + timedelta(minutes=i)}
+    return {**row, **kw}
+
+
+FULL_EVENTS = [
+    {"event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": T0,
+     "session_id": "s1", "query": None, "value": None, "context": '{"page": "home"}'},
+    {"event_id": "e2", "user_id": "u1", "item_id": None, "event_type": "search",
+     "timestamp": T0 + timedelta(seconds=1), "session_id": "s1", "query": "red shoes",
+     "value": None, "context": '{"device": "phone", "ü": "ß"}'},
+    {"event_id": "e3", "user_id": "u2", "item_id": "i2", "event_type": "purchase",
+     "timestamp": T0 + timedelta(days=1, microseconds=7), "session_id": "s2", "query": None,
+     "value": 3.5, "context": None},
+]
+FULL_PRODUCTS = [
+    {"item_id": "i1", "title": "Red shoe", "description": "A shoe.\nRed.", "brand": "Acme",
+     "categories": ["Shoes", "Sneakers"], "price": 59.99, "currency": "EUR",
+     "attributes": '{"color": "red", "size": [40, 41]}', "image_uri": "https://x/i1.jpg",
+     "created_at": T0, "available": True, "tags": ["new", "sale"]},
+    {"item_id": "i2", "title": "Blue hat", "description": None, "brand": None,
+     "categories": [], "price": 0.0, "currency": "USD", "attributes": None,
+     "image_uri": None, "created_at": None, "available": False, "tags": None},
+]
+
+
+def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    return conform(pl.DataFrame(rows, schema={k: schema[k] for k in rows[0]}), schema)
+
+
+class StoreContract:
+    """Mixin: subclasses provide the ``config`` fixture (a fresh, empty store)."""
+
+    @pytest.fixture
+    def store(self, config):
+        s = EventStore(config)
+        yield s
+        s.close()
+
+    def test_events_round_trip_every_field(self, store):
+        res = store.add_events(frame(FULL_EVENTS, EVENT_SCHEMA))
+        assert (res.inserted, res.duplicates, res.rejected) == (3, 0, {})
+        got = store.events()
+        assert got.schema == pl.Schema(EVENT_SCHEMA)
+        assert got["position"].is_sorted() and got["position"].n_unique() == 3
+        assert_frame_equal(got.drop("position"), frame(FULL_EVENTS, EVENT_SCHEMA).drop("position"))
+        # the same rows given as dicts are the same events
+        again = store.add_events(FULL_EVENTS)
+        assert (again.inserted, again.duplicates) == (0, 3)
+        assert store.count_events() == 3 and store.max_position() == got["position"].max()
+        assert store.events(since_position=got["position"][1])["event_id"].to_list() == ["e3"]
+
+    def test_products_round_trip_every_field(self, store):
+        assert store.upsert_products(FULL_PRODUCTS) == 2
+        want = frame(FULL_PRODUCTS, PRODUCT_SCHEMA)
+        assert_frame_equal(store.products(), want)
+        assert_frame_equal(store.products(["i2", "nope", "i1"]), want.reverse())
+        assert store.get_product("i1") == want.row(0, named=True)
+        assert store.get_product("nope") is None
+
+    def test_repost_same_event_id_is_noop(self, store):
+        assert store.add_events([ev(1)]).inserted == 1
+        before = store.events()
+        res = store.add_events([ev(1, item_id="other", event_type="purchase"), ev(2)])
+        assert (res.inserted, res.duplicates) == (1, 1)
+        after = store.events()
+        assert_frame_equal(after.head(1), before)
+        # no event_id: the store derives one from the content, so a re-post is a no-op too
+        row = {"user_id": "u9", "item_id": "i9", "event_type": "click", "timestamp": "2024-01-01T00:00:00Z"}
+        assert store.add_events([row]).inserted == 1
+        assert store.add_events([{**row, "timestamp": datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}]).duplicates == 1
+        assert store.count_events() == 3
+
+    def test_bad_rows_are_rejected_by_reason_rest_stored(self, store):
+        rows = [ev(1), ev(2, user_id=None), ev(3, timestamp="not a time"),
+                ev(4, event_type="teleport"), ev(5, item_id=None), ev(6), ev(6)]
+        res = store.add_events(rows)
+        assert res.rejected == {"missing_user_id": 1, "unknown_event_type": 1,
+                                "missing_item_id": 1, "bad_timestamp": 1}
+        assert (res.inserted, res.duplicates) == (2, 1)
+        assert res.examples["bad_timestamp"] == [(3, "timestamp", "not a time")]
+        assert sorted(store.events()["event_id"]) == ["e1", "e6"]
+        assert store.add_events([]).inserted == 0
+
+    def test_failed_batch_writes_nothing(self, config, monkeypatch):
+        store = EventStore(dataclasses.replace(config, chunk_size=2))
+        store.add_events([ev(0)])
+        real = store._write
+
+        @contextmanager
+        def failing():
+            with real() as conn:
+                inserts = []
+                execute = conn.execute
+
+                def boom(stmt, *a, **k):
+                    if isinstance(stmt, Insert):
+                        inserts.append(stmt)
+                        if len(inserts) == 2:
+                            raise RuntimeError("simulated crash mid-batch")
+                    return execute(stmt, *a, **k)
+
+                monkeypatch.setattr(conn, "execute", boom)
+                yield conn
+
+        monkeypatch.setattr(store, "_write", failing)
+        with pytest.raises(RuntimeError, match="mid-batch"):
+            store.add_events([ev(i) for i in range(1, 6)])  # 3 chunks; the 2nd fails
+        assert store.events()["event_id"].to_list() == ["e0"]
+        store.close()
+
+    def test_upsert_replaces_product_atomically(self, store):
+        store.upsert_products(FULL_PRODUCTS)
+        n = store.upsert_products([{"item_id": "i1", "title": "Old"}, {"item_id": "i1", "title": "New", "price": 10},
+                                   {"item_id": "i3", "title": "Third"}])
+        assert n == 2
+        p = store.get_product("i1")
+        assert (p["title"], p["price"], p["brand"], p["tags"]) == ("New", 10.0, None, None)
+        before = store.products()
+        with pytest.raises(StoreError, match="bad_price"):
+            store.upsert_products([{"item_id": "i1", "title": "Changed"}, {"item_id": "i4", "price": -1}])
+        assert_frame_equal(store.products(), before)
+
+    def test_user_events_ordered_by_time_then_position(self, store):
+        store.add_events([ev(1, timestamp=T0 + timedelta(hours=1)), ev(2, timestamp=T0)])
+        store.add_events([ev(3, timestamp=T0), ev(4, timestamp=None), ev(5, user="u2")])
+        store.add_events([ev(6, timestamp=T0 + timedelta(hours=1))])
+        assert store.user_events("u1")["event_id"].to_list() == ["e4", "e2", "e3", "e1", "e6"]
+        assert store.user_events("u1", limit=3)["event_id"].to_list() == ["e3", "e1", "e6"]
+        assert store.user_events("nobody").height == 0
+
+    def test_events_survive_close_and_reopen(self, config):
+        store = EventStore(config)
+        store.add_events([ev(i) for i in range(5)])
+        store.upsert_products(FULL_PRODUCTS)
+        before = store.events()
+        store.close()
+        reopened = EventStore(config)
+        assert_frame_equal(reopened.events(), before)
+        assert reopened.count_products() == 2
+        assert reopened.add_events([ev(5)]).inserted == 1
+        assert reopened.max_position() > before["position"].max()
+        reopened.close()
+
+    def test_concurrent_writers_lose_nothing(self, store):
+        errors: list[BaseException] = []
+        inserted = []
+
+        def writer(name: str) -> None:
+            try:
+                for b in range(8):
+                    rows = [ev(1000 + b)] + [ev(i, event_id=f"{name}-{b}-{i}") for i in range(10)]
+                    inserted.append(store.add_events(rows).inserted)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        got = store.events()
+        assert got.height == sum(inserted) == 2 * 8 * 10 + 8
+        assert got["event_id"].n_unique() == got.height and got["position"].n_unique() == got.height
+
+    def test_export_snapshot_gives_the_same_events(self, store, tmp_path):
+        store.add_events(FULL_EVENTS)
+        store.upsert_products(FULL_PRODUCTS)
+        assert export_snapshot(store, tmp_path / "snap") == (3, 2)
+        assert_frame_equal(load_events(tmp_path / "snap"), store.events())
+        assert_frame_equal(load_products(tmp_path / "snap"), store.products())
+
+    def test_import_ingested_folder(self, store, tmp_path):
+        src = tmp_path / "log.csv"
+        src.write_text(
+            "user_id,item_id,event_type,timestamp\n"
+            "u1,i1,view,2024-05-01 10:00:00\nu1,i2,purchase,2024-05-01 10:05:00\n"
+            "u2,i1,view,\nu2,i1,view,\nbad,,view,2024-05-01\n"
+        )
+        ingest_to_folder(tmp_path / "data", src)
+        res = import_folder(store, tmp_path / "data")
+        assert (res.events.inserted, res.products) == (4, 0)  # the repeated untimed row is kept
+        again = import_folder(store, tmp_path / "data")
+        assert (again.events.inserted, again.events.duplicates) == (0, 4)
+        want = load_events(tmp_path / "data").drop("event_id", "position")
+        assert_frame_equal(store.events().drop("event_id", "position"), want)
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    def config(self, tmp_path):
+        return StoreConfig(url=f"sqlite:///{tmp_path / 'store.db'}")
+
+    def test_sqlite_runs_wal_with_full_sync(self, store):
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+    def test_config_defaults_and_urls(self):
+        assert StoreConfig().url == "sqlite:///shopformer.db"
+        assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+        with pytest.raises(StoreError, match="unsupported"):
+            EventStore(StoreConfig(url="mysql://u@h/db"))
+
+
+@pytest.mark.skipif(not PG_URL, reason="set SHOPFORMER_TEST_POSTGRES_URL (e.g. "
+                    "postgresql+psycopg://postgres@127.0.0.1:5432/test) to run the PostgreSQL store tests")
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def config(self):
+        schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
+        yield StoreConfig(url=PG_URL, schema=schema, pool_size=2)
+        engine = create_engine(normalize_url(PG_URL))
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
