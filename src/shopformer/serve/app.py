@@ -1,0 +1,122 @@
+"""The app factory. Nothing is created at import time: :func:`create_app` builds the
+app, and its lifespan opens the store and loads the run (and closes the store)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from shopformer.store import EventStore, StoreConfig, StoreError
+
+from .metrics import Metrics, MetricsMiddleware
+from .recommender import NoModelError, RecommendationService, UnknownItemError
+from .routes import admin, catalog, events, recommend
+from .settings import ServeSettings
+from .writes import RowErrors
+
+log = logging.getLogger("shopformer.serve")
+
+DESCRIPTION = """\
+Recommendations, similar items, event ingestion and catalog updates for a shop.
+
+* Every recommending answer carries scores and the model's `{name, version}`.
+* Write routes need the `X-API-Key` header (401 without it, 403 when wrong).
+* Bad input gets a 4xx naming the field (batches: the row index); nothing is
+  half-written.
+* An event posted now changes the user's next recommendation (no retraining).
+"""
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """Build the API. ``settings`` default: :meth:`ServeSettings.from_env`."""
+    settings = settings or ServeSettings.from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = EventStore(StoreConfig(url=settings.store_url))
+        try:
+            service = RecommendationService(settings, store)
+            if settings.run is not None:
+                served, _ = service.reload(settings.run)
+                metrics.set_model(served.name, served.version)
+                log.info("serving %s (%s)", served.name, served.version)
+            else:
+                log.warning("no SHOPFORMER_RUN: recommendation routes answer 503 until a reload")
+            metrics.watch_cache(service)
+            app.state.service = service
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="shopformer",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for router in (recommend.router, events.router, catalog.router, admin.router):
+        app.include_router(router)
+    _exception_handlers(app)
+    return app
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a 422 that echoes a bad input (even a lone
+    surrogate) always renders."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    @app.exception_handler(RowErrors)
+    async def _rows(request: Request, exc: RowErrors) -> JSONResponse:
+        what = "batch refused, nothing was written" if exc.batch else "event refused"
+        return _AsciiJSONResponse({"detail": jsonable_encoder(exc.errors), "message": what}, status_code=422)
+
+    @app.exception_handler(NoModelError)
+    async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(UnknownItemError)
+    async def _unknown(request: Request, exc: UnknownItemError) -> JSONResponse:
+        return JSONResponse({"detail": f"unknown item {exc.args[0]!r}"}, status_code=404)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _db_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # The transaction was rolled back: nothing was written. Log the cause, tell the
+        # client to retry (the database may be locked, restarting or unreachable).
+        log.exception("store error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": f"store unavailable ({type(exc).__name__}); nothing was written, retry later"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+
+def serve(settings: ServeSettings | None = None, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the API with uvicorn (one process; scale out with replicas behind a load
+    balancer: the store is shared, each replica caches on its own)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

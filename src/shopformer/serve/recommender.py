@@ -1,0 +1,310 @@
+"""RecommendationService: the loaded model, user histories from the store, filters.
+
+The served model lives in ONE attribute holding an immutable :class:`Served` (run +
+version + load time). Reads take that reference once per request and use it
+throughout, so a request never mixes the old model with the new vocabulary; a reload
+loads and warms the new run completely, then replaces the attribute (an atomic
+assignment): no lock on the read path, no failed request during a swap.
+
+Histories: a user's recommendation re-encodes the user's latest ``history_limit``
+events from the store, kept only if their type is one the model was trained on (the
+run's ``DataConfig``) and their item is in the model's vocabulary (unknown items are
+ignored). The encoded history is cached per user and dropped when events for that
+user are posted through this service (or after ``cache_ttl_s``). A user the model has
+never seen but who has events is personalised from those events; a user with no usable
+history gets the model's empty-history scores (popularity for the baselines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from shopformer.artifact import Run, load_run
+from shopformer.dataset import DEFAULT_EVENT_TYPES
+from shopformer.features.sequences import Sequences, build_sequences
+from shopformer.retrieve.exact import mask_items, top_k
+from shopformer.store import EventStore
+
+from .schemas import Filters
+from .settings import ServeSettings
+
+
+class NoModelError(RuntimeError):
+    """No run is loaded (answered with 503)."""
+
+
+class UnknownItemError(KeyError):
+    """An item the model does not know (answered with 404)."""
+
+
+def run_version(folder: Path) -> str:
+    """``<run folder name>-<first 12 hex of sha256(run.json)>``: changes whenever the
+    run is retrained in place or another run is loaded."""
+    digest = hashlib.sha256((Path(folder) / "run.json").read_bytes()).hexdigest()[:12]
+    return f"{Path(folder).name}-{digest}"
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded run; never mutated after it is published."""
+
+    run: Run
+    version: str
+    loaded_at: datetime
+
+    @property
+    def name(self) -> str:
+        return str(self.run.info.get("model", self.run.model.name))
+
+    @property
+    def n_items(self) -> int:
+        return len(self.run.items)
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return tuple(self.run.data_config.event_types or DEFAULT_EVENT_TYPES)
+
+
+@dataclass(frozen=True)
+class History:
+    """One user's encoded history (a one-row :class:`Sequences`)."""
+
+    version: str
+    sequences: Sequences
+    made: float  # time.monotonic()
+
+    @property
+    def length(self) -> int:
+        return self.sequences.n_interactions
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """Catalog columns aligned to a model's item indexes (index 0 = padding), for
+    vectorized filters."""
+
+    version: str
+    made: float
+    available: np.ndarray  # (n+1,) bool: False only where the catalog says unavailable
+    price: np.ndarray  # (n+1,) float64, NaN when unknown
+    categories: pl.DataFrame = field(repr=False)  # columns idx (Int64), category (String)
+
+
+@dataclass
+class Ranked:
+    item_ids: list[str]
+    scores: list[float]
+
+
+def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of a (1, n_items + 1) score row: padding, ``exclude`` items and items
+    outside ``allowed`` are never returned. The one retrieval step of serving (exact for
+    now; an ANN index can take its place behind this signature)."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    scores[np.isnan(scores)] = -np.inf
+    mask_items(scores, exclude)
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    idx, top = top_k(scores, k)
+    keep = np.isfinite(top[0])
+    return idx[0][keep], top[0][keep]
+
+
+class RecommendationService:
+    """Owns the served run, the history cache and the catalog view."""
+
+    def __init__(self, settings: ServeSettings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._served: Served | None = None  # swapped atomically by reload()
+        self._reload_lock = threading.Lock()  # serializes reloads only, never reads
+        self._cache: OrderedDict[str, History] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._invalidations = 0  # bumped on every user invalidation (see _history)
+        self._catalog: CatalogView | None = None
+        self._catalog_generation = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    # -- model ----------------------------------------------------------------------
+    @property
+    def served(self) -> Served | None:
+        return self._served
+
+    def require(self) -> Served:
+        served = self._served
+        if served is None:
+            raise NoModelError(
+                "no model is loaded: start the server with SHOPFORMER_RUN=<run folder> "
+                "or POST /v1/admin/reload {\"run\": \"<run folder>\"}"
+            )
+        return served
+
+    def reload(self, folder: Path | None = None) -> tuple[Served, Served | None]:
+        """Load ``folder`` (default: the run served now, else ``settings.run``) fully,
+        score one empty history to prove it works, then publish it. On any error the
+        previous model keeps serving and the error propagates."""
+        with self._reload_lock:
+            previous = self._served
+            if folder is None:
+                folder = previous.run.folder if previous is not None else self.settings.run
+            if folder is None:
+                raise FileNotFoundError("no run folder given and none is configured (SHOPFORMER_RUN)")
+            folder = Path(folder)
+            if not (folder / "run.json").is_file():
+                raise FileNotFoundError(f"{folder} is not a trained run folder (no run.json)")
+            version = run_version(folder)
+            run = load_run(folder)
+            served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc))
+            empty = Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            warm = run.model.score(empty)
+            if warm.shape != (1, len(run.items) + 1):
+                raise ValueError(
+                    f"{folder}: model scores have shape {warm.shape}, expected (1, {len(run.items) + 1}) "
+                    "for its item vocabulary"
+                )
+            self._served = served  # the swap: one attribute assignment
+            return served, previous
+
+    # -- histories ------------------------------------------------------------------
+    def invalidate_users(self, user_ids: list[str] | set[str]) -> None:
+        with self._cache_lock:
+            self._invalidations += 1
+            for u in user_ids:
+                self._cache.pop(u, None)
+
+    def invalidate_catalog(self) -> None:
+        with self._cache_lock:
+            self._catalog_generation += 1
+            self._catalog = None
+
+    def _encode(self, served: Served, events: pl.DataFrame) -> Sequences:
+        ev = events.filter(pl.col("event_type").is_in(list(served.event_types)))
+        if served.run.data_config.dedupe_consecutive and ev.height:
+            same = (pl.col("item_id") == pl.col("item_id").shift(1)).fill_null(False)
+            ev = ev.filter(~same)
+        data = build_sequences(ev, items=served.run.items)
+        if len(data.sequences) == 0:
+            return Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return data.sequences.rows(np.array([0]))
+
+    def history(self, served: Served, user_id: str) -> History:
+        """The user's encoded latest history, from the cache when fresh."""
+        ttl = self.settings.cache_ttl_s
+        now = time.monotonic()
+        use_cache = ttl > 0 and self.settings.cache_size > 0
+        if use_cache:
+            with self._cache_lock:
+                hit = self._cache.get(user_id)
+                if hit is not None and hit.version == served.version and now - hit.made < ttl:
+                    self._cache.move_to_end(user_id)
+                    self.cache_hits += 1
+                    return hit
+                self.cache_misses += 1
+                seen = self._invalidations
+        events = self.store.user_events(user_id, limit=self.settings.history_limit)
+        hist = History(served.version, self._encode(served, events), now)
+        if use_cache:
+            with self._cache_lock:
+                # An event posted while we read could be missing from ``events``: keep
+                # the result only if no invalidation happened meanwhile.
+                if self._invalidations == seen:
+                    self._cache[user_id] = hist
+                    self._cache.move_to_end(user_id)
+                    while len(self._cache) > self.settings.cache_size:
+                        self._cache.popitem(last=False)
+        return hist
+
+    # -- catalog filters ------------------------------------------------------------
+    def _catalog_view(self, served: Served) -> CatalogView:
+        now = time.monotonic()
+        with self._cache_lock:
+            view = self._catalog
+            generation = self._catalog_generation
+        if view is not None and view.version == served.version and now - view.made < self.settings.cache_ttl_s:
+            return view
+        n = served.n_items + 1
+        products = self.store.products()
+        idx = served.run.items.encode(products["item_id"])
+        known = idx > 0
+        products = products.filter(pl.Series(known)).with_columns(idx=pl.Series(idx[known]))
+        available = np.ones(n, dtype=bool)
+        available[products.filter(pl.col("available") == False)["idx"].to_numpy()] = False  # noqa: E712
+        price = np.full(n, np.nan)
+        priced = products.filter(pl.col("price").is_not_null())
+        price[priced["idx"].to_numpy()] = priced["price"].to_numpy()
+        cats = products.select("idx", pl.col("categories").alias("category")).explode("category").drop_nulls()
+        view = CatalogView(served.version, now, available, price, cats)
+        with self._cache_lock:
+            if self._catalog_generation == generation:
+                self._catalog = view
+        return view
+
+    def allowed(self, served: Served, filters: Filters | None) -> np.ndarray | None:
+        """(n_items + 1,) bool mask of candidates passing ``filters``; None = all."""
+        if filters is None or not filters.active:
+            return None
+        view = self._catalog_view(served)
+        mask = np.ones(served.n_items + 1, dtype=bool)
+        if filters.available_only:
+            mask &= view.available
+        if filters.category is not None:
+            hit = np.zeros_like(mask)
+            hit[view.categories.filter(pl.col("category") == filters.category)["idx"].to_numpy()] = True
+            mask &= hit
+        with np.errstate(invalid="ignore"):
+            if filters.min_price is not None:
+                mask &= view.price >= filters.min_price
+            if filters.max_price is not None:
+                mask &= view.price <= filters.max_price
+        return mask
+
+    # -- answers --------------------------------------------------------------------
+    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray) -> Ranked:
+        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores])
+
+    def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
+        hist = self.history(served, user_id)
+        return self._recommend(served, hist.sequences, k, exclude_history, filters), hist.length
+
+    def recommend_items(self, served: Served, item_ids: list[str], k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int, list[str]]:
+        """Recommendations for an anonymous session (item ids, oldest first)."""
+        idx = served.run.items.encode(item_ids) if item_ids else np.zeros(0, dtype=np.int64)
+        ignored = [i for i, x in zip(item_ids, idx) if x == 0]
+        seq = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
+        return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
+
+    def _recommend(self, served: Served, seq: Sequences, k: int, exclude_history: bool, filters: Filters | None) -> Ranked:
+        scores = served.run.model.score(seq)
+        idx, top = rank_exact(scores, seq if exclude_history else None, self.allowed(served, filters), k)
+        return self._ranked(served, idx, top)
+
+    def similar(self, served: Served, item_id: str, k: int, filters: Filters | None) -> Ranked:
+        if item_id not in served.run.items:
+            raise UnknownItemError(item_id)
+        q = np.array([served.run.items.index(item_id)])
+        allowed = self.allowed(served, filters)
+        # With filters, rank every item so that k survivors can be found.
+        fetch = k if allowed is None else served.n_items
+        idx, scores = served.run.model.similar_items(q, fetch)
+        idx, scores = np.asarray(idx[0]), np.asarray(scores[0], dtype=np.float64)
+        keep = np.isfinite(scores) & (idx > 0) & (idx != q[0])
+        if allowed is not None:
+            keep &= allowed[idx]
+        idx, scores = idx[keep][:k], scores[keep][:k]
+        return self._ranked(served, idx, scores)
+
+    def titles(self, item_ids: list[str]) -> dict[str, str | None]:
+        if not item_ids:
+            return {}
+        df = self.store.products(item_ids).select("item_id", "title")
+        return dict(df.iter_rows())

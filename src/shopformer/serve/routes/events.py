@@ -1,0 +1,109 @@
+"""Event ingestion (single and batch) and user lookup."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
+
+from ..deps import get_metrics, get_service, get_settings, require_api_key
+from ..metrics import Metrics
+from ..recommender import RecommendationService
+from ..schemas import BatchAck, ErrorResponse, EventAck, EventIn, StoredEvent, UserResponse
+from ..settings import ServeSettings
+from ..writes import write_events
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+WRITE_ERRORS = {
+    401: {"model": ErrorResponse, "description": "missing API key"},
+    403: {"model": ErrorResponse, "description": "wrong API key"},
+    413: {"model": ErrorResponse, "description": "batch too large"},
+    503: {"model": ErrorResponse, "description": "writes disabled / store unavailable"},
+}
+
+
+@router.post(
+    "/events",
+    response_model=EventAck,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_api_key)],
+    responses={200: {"model": EventAck, "description": "duplicate event_id: nothing changed"}, **WRITE_ERRORS},
+)
+def post_event(
+    event: EventIn,
+    response: Response,
+    service: Annotated[RecommendationService, Depends(get_service)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
+) -> EventAck:
+    """Store one event (durable before this answers). 201 when stored, 200 when its
+    ``event_id`` was already stored. The user's next recommendation sees it."""
+    written = write_events(service.store, [event], batch=False)
+    service.invalidate_users(written.user_ids)
+    metrics.events.labels("inserted").inc(written.inserted)
+    metrics.events.labels("duplicate").inc(written.duplicates)
+    if not written.inserted:
+        response.status_code = status.HTTP_200_OK
+    return EventAck(status="created" if written.inserted else "duplicate", event_id=written.event_ids[0])
+
+
+@router.post(
+    "/events:batch",
+    response_model=BatchAck,
+    dependencies=[Depends(require_api_key)],
+    responses=WRITE_ERRORS,
+)
+def post_events(
+    events: Annotated[list[EventIn], Body(min_length=1)],
+    service: Annotated[RecommendationService, Depends(get_service)],
+    settings: Annotated[ServeSettings, Depends(get_settings)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
+) -> BatchAck:
+    """Store a list of events in one transaction. One invalid row refuses the whole
+    batch (422 naming the row index and field); nothing is written then."""
+    if len(events) > settings.max_batch:
+        raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
+    written = write_events(service.store, events, batch=True)
+    service.invalidate_users(written.user_ids)
+    metrics.events.labels("inserted").inc(written.inserted)
+    metrics.events.labels("duplicate").inc(written.duplicates)
+    return BatchAck(inserted=written.inserted, duplicates=written.duplicates)
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=UserResponse,
+    tags=["lookup"],
+    responses={404: {"model": ErrorResponse, "description": "unknown user"}},
+)
+def get_user(
+    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    service: Annotated[RecommendationService, Depends(get_service)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> UserResponse:
+    """A user's most recent events (newest first) and whether the model knows them."""
+    served = service.served
+    known = served is not None and user_id in served.run.users
+    df = service.store.user_events(user_id, limit=limit).reverse()
+    if df.height == 0 and not known:
+        raise HTTPException(404, f"user {user_id!r} has no events and is unknown to the model")
+    events = [
+        StoredEvent(
+            event_id=r["event_id"], item_id=r["item_id"], type=r["event_type"], timestamp=r["timestamp"],
+            session_id=r["session_id"], query=r["query"], value=r["value"],
+            context=_json_object(r["context"]),
+        )
+        for r in df.iter_rows(named=True)
+    ]
+    return UserResponse(user_id=user_id, known_to_model=known, events=events)
+
+
+def _json_object(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,111 @@
+"""Recommendations: for a user, for an anonymous session, similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from ..deps import get_service
+from ..recommender import RecommendationService, Ranked, Served, UnknownItemError
+from ..schemas import (
+    MAX_K,
+    ErrorResponse,
+    Filters,
+    ModelInfo,
+    RecommendationResponse,
+    ScoredItem,
+    SessionRequest,
+    SimilarResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
+PathId = Annotated[str, Path(min_length=1, max_length=256)]
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "unknown id"},
+    503: {"model": ErrorResponse, "description": "no model loaded / store unavailable"},
+}
+
+
+def filters(
+    available_only: Annotated[bool, Query(description="drop items marked unavailable")] = False,
+    category: Annotated[str | None, Query(max_length=256, description="keep items in this category")] = None,
+    min_price: Annotated[float | None, Query(ge=0)] = None,
+    max_price: Annotated[float | None, Query(ge=0)] = None,
+) -> Filters:
+    try:
+        return Filters(available_only=available_only, category=category, min_price=min_price, max_price=max_price)
+    except ValidationError as exc:  # a 422 naming the query parameter, not a 500
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"]) if e["loc"] else ("query", "min_price")} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def model_info(served: Served) -> ModelInfo:
+    return ModelInfo(name=served.name, version=served.version, run=str(served.run.folder), loaded_at=served.loaded_at)
+
+
+def scored(service: RecommendationService, ranked: Ranked) -> list[ScoredItem]:
+    titles = service.titles(ranked.item_ids)
+    return [ScoredItem(item_id=i, score=s, title=titles.get(i)) for i, s in zip(ranked.item_ids, ranked.scores)]
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse, responses=ERRORS)
+def user_recommendations(
+    user_id: PathId,
+    service: Annotated[RecommendationService, Depends(get_service)],
+    flt: Annotated[Filters, Depends(filters)],
+    k: K = 10,
+    exclude_history: Annotated[bool, Query(description="leave out items already in the history")] = True,
+) -> RecommendationResponse:
+    """Top-k for a user, re-encoded from the user's latest events in the store (an event
+    posted now changes the next answer). Users with no usable history get the model's
+    empty-history scores (``strategy: popularity``)."""
+    served = service.require()
+    ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
+    return RecommendationResponse(
+        user_id=user_id,
+        items=scored(service, ranked),
+        model=model_info(served),
+        strategy="history" if n else "popularity",
+        history_length=n,
+        known_user=user_id in served.run.users,
+    )
+
+
+@router.post("/recommendations/session", response_model=RecommendationResponse, responses=ERRORS)
+def session_recommendations(
+    body: SessionRequest, service: Annotated[RecommendationService, Depends(get_service)]
+) -> RecommendationResponse:
+    """Top-k for an anonymous visitor from the item ids they touched (oldest first)."""
+    served = service.require()
+    ranked, n, ignored = service.recommend_items(served, body.item_ids, body.k, body.exclude_history, body.filters)
+    return RecommendationResponse(
+        items=scored(service, ranked),
+        model=model_info(served),
+        strategy="history" if n else "popularity",
+        history_length=n,
+        ignored_item_ids=ignored,
+    )
+
+
+@router.get("/items/{item_id}/similar", response_model=SimilarResponse, responses=ERRORS)
+def similar_items(
+    item_id: PathId,
+    service: Annotated[RecommendationService, Depends(get_service)],
+    flt: Annotated[Filters, Depends(filters)],
+    k: K = 10,
+) -> SimilarResponse:
+    """Items most similar to ``item_id`` according to the served model."""
+    served = service.require()
+    try:
+        ranked = service.similar(served, item_id, k, flt)
+    except UnknownItemError:
+        in_catalog = service.store.get_product(item_id) is not None
+        why = "is in the catalog but the model has not been trained on it" if in_catalog else "is unknown"
+        raise HTTPException(404, f"item {item_id!r} {why}; no similar items") from None
+    return SimilarResponse(item_id=item_id, items=scored(service, ranked), model=model_info(served))

@@ -1,0 +1,312 @@
+"""Request and response bodies of the HTTP API (apart from the store's tables).
+
+Ids are strings (numbers are accepted and turned into text, so ``17850`` is ``"17850"``),
+trimmed, 1..256 characters. Unknown fields are refused (422 naming the field), so a
+typo such as ``"usr_id"`` never silently drops data.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shopformer.types import EVENT_TYPES
+
+#: largest ``k`` any route accepts
+MAX_K = 500
+#: largest number of recent events / session items a request may carry
+MAX_ITEMS = 1000
+
+
+def _clean_text(value: str) -> str:
+    """Refuse text a database cannot store: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text (no lone surrogates)") from None
+    return value
+
+
+def _clean_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        _clean_text(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Naive datetimes are UTC; aware ones are converted to UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+Id = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    AfterValidator(_clean_text),
+]
+Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_clean_text)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_clean_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- events ------------------------------------------------------------------------
+class EventIn(_In):
+    """One behaviour event. ``type`` (also accepted as ``event_type``) is one of
+    ``view, click, add_to_cart, remove_from_cart, purchase, cancel, search, rate``;
+    ``item_id`` is required except for ``search``, which requires ``query``.
+    ``timestamp`` defaults to now (UTC); naive times are read as UTC. Give ``event_id``
+    to make re-posts idempotent (a stored id is a no-op); without one the store derives
+    an id from the event's content (same content + same timestamp = same event)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"user_id": "u42", "item_id": "sku-123", "type": "add_to_cart",
+                 "session_id": "s-9", "value": 1}
+            ]
+        },
+    )
+
+    # ``type`` comes before the fields whose rules depend on it (validation order).
+    event_id: Id | None = None
+    user_id: Id
+    type: EventType = Field(validation_alias=AliasChoices("type", "event_type"))
+    item_id: Id | None = Field(default=None, validate_default=True)
+    timestamp: UtcDatetime | None = None
+    session_id: ShortText | None = None
+    query: Text | None = Field(default=None, validate_default=True)
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    context: JsonObject | None = None
+
+    @field_validator("item_id")
+    @classmethod
+    def _item_needed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        t = info.data.get("type")
+        if v is None and t is not None and t != "search":
+            raise ValueError(f"item_id is required when type is {t!r} (only 'search' events have no item)")
+        return v
+
+    @field_validator("query")
+    @classmethod
+    def _query_needed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("type") == "search" and (v is None or not v.strip()):
+            raise ValueError("query is required when type is 'search'")
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _quantity(cls, v: float | None, info: ValidationInfo) -> float | None:
+        t = info.data.get("type")
+        if v is not None and v < 0 and t in ("purchase", "add_to_cart", "remove_from_cart", "cancel"):
+            raise ValueError(f"value (a quantity) must be >= 0 for type {t!r}")
+        return v
+
+    def to_row(self, now: datetime) -> dict[str, Any]:
+        """The store's row (``event_type``; ``timestamp`` filled with ``now``)."""
+        return {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "event_type": self.type,
+            "timestamp": self.timestamp or now,
+            "session_id": self.session_id,
+            "query": self.query,
+            "value": self.value,
+            "context": self.context,
+        }
+
+
+class EventAck(_Out):
+    """What was stored. ``status`` is ``created`` or ``duplicate`` (the event_id was
+    already stored: nothing changed)."""
+
+    status: Literal["created", "duplicate"]
+    event_id: str
+
+
+class BatchAck(_Out):
+    inserted: int
+    duplicates: int
+
+
+class StoredEvent(_Out):
+    event_id: str
+    item_id: str | None
+    type: str
+    timestamp: datetime | None
+    session_id: str | None = None
+    query: str | None = None
+    value: float | None = None
+    context: dict[str, Any] | None = None
+
+
+# -- catalog -----------------------------------------------------------------------
+class ProductIn(_In):
+    """A product. An upsert REPLACES every field of a stored ``item_id`` (omitted fields
+    become empty)."""
+
+    item_id: Id
+    title: Text | None = None
+    description: Text | None = None
+    brand: ShortText | None = None
+    categories: list[ShortText] | None = Field(default=None, description="a path, most general first")
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    currency: ShortText | None = Field(default=None, max_length=16)
+    attributes: JsonObject | None = None
+    image_uri: Text | None = None
+    created_at: UtcDatetime | None = None
+    available: bool | None = None
+    tags: list[ShortText] | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class Product(_Out):
+    item_id: str
+    title: str | None = None
+    description: str | None = None
+    brand: str | None = None
+    categories: list[str] | None = None
+    price: float | None = None
+    currency: str | None = None
+    attributes: dict[str, Any] | None = None
+    image_uri: str | None = None
+    created_at: datetime | None = None
+    available: bool | None = None
+    tags: list[str] | None = None
+
+
+class UpsertAck(_Out):
+    upserted: int
+
+
+# -- recommendations -----------------------------------------------------------------
+class ModelInfo(_Out):
+    name: str
+    version: str = Field(description="run folder name + hash of its run.json")
+    run: str
+    loaded_at: datetime
+
+
+class ScoredItem(_Out):
+    item_id: str
+    score: float
+    title: str | None = None
+
+
+class RecommendationResponse(_Out):
+    """A ranked list. ``strategy`` is ``history`` (personalised from the events) or
+    ``popularity`` (no usable history: the model's empty-history scores)."""
+
+    user_id: str | None = None
+    items: list[ScoredItem]
+    model: ModelInfo
+    strategy: Literal["history", "popularity"]
+    history_length: int = Field(description="history items the model saw (unknown items left out)")
+    known_user: bool | None = Field(default=None, description="the user was in the model's training data")
+    ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")
+
+
+class SimilarResponse(_Out):
+    item_id: str
+    items: list[ScoredItem]
+    model: ModelInfo
+
+
+class Filters(_In):
+    """Candidate filters over the catalog. ``available_only`` drops items marked
+    unavailable (items with unknown availability stay); ``category`` keeps items whose
+    category path contains it; a price bound drops items with no price."""
+
+    available_only: bool = False
+    category: ShortText | None = None
+    min_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _range(self) -> Filters:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price ({self.min_price}) must be <= max_price ({self.max_price})")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.available_only or self.category is not None or self.min_price is not None or self.max_price is not None
+
+
+class SessionRequest(_In):
+    """Recommendations for an anonymous visitor from the items they touched, oldest
+    first. Items unknown to the model are ignored (and listed in the answer)."""
+
+    item_ids: list[Id] = Field(max_length=MAX_ITEMS)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    exclude_history: bool = True
+    filters: Filters = Field(default_factory=Filters)
+
+
+# -- lookups -------------------------------------------------------------------------
+class ItemResponse(_Out):
+    item_id: str
+    known_to_model: bool
+    product: Product | None = Field(description="null when the item is not in the catalog")
+
+
+class UserResponse(_Out):
+    user_id: str
+    known_to_model: bool
+    events: list[StoredEvent] = Field(description="most recent first")
+
+
+# -- admin -------------------------------------------------------------------------
+class ReloadRequest(_In):
+    run: Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_clean_text)] | None = Field(
+        default=None, description="run folder to load; default: the folder served now"
+    )
+
+
+class ReloadResponse(_Out):
+    model: ModelInfo
+    previous: ModelInfo | None
+
+
+class Health(_Out):
+    status: Literal["ok", "degraded"]
+    store: str
+    model: ModelInfo | None
+    detail: str | None = None
+
+
+class ErrorResponse(_Out):
+    detail: Any

@@ -1,0 +1,135 @@
+"""ServeSettings: everything the HTTP API needs, read from environment variables.
+
+=========================================  =============================================
+SHOPFORMER_STORE_URL                       store URL (default ``sqlite:///shopformer.db``;
+                                           ``postgresql://...`` for PostgreSQL)
+SHOPFORMER_RUN                             trained run folder to serve (optional: without
+                                           one the API stores events and catalog updates,
+                                           and recommendation routes answer 503 until
+                                           ``POST /v1/admin/reload {"run": ...}``)
+SHOPFORMER_API_KEY                         key that write routes require in ``X-API-Key``
+SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES    ``1`` allows writes with no key (local demos
+                                           only). Without it and without an API key,
+                                           every write route answers 503 saying so.
+SHOPFORMER_HISTORY_LIMIT                   latest events read per user (default 200)
+SHOPFORMER_CACHE_TTL_S                     seconds a cached user history / catalog view
+                                           lives (default 60; 0 disables caching)
+SHOPFORMER_CACHE_SIZE                      users kept in the history cache (default 10000)
+SHOPFORMER_MAX_BATCH                       rows accepted per batch write (default 10000)
+=========================================  =============================================
+
+Caching: each process caches a user's encoded history and the catalog arrays used by
+filters. Events and catalog updates posted to THIS process invalidate them at once;
+with several replicas behind a load balancer a write that landed on another replica is
+seen after at most ``cache_ttl_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported when the store opens
+        return "<unparsed url>"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name} must be 1/0 (true/false), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the API runs. Build it directly (tests, the CLI) or with :meth:`from_env`."""
+
+    store_url: str = "sqlite:///shopformer.db"
+    run: Path | None = None
+    api_key: str | None = None
+    allow_unauthenticated_writes: bool = False
+    history_limit: int = 200
+    cache_ttl_s: float = 60.0
+    cache_size: int = 10_000
+    max_batch: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.run is not None and not isinstance(self.run, Path):
+            object.__setattr__(self, "run", Path(self.run))
+        if self.api_key == "":
+            object.__setattr__(self, "api_key", None)
+        if self.history_limit < 1:
+            raise ValueError(f"history_limit must be >= 1, got {self.history_limit}")
+        if self.cache_ttl_s < 0:
+            raise ValueError(f"cache_ttl_s must be >= 0, got {self.cache_ttl_s}")
+        if self.cache_size < 0 or self.max_batch < 1:
+            raise ValueError("cache_size must be >= 0 and max_batch >= 1")
+
+    @property
+    def writes_enabled(self) -> bool:
+        return self.api_key is not None or self.allow_unauthenticated_writes
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServeSettings:
+        """Read the ``SHOPFORMER_*`` variables (see the module docstring); raises
+        ``ValueError`` naming the variable when one is malformed."""
+        env = os.environ if env is None else env
+        run = env.get("SHOPFORMER_RUN", "").strip()
+        return cls(
+            store_url=env.get("SHOPFORMER_STORE_URL", "").strip() or cls.store_url,
+            run=Path(run) if run else None,
+            api_key=env.get("SHOPFORMER_API_KEY") or None,
+            allow_unauthenticated_writes=_bool(env, "SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES"),
+            history_limit=_int(env, "SHOPFORMER_HISTORY_LIMIT", cls.history_limit, 1),
+            cache_ttl_s=_float(env, "SHOPFORMER_CACHE_TTL_S", cls.cache_ttl_s),
+            cache_size=_int(env, "SHOPFORMER_CACHE_SIZE", cls.cache_size, 0),
+            max_batch=_int(env, "SHOPFORMER_MAX_BATCH", cls.max_batch, 1),
+        )
+
+    def __repr__(self) -> str:  # never print the key
+        key = "set" if self.api_key else None
+        return (
+            f"ServeSettings(store_url={_hide_password(self.store_url)!r}, run={self.run!r}, api_key={key}, "
+            f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, "
+            f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
+            f"cache_size={self.cache_size}, max_batch={self.max_batch})"
+        )
