@@ -201,6 +201,32 @@ def recommend(
 
 
 @app.command()
+def serve(
+    run: Annotated[Optional[Path], typer.Option(help="Run folder to serve (else SHOPFORMER_RUN).")] = None,
+    store: Annotated[Optional[str], typer.Option(help="Store URL (else SHOPFORMER_STORE_URL).")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the HTTP API (settings from SHOPFORMER_* environment variables)."""
+    from dataclasses import replace
+
+    from shopformer.serve.app import serve as run_server
+    from shopformer.serve.settings import ServeSettings
+
+    try:
+        settings = ServeSettings.from_env()
+        if run is not None:
+            settings = replace(settings, run=run)
+        if store is not None:
+            settings = replace(settings, store_url=store)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"serving {settings.run or '(no model yet)'} on http://{host}:{port} (docs: /docs)")
+    run_server(settings, host, port)
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo writes its data and runs.")] = Path("shopformer-demo"),
 ) -> None:
