@@ -228,12 +228,19 @@ def serve(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its data and runs.")] = Path("shopformer-demo"),
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its data, runs and store.")] = Path("shopformer-demo"),
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after training (do not start the API).")] = False,
+    port: Annotated[int, typer.Option(help="Port of the API (on 127.0.0.1).")] = 8000,
 ) -> None:
-    """Ingest the bundled Online Retail sample, train and compare models, show top-10 lists."""
-    from shopformer.demo import run_demo
+    """Ingest the bundled Online Retail sample into a local SQLite store, train and
+    compare models, show top-10 lists, then serve the best model over HTTP and print
+    the URL and example curl commands (API key: SHOPFORMER_API_KEY, else generated)."""
+    from shopformer.demo import DemoError, run_demo
 
-    run_demo(workdir, console)
+    try:
+        run_demo(workdir, console, serve=not no_serve, port=port)
+    except DemoError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

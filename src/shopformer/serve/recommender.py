@@ -13,6 +13,13 @@ ignored). The encoded history is cached per user and dropped when events for tha
 user are posted through this service (or after ``cache_ttl_s``). A user the model has
 never seen but who has events is personalised from those events; a user with no usable
 history gets the model's empty-history scores (popularity for the baselines).
+
+Retrieval: for the dot-product models (the Transformers, see
+:mod:`shopformer.serve.retrieval`) a reload builds FAISS indexes over the item table
+before the swap (``settings.index == "faiss"``, the default), and recommendations are
+``index.search(user_vector, k, allowed=catalog filters & ~history)``; similar items
+search the normalized table with the item's own vector (cosine). The baselines, and
+every model with ``SHOPFORMER_INDEX=exact``, score the whole catalog (:func:`rank_exact`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from shopformer.features.sequences import Sequences, build_sequences
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore
 
+from .retrieval import VectorIndexes, build_vector_indexes, is_vector_model, search_one, user_vector
 from .schemas import Filters
 from .settings import ServeSettings
 
@@ -60,6 +68,13 @@ class Served:
     run: Run
     version: str
     loaded_at: datetime
+    #: indexes over the item table (dot-product models with index="faiss"), else None
+    vectors: VectorIndexes | None = None
+
+    @property
+    def retrieval(self) -> str:
+        """How candidates are found: "exact" (dense scoring) or the FAISS kind built."""
+        return "exact" if self.vectors is None else f"faiss-{self.vectors.kind}"
 
     @property
     def name(self) -> str:
@@ -107,8 +122,9 @@ class Ranked:
 
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of a (1, n_items + 1) score row: padding, ``exclude`` items and items
-    outside ``allowed`` are never returned. The one retrieval step of serving (exact for
-    now; an ANN index can take its place behind this signature)."""
+    outside ``allowed`` are never returned. The retrieval step of serving for models
+    that are not dot-product models, and for every model with ``SHOPFORMER_INDEX=exact``
+    (the others search :attr:`Served.vectors`)."""
     scores = np.array(scores, dtype=np.float32, copy=True)
     scores[np.isnan(scores)] = -np.inf
     mask_items(scores, exclude)
@@ -164,7 +180,6 @@ class RecommendationService:
                 raise FileNotFoundError(f"{folder} is not a trained run folder (no run.json)")
             version = run_version(folder)
             run = load_run(folder)
-            served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc))
             empty = Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
             warm = run.model.score(empty)
             if warm.shape != (1, len(run.items) + 1):
@@ -172,6 +187,11 @@ class RecommendationService:
                     f"{folder}: model scores have shape {warm.shape}, expected (1, {len(run.items) + 1}) "
                     "for its item vocabulary"
                 )
+            vectors = None
+            if self.settings.index == "faiss" and is_vector_model(run.model):
+                vectors = build_vector_indexes(run.model)  # before the swap
+                search_one(vectors.users, user_vector(run.model, empty), 1, None)  # proves it answers
+            served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc), vectors=vectors)
             self._served = served  # the swap: one attribute assignment
             return served, previous
 
@@ -284,8 +304,17 @@ class RecommendationService:
         return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
 
     def _recommend(self, served: Served, seq: Sequences, k: int, exclude_history: bool, filters: Filters | None) -> Ranked:
+        allowed = self.allowed(served, filters)
+        if served.vectors is not None:
+            query = user_vector(served.run.model, seq)
+            if np.isfinite(query).all():
+                if exclude_history and seq.n_interactions:
+                    allowed = np.ones(served.n_items + 1, dtype=bool) if allowed is None else allowed.copy()
+                    allowed[seq.items] = False
+                idx, top = search_one(served.vectors.users, query, k, allowed)
+                return self._ranked(served, idx, top)
         scores = served.run.model.score(seq)
-        idx, top = rank_exact(scores, seq if exclude_history else None, self.allowed(served, filters), k)
+        idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
         return self._ranked(served, idx, top)
 
     def similar(self, served: Served, item_id: str, k: int, filters: Filters | None) -> Ranked:
@@ -293,6 +322,11 @@ class RecommendationService:
             raise UnknownItemError(item_id)
         q = np.array([served.run.items.index(item_id)])
         allowed = self.allowed(served, filters)
+        if served.vectors is not None:
+            allowed = np.ones(served.n_items + 1, dtype=bool) if allowed is None else allowed.copy()
+            allowed[q] = False  # never the item itself
+            idx, scores = search_one(served.vectors.similar, self._unit_vector(served, int(q[0])), k, allowed)
+            return self._ranked(served, idx, scores)
         # With filters, rank every item so that k survivors can be found.
         fetch = k if allowed is None else served.n_items
         idx, scores = served.run.model.similar_items(q, fetch)
@@ -302,6 +336,15 @@ class RecommendationService:
             keep &= allowed[idx]
         idx, scores = idx[keep][:k], scores[keep][:k]
         return self._ranked(served, idx, scores)
+
+    @staticmethod
+    def _unit_vector(served: Served, index: int) -> np.ndarray:
+        """The item's normalized output embedding, as the similar index holds it."""
+        import torch
+
+        with torch.no_grad():
+            row = served.run.model.module.item_table()[index : index + 1].detach().float().cpu()
+            return torch.nn.functional.normalize(row, dim=-1).numpy()
 
     def titles(self, item_ids: list[str]) -> dict[str, str | None]:
         if not item_ids:

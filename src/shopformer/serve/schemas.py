@@ -218,6 +218,9 @@ class ModelInfo(_Out):
     version: str = Field(description="run folder name + hash of its run.json")
     run: str
     loaded_at: datetime
+    retrieval: str = Field(
+        "exact", description='"exact" (whole catalog scored) or "faiss-<kind>" (flat = exact, hnsw = approximate)'
+    )
 
 
 class ScoredItem(_Out):

@@ -16,6 +16,11 @@ SHOPFORMER_CACHE_TTL_S                     seconds a cached user history / catal
                                            lives (default 60; 0 disables caching)
 SHOPFORMER_CACHE_SIZE                      users kept in the history cache (default 10000)
 SHOPFORMER_MAX_BATCH                       rows accepted per batch write (default 10000)
+SHOPFORMER_INDEX                           retrieval for the Transformer models: ``faiss``
+                                           (default; exact flat search below 100k items,
+                                           HNSW above) or ``exact`` (dense scoring of the
+                                           whole catalog). The baselines always score
+                                           the whole catalog.
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TRUE = ("1", "true", "yes", "on")
+INDEX_KINDS = ("exact", "faiss")
 _FALSE = ("", "0", "false", "no", "off")
 
 
@@ -79,6 +85,15 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise ValueError(f"{name} must be 1/0 (true/false), got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """How the API runs. Build it directly (tests, the CLI) or with :meth:`from_env`."""
@@ -91,6 +106,8 @@ class ServeSettings:
     cache_ttl_s: float = 60.0
     cache_size: int = 10_000
     max_batch: int = 10_000
+    #: "faiss" (FaissIndex kind "auto") or "exact" (dense scoring); see SHOPFORMER_INDEX
+    index: str = "faiss"
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -103,6 +120,8 @@ class ServeSettings:
             raise ValueError(f"cache_ttl_s must be >= 0, got {self.cache_ttl_s}")
         if self.cache_size < 0 or self.max_batch < 1:
             raise ValueError("cache_size must be >= 0 and max_batch >= 1")
+        if self.index not in INDEX_KINDS:
+            raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
 
     @property
     def writes_enabled(self) -> bool:
@@ -123,6 +142,7 @@ class ServeSettings:
             cache_ttl_s=_float(env, "SHOPFORMER_CACHE_TTL_S", cls.cache_ttl_s),
             cache_size=_int(env, "SHOPFORMER_CACHE_SIZE", cls.cache_size, 0),
             max_batch=_int(env, "SHOPFORMER_MAX_BATCH", cls.max_batch, 1),
+            index=_choice(env, "SHOPFORMER_INDEX", cls.index, INDEX_KINDS),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -131,5 +151,5 @@ class ServeSettings:
             f"ServeSettings(store_url={_hide_password(self.store_url)!r}, run={self.run!r}, api_key={key}, "
             f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, "
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
-            f"cache_size={self.cache_size}, max_batch={self.max_batch})"
+            f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r})"
         )

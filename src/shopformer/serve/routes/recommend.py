@@ -46,7 +46,10 @@ def filters(
 
 
 def model_info(served: Served) -> ModelInfo:
-    return ModelInfo(name=served.name, version=served.version, run=str(served.run.folder), loaded_at=served.loaded_at)
+    return ModelInfo(
+        name=served.name, version=served.version, run=str(served.run.folder), loaded_at=served.loaded_at,
+        retrieval=served.retrieval,
+    )
 
 
 def scored(service: RecommendationService, ranked: Ranked) -> list[ScoredItem]:
