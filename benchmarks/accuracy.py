@@ -60,9 +60,9 @@ TRANSFORMER_GRID: dict[str, list[dict[str, str]]] = {
     "beauty": [{"arch.d_model": "256", "arch.dropout": "0.5", "train.batch_size": "256",
                 "train.epochs": "40", "train.eval_every": "2", "train.patience": "6"}],
     "lastfm": [
-        {"arch.d_model": d, "arch.max_len": m, "arch.dropout": "0.5", "train.batch_size": "128",
-         "train.patience": "20"}
-        for d in ("64", "128") for m in ("50", "200")
+        {"arch.d_model": d, "arch.max_len": "200", "arch.dropout": "0.5", "train.batch_size": "128",
+         "train.epochs": "100", "train.patience": "10"}
+        for d in ("64", "128")
     ],
     "ml-1m": [{"arch.max_len": "200", "arch.d_model": "64", "arch.dropout": "0.2",
                "train.batch_size": "128", "train.eval_every": "2", "train.patience": "5"}],
