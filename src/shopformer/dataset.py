@@ -6,7 +6,6 @@ A data folder (written by ``shopformer ingest``) holds ``events.parquet`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,7 +96,3 @@ def describe(data: SequenceData) -> dict:
         "items": len(data.items),
         "interactions": data.sequences.n_interactions,
     }
-
-
-def save_json(path: Path, obj: dict) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=str))

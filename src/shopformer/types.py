@@ -1,14 +1,11 @@
-"""Types shared by every stage: the event and product table schemas and the item list.
+"""Types shared by every stage: the event and product table schemas.
 
 Events and products travel between stages as Polars DataFrames with the schemas below
-(one row per event / product). Ranked results travel as :class:`ItemList`.
+(one row per event / product).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
 import polars as pl
 
 #: Event types the engine understands. ``cancel`` is an order cancellation (e.g. an
@@ -57,10 +54,6 @@ PRODUCT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def empty_events() -> pl.DataFrame:
-    return pl.DataFrame(schema=EVENT_SCHEMA)
-
-
 def empty_products() -> pl.DataFrame:
     return pl.DataFrame(schema=PRODUCT_SCHEMA)
 
@@ -77,25 +70,3 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
     return df.select(cols)
-
-
-@dataclass
-class ItemList:
-    """A ranked list of items for one user or query: ids, scores and optional reasons.
-
-    ``ids`` are the shop's own item ids (strings). ``reasons`` is filled by the explain
-    stage; it is empty until then.
-    """
-
-    ids: list[str]
-    scores: np.ndarray
-    reasons: list[list[dict]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def to_dict(self) -> dict:
-        out = {"items": list(self.ids), "scores": [float(s) for s in self.scores]}
-        if self.reasons:
-            out["reasons"] = self.reasons
-        return out
