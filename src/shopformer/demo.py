@@ -44,6 +44,13 @@ DEMO_DATA = DataConfig(
     protocol="temporal",
 )
 
+#: The Transformers get a short schedule so the whole demo trains in about a minute;
+#: early stopping on validation still picks their best epoch.
+DEMO_SETTINGS: dict[str, dict[str, str]] = {
+    "sasrec": {"train.epochs": "30", "train.patience": "5"},
+    "bert4rec": {"train.epochs": "30", "train.patience": "5"},
+}
+
 
 def sample_path() -> Path:
     return Path(str(resources.files("shopformer") / "sample_data" / "online_retail_sample.csv.gz"))
@@ -100,7 +107,7 @@ def train_demo(workdir: Path, console: Console, users_to_show: int = 3) -> dict:
     eval_cfg = EvalConfig(cutoffs=(5, 10, 20))
     models, valid, test = {}, [], []
     for name in MODELS:
-        model = make_model(name)
+        model = make_model(name, DEMO_SETTINGS.get(name))
         seconds = fit(model, data, split)
         ctx = {"dataset": "online-retail sample", "fit_seconds": round(seconds, 3), "seed": 0}
         valid.append(evaluate_model(model, data, split, "valid", eval_cfg, ctx, progress=False))
