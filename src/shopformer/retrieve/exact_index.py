@@ -15,6 +15,7 @@ import numpy as np
 
 from shopformer.retrieve.exact import top_k
 from shopformer.retrieve.index import (
+    ItemTable,
     allowed_counts,
     as_matrix,
     check_allowed,
@@ -88,24 +89,12 @@ def exact_search(
     return out_idx, out_scores
 
 
-class ExactIndex:
+class ExactIndex(ItemTable):
     """Brute-force inner-product index over an (N + 1, D) item table."""
 
     def __init__(self, config: ExactIndexConfig = ExactIndexConfig()):
         self.config = config
         self._table: np.ndarray | None = None
-
-    def _require(self) -> np.ndarray:
-        if self._table is None:
-            raise RuntimeError("index is empty: call build() first")
-        return self._table
-
-    @property
-    def dim(self) -> int:
-        return self._require().shape[1]
-
-    def __len__(self) -> int:
-        return 0 if self._table is None else len(self._table) - 1
 
     def build(self, vectors: np.ndarray) -> Self:
         self._table = check_table(vectors).copy()

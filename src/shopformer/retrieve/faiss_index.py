@@ -43,6 +43,7 @@ import numpy as np
 
 from shopformer.retrieve.exact_index import exact_search
 from shopformer.retrieve.index import (
+    ItemTable,
     allowed_counts,
     as_matrix,
     check_allowed,
@@ -107,7 +108,7 @@ def _next_pow2(x: np.ndarray) -> np.ndarray:
     return (1 << np.ceil(np.log2(np.maximum(x, 1))).astype(np.int64)).astype(np.int64)
 
 
-class FaissIndex:
+class FaissIndex(ItemTable):
     """Inner-product FAISS index over an (N + 1, D) item table (row 0 = padding)."""
 
     def __init__(self, config: FaissIndexConfig = FaissIndexConfig()):
@@ -121,18 +122,6 @@ class FaissIndex:
         self._node_of = np.zeros(1, dtype=np.int64)  # item index -> FAISS entry (-1 = none)
 
     # -- building ---------------------------------------------------------------------
-    def _require(self) -> np.ndarray:
-        if self._table is None:
-            raise RuntimeError("index is empty: call build() first")
-        return self._table
-
-    @property
-    def dim(self) -> int:
-        return self._require().shape[1]
-
-    def __len__(self) -> int:
-        return 0 if self._table is None else len(self._table) - 1
-
     @property
     def n_stale(self) -> int:
         """FAISS entries superseded by an update, awaiting the next rebuild."""

@@ -26,6 +26,24 @@ import numpy as np
 META_FILE = "index.json"
 
 
+class ItemTable:
+    """What both indexes share: the (N + 1, D) float32 item table they search."""
+
+    _table: np.ndarray | None = None
+
+    def _require(self) -> np.ndarray:
+        if self._table is None:
+            raise RuntimeError("index is empty: call build() first")
+        return self._table
+
+    @property
+    def dim(self) -> int:
+        return self._require().shape[1]
+
+    def __len__(self) -> int:
+        return 0 if self._table is None else len(self._table) - 1
+
+
 @runtime_checkable
 class Index(Protocol):
     #: the index's typed config (a frozen dataclass); saved with the index
