@@ -18,7 +18,6 @@ import argparse
 import json
 import resource
 import sys
-import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ from shopformer.artifact import make_model  # noqa: E402
 from shopformer.dataset import DataConfig, describe, load_events, prepare  # noqa: E402
 from shopformer.evaluate.protocol import EvalConfig  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
-from shopformer.experiment import evaluate_model  # noqa: E402
+from shopformer.experiment import evaluate_model, fit  # noqa: E402
 from shopformer.ingest import ingest  # noqa: E402
 from shopformer.train.loop import plot_history  # noqa: E402
 
@@ -84,9 +83,7 @@ def peak_rss_mb() -> float:
 
 def run_model(name: str, params: dict[str, str], data, split, dataset: str) -> dict:
     model = make_model(name, params)
-    t0 = time.perf_counter()
-    model.fit(split.train, data.n_items, valid=split.valid)
-    fit_s = time.perf_counter() - t0
+    fit_s = fit(model, data, split)
     ctx = {"dataset": dataset, "fit_seconds": round(fit_s, 1), "seed": 42, "settings": params}
     cfg = EvalConfig(cutoffs=(5, 10, 20))
     valid = evaluate_model(model, data, split, "valid", cfg, ctx, progress=False)
@@ -123,7 +120,7 @@ def tune(name: str, grid: list[dict[str, str]], data, split) -> tuple[dict[str, 
     scores = []
     for params in grid:
         model = make_model(name, params)
-        model.fit(split.train, data.n_items, valid=split.valid)
+        fit(model, data, split)
         rec = evaluate_model(model, data, split, "valid", EvalConfig(cutoffs=(10,)), {}, progress=False)
         scores.append({"settings": params, "valid_NDCG@10": rec["metrics"]["NDCG@10"]})
         print(f"  {name} {params}: valid NDCG@10 {scores[-1]['valid_NDCG@10']:.4f}", flush=True)

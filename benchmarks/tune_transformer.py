@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from accuracy import DATASETS, load
 
 from shopformer.artifact import make_model
+from shopformer.experiment import fit
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,13 +34,12 @@ def main() -> None:
     params = dict(s.split("=", 1) for s in args.settings)
     data, split = load(args.dataset, args.data_root, args.work)
     model = make_model(args.model, params)
-    t0 = time.perf_counter()
-    model.fit(split.train, data.n_items, valid=split.valid)
+    seconds = fit(model, data, split)
     h = model.history
     out = {
         "dataset": args.dataset, "name": args.name, "model": args.model, "settings": params,
         "best_valid_NDCG@10": h.best_valid, "best_epoch": h.best_epoch, "stopped": h.stopped,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(seconds, 1),
         "curve": [(r.epoch, r.wall_seconds, round(r.loss, 4), r.valid) for r in h.records],
     }
     folder = HERE / "results" / "tuning"

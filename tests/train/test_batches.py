@@ -1,12 +1,12 @@
 import numpy as np
 
 from shopformer.features.sequences import Sequences
-from shopformer.train.batches import bucketed_batches, cloze_mask, trim_padding, windows
+from shopformer.train.batches import build_windows, bucketed_batches, cloze_mask, trim_padding
 
 
 def test_windows_last_and_left_padded():
     s = Sequences.from_lists([[1, 2, 3, 4, 5], [6], []])
-    w = windows(s, 3)
+    w = build_windows(s, 3).items
     assert w.tolist() == [[3, 4, 5], [0, 0, 6], [0, 0, 0]]
 
 
@@ -15,7 +15,7 @@ def test_random_windows_stay_inside_each_row():
     rng = np.random.default_rng(0)
     seen_ends = set()
     for _ in range(50):
-        w = windows(s, 4, rng)
+        w = build_windows(s, 4, rng).items
         row = w[0].tolist()
         assert row == list(range(row[0], row[0] + 4))  # contiguous slice of 1..10
         seen_ends.add(row[-1])

@@ -34,11 +34,6 @@ def gather(values: np.ndarray, positions: np.ndarray, fill=0) -> np.ndarray:
     return np.where(positions >= 0, values[np.maximum(positions, 0)], fill)
 
 
-def windows(seqs: Sequences, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """(U, length) left-padded item windows (see :func:`window_positions`)."""
-    return gather(seqs.items, window_positions(seqs, length, rng)).astype(np.int64)
-
-
 def gap_buckets(times: np.ndarray, n_buckets: int) -> np.ndarray:
     """Bucket of the time since the previous event, per cell of a (B, T) window of epoch
     seconds (NaN = padding): 0 padding, 1 first event of the window, then 2 + floor(log2(1 +
