@@ -134,6 +134,7 @@ def ours_settings(minutes: float, threads: int) -> dict[str, str]:
         "arch.n_layers": str(LAYERS),
         "arch.n_heads": str(HEADS),
         "arch.dropout": str(DROPOUT),
+        "arch.attn_dropout": str(DROPOUT),  # RecBole's attn_dropout_prob
         "arch.max_len": str(MAX_LEN),
         "train.batch_size": str(BATCH),
         "train.lr": str(LR),

@@ -68,3 +68,34 @@ def test_bad_inputs_give_messages_not_tracebacks(tmp_path):
     assert r.exit_code == 2 and "unknown model 'nope'" in r.output
     r = runner.invoke(app, ["evaluate", "--run", str(tmp_path)])
     assert r.exit_code == 2 and "not a trained run" in r.output
+
+
+def test_train_with_product_content_and_content_knn(tmp_path):
+    src = tmp_path / "shop.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    catalog = tmp_path / "catalog.csv"  # items 1-4 are brand a, 5-8 brand b
+    catalog.write_text("item_id,brand,price\n" + "".join(f"{i},{'a' if i <= 4 else 'b'},{i}.0\n" for i in range(1, 9)))
+    data = tmp_path / "data"
+    invoke("ingest", src, "--format", "sequence", "--catalog", catalog, "--data", data)
+
+    run = tmp_path / "fused"
+    invoke("train", "--data", data, "--model", "sasrec", "--content", "brand", "--out", run,
+           "--set", "arch.d_model=8", "--set", "arch.n_heads=1", "--set", "train.epochs=2")
+    config = json.loads((run / "model" / "config.json").read_text())
+    names = json.loads((run / "model" / "content.json").read_text())["token_names"]
+    assert {"brand=a", "brand=b"} <= set(names) and config["arch"]["content_tokens"] == len(names)
+    out = tmp_path / "fused.json"
+    invoke("evaluate", "--run", run, "--k", "1,2", "--out", out)
+    assert json.loads(out.read_text())[0]["users_evaluated"] == 24
+
+    knn = tmp_path / "knn"
+    invoke("train", "--data", data, "--model", "content_knn", "--content", "brand", "--out", knn)
+    out = tmp_path / "knn.json"
+    invoke("evaluate", "--run", knn, "--k", "1,2,3", "--out", out)
+    # the target is the one item of the history's brand that the history lacks: the only
+    # candidate sharing the brand, so content alone ranks it first
+    assert json.loads(out.read_text())[0]["metrics"]["HR@1"] == 1.0
+
+    bad = runner.invoke(app, ["train", "--data", str(data), "--model", "ease", "--content", "brand",
+                              "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "does not use product content" in bad.output

@@ -20,6 +20,7 @@ from shopformer.dataset import DataConfig
 from shopformer.features.vocab import Vocabulary
 from shopformer.models import BASELINES
 from shopformer.models.base import Recommender
+from shopformer.models.content_knn import ContentKNN
 from shopformer.models.sequential import BERT4RecRecommender, SASRecRecommender
 
 #: Every model class the CLI can build or load, by its stable name. Explicit on purpose.
@@ -27,6 +28,7 @@ MODELS: dict[str, type] = {
     **BASELINES,
     SASRecRecommender.name: SASRecRecommender,
     BERT4RecRecommender.name: BERT4RecRecommender,
+    ContentKNN.name: ContentKNN,
 }
 
 

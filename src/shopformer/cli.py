@@ -100,7 +100,7 @@ def ingest(
 @app.command()
 def train(
     data: DataOpt = DATA_DIR,
-    model: Annotated[str, typer.Option(help="popular | itemknn | ease | sasrec | bert4rec")] = "ease",
+    model: Annotated[str, typer.Option(help="popular | itemknn | ease | sasrec | bert4rec | content_knn")] = "ease",
     set_: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write.")] = None,
     types: TypesOpt = None,
@@ -109,15 +109,21 @@ def train(
     dedupe: DedupeOpt = False,
     protocol: ProtocolOpt = "leave_one_out",
     full: Annotated[bool, typer.Option(help="Fit on all data (for serving; cannot be evaluated).")] = False,
+    content: Annotated[Optional[str], typer.Option(
+        help="Fuse product content: catalog fields that become tokens, e.g. brand,categories,tags "
+             "(price bands are added when prices exist).")] = None,
+    text: Annotated[bool, typer.Option(help="Fuse product text embeddings (needs shopformer[text]).")] = False,
 ) -> None:
     """Fit a model on the training split and save it as a run folder."""
     from shopformer.artifact import make_model
     from shopformer.experiment import train_run
+    from shopformer.features.content import ContentConfig
 
     try:
         m = make_model(model, _pairs(set_, "--set"))
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
-        run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train")
+        content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
+        run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return

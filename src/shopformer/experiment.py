@@ -16,11 +16,13 @@ from typing import Literal
 import numpy as np
 
 from shopformer.artifact import Run, load_run, save_run
-from shopformer.dataset import DataConfig, describe, load_events, prepare
+from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare
 from shopformer.evaluate.protocol import EvalConfig, EvalResult, evaluate
 from shopformer.evaluate.report import result_record
+from shopformer.features.content import ContentConfig, build_content
 from shopformer.features.sequences import SequenceData, Sequences
 from shopformer.features.splits import EvalCases, Split
+from shopformer.features.vocab import Vocabulary
 from shopformer.models.base import Recommender, recommend
 
 SplitName = Literal["valid", "test"]
@@ -36,15 +38,37 @@ def fit(model: Recommender, data: SequenceData, split: Split, fit_on: str = "tra
     return time.perf_counter() - t0
 
 
+def attach_content(model: Recommender, data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool) -> None:
+    """Give ``model`` the catalog's content (tokens from ``content.fields``; product text
+    embeddings when ``text``), rows aligned with the item vocabulary ``items``."""
+    if not hasattr(model, "content"):
+        raise ValueError(f"{model.name} does not use product content; use sasrec, bert4rec or content_knn")
+    products = load_products(data_dir)
+    if products.height == 0:
+        raise ValueError(f"{data_dir} has no catalog (products.parquet): ingest one with --catalog")
+    vectors = None
+    if text:
+        from shopformer.features.text import TextEncoder, TextEncoderConfig, product_text
+
+        encoder = TextEncoder(TextEncoderConfig(cache_dir=Path(data_dir) / "cache"))
+        vectors = encoder.encode(product_text(products))
+    model.content = build_content(products, items, content, vectors)
+
+
 def train_run(
     model: Recommender,
     data_dir: Path,
     data_config: DataConfig,
     out: Path,
     fit_on: Literal["train", "all"] = "train",
+    content: ContentConfig | None = None,
+    text: bool = False,
 ) -> Run:
-    """Prepare data, fit and save a run folder."""
+    """Prepare data, fit and save a run folder; with ``content`` (or ``text``) the model
+    fuses the catalog's product content with its item IDs."""
     data, split = prepare(load_events(data_dir), data_config)
+    if content is not None or text:
+        attach_content(model, data_dir, data.items, content or ContentConfig(fields=()), text)
     seconds = fit(model, data, split, fit_on)
     info = {
         "data_dir": str(Path(data_dir).resolve()),

@@ -14,6 +14,16 @@ def test_full_ce_ignores_padding_row():
     assert math.isclose(got.item(), expected, rel_tol=1e-6)
 
 
+def test_full_ce_leaves_excluded_items_out_of_the_softmax():
+    h = torch.tensor([[1.0, 0.0]])
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [50.0, 0.0]])
+    exclude = torch.tensor([True, False, False, True])  # item 3 would dominate
+    got = losses.full_ce(h, table, torch.tensor([1]), exclude)
+    expected = -math.log(math.exp(1) / (math.exp(1) + math.exp(0)))
+    assert math.isclose(got.item(), expected, rel_tol=1e-6)
+    assert losses.full_ce(h, table, torch.tensor([1])).item() > 40  # without it, it does
+
+
 def test_sampled_softmax_with_uniform_q_and_all_items_matches_full_ce_closely():
     torch.manual_seed(0)
     n, d = 20, 8

@@ -64,6 +64,20 @@ class Sequences:
             None if self.event_types is None else self.event_types[take],
         )
 
+    def keep(self, mask: np.ndarray) -> "Sequences":
+        """The same rows holding only the elements where ``mask`` (parallel to ``items``)
+        is True, order kept; rows may become empty."""
+        mask = np.asarray(mask, dtype=bool)
+        row_of = np.repeat(np.arange(len(self)), self.lengths)
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of[mask], minlength=len(self)), out=offsets[1:])
+        return Sequences(
+            offsets,
+            self.items[mask],
+            None if self.timestamps is None else self.timestamps[mask],
+            None if self.event_types is None else self.event_types[mask],
+        )
+
     def to_csr(self, n_columns: int, binary: bool = True) -> sp.csr_matrix:
         """User x item matrix (``n_columns`` = vocabulary size incl. padding)."""
         data = np.ones(len(self.items), dtype=np.float32)

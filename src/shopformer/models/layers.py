@@ -31,10 +31,10 @@ class SelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x))."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_mult: int = 4):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, attn_dropout: float, ffn_mult: int = 4):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.attn = SelfAttention(d_model, n_heads, attn_dropout)
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model),

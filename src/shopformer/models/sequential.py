@@ -12,6 +12,7 @@ from typing import Self
 import numpy as np
 import torch
 
+from shopformer.features.content import ItemContent
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.sasrec import SASRec, SASRecConfig
@@ -42,14 +43,17 @@ def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tenso
 
 
 class SASRecRecommender:
-    """Causal Transformer trained for next-item prediction."""
+    """Causal Transformer trained for next-item prediction. With ``content`` (rows
+    aligned with the item vocabulary) item embeddings fuse IDs with product content."""
 
     name = "sasrec"
     config_type: type[TransformerConfig] = TransformerConfig
 
-    def __init__(self, config: TransformerConfig = TransformerConfig()):
+    def __init__(self, config: TransformerConfig = TransformerConfig(), content: ItemContent | None = None):
         self.config = config
+        self.content = content
         self.module: SASRec | None = None
+        self._table: torch.Tensor | None = None  # inference item table, see item_representations
         self.history = TrainHistory()
 
     # -- training ---------------------------------------------------------------------
@@ -57,12 +61,22 @@ class SASRecRecommender:
         c = self.config
         seed_everything(c.train.seed)
         arch = replace(c.arch, n_items=n_items)
+        if self.content is not None:
+            if len(self.content.tokens) != n_items + 1:
+                raise ValueError(f"content has {len(self.content.tokens)} rows; the catalog needs {n_items + 1}")
+            arch = replace(arch, content_tokens=self.content.n_tokens, content_width=self.content.tokens.shape[1],
+                           content_dim=self.content.vector_dim)
         self.config = replace(c, arch=arch)
-        self.module = SASRec(arch)
+        self.module, self._table = SASRec(arch), None
         rng = np.random.default_rng(c.train.seed)
         rows = np.flatnonzero(train.lengths >= 2)  # a row needs an input and a target
         seqs = train.rows(rows)
         counts = torch.from_numpy(np.bincount(seqs.items, minlength=n_items + 1))
+        if self.module.content is not None:
+            vectors = self.content.vectors
+            self.module.content.set_rows(torch.from_numpy(self.content.tokens),
+                                         None if vectors is None else torch.from_numpy(vectors))
+            self.module.known[: n_items + 1] = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1) > 0)
         log_q = losses.popularity_log_q(counts, 0.75)
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
@@ -80,24 +94,28 @@ class SASRecRecommender:
                 hidden = items == self.module.mask_token  # a masked slot shows no type or gap
                 inputs = Windows(items, *(None if a is None else np.where(hidden, 0, a)
                                           for a in (batch.types, batch.gaps)))
-            h = self.module(*_tensors(inputs))  # (B, T, D)
+            table = self.module.item_representations()  # (N + 2, D), one per step
+            h = self.module(*_tensors(inputs), table=table)  # (B, T, D)
             y = torch.from_numpy(targets)
             keep = y > 0
-            return self._loss(h[keep], y[keep], log_q, gen)
+            return self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
 
         validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
         self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
+        self._table = None  # the best weights were restored
         return self
 
     def _windows(self, seqs: Sequences, length: int, rng=None) -> Windows:
         arch = self.config.arch
         return build_windows(seqs, length, rng, arch.event_types, arch.time_gap_buckets)
 
-    def _loss(self, h, y, log_q, gen) -> torch.Tensor:
+    def _loss(self, h, y, table, log_q, gen) -> torch.Tensor:
         t = self.config.train
-        table = self.module.item_table()
         if t.loss == "ce":
-            return losses.full_ce(h, table, y)
+            # With content, items unseen in training stand for products added later: they
+            # are left out of the softmax rather than taught to score low.
+            unseen = None if self.module.content is None else ~self.module.known[: len(table)]
+            return losses.full_ce(h, table, y, unseen)
         if t.loss == "sampled":
             return losses.sampled_softmax(h, table, y, t.n_negatives, log_q, gen)
         if t.loss == "gbce":
@@ -107,10 +125,21 @@ class SASRecRecommender:
     def _validate(self, valid: EvalCases, n_items: int) -> float:
         from shopformer.evaluate.protocol import EvalConfig, evaluate
 
+        self._table = None  # the weights moved since the last evaluation
         res = evaluate(self, valid, n_items, EvalConfig(cutoffs=(10,)), progress=False)
         return res.metrics["NDCG@10"]
 
     # -- inference --------------------------------------------------------------------
+    @torch.no_grad()
+    def item_representations(self) -> torch.Tensor:
+        """(N + 2, D) item table for inference, computed once per set of weights (with
+        content it is a small network, not a lookup)."""
+        if self._table is None:
+            module = self._require()
+            module.eval()
+            self._table = module.item_representations()
+        return self._table
+
     def _require(self) -> SASRec:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
@@ -121,18 +150,7 @@ class SASRecRecommender:
         n = self.config.arch.n_items
         if len(history.items) and (history.items.max() > n or history.items.min() < 0):
             raise ValueError(f"history has item indexes outside 1..{n}")
-        if (history.items == 0).any():
-            keep = history.items > 0
-            row_of = np.repeat(np.arange(len(history)), history.lengths)
-            counts = np.bincount(row_of[keep], minlength=len(history))
-            offsets = np.concatenate([[0], np.cumsum(counts)])
-            history = Sequences(
-                offsets,
-                history.items[keep],
-                None if history.timestamps is None else history.timestamps[keep],
-                None if history.event_types is None else history.event_types[keep],
-            )
-        return history
+        return history.keep(history.items > 0) if (history.items == 0).any() else history
 
     @torch.no_grad()
     def user_vectors(self, history: Sequences) -> torch.Tensor:
@@ -150,15 +168,16 @@ class SASRecRecommender:
         # Score in batches of similar length so short histories are not padded to long ones.
         order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
         out = torch.empty(len(w.items), arch.d_model)
+        table = self.item_representations()
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
-            h = module(*_tensors(w.select(rows).trim()))  # (b, T, D)
+            h = module(*_tensors(w.select(rows).trim()), table=table)  # (b, T, D)
             out[torch.from_numpy(rows)] = h[:, -1]
         return out
 
     @torch.no_grad()
     def score(self, history: Sequences) -> np.ndarray:
-        table = self._require().item_table()  # (N + 1, D)
+        table = self._require().item_table(self.item_representations())  # (N + 1, D)
         scores = (self.user_vectors(history) @ table.T).numpy().astype(np.float32, copy=False)
         scores[:, 0] = -np.inf  # padding is never an answer
         return scores
@@ -168,7 +187,7 @@ class SASRecRecommender:
         """Cosine similarity of output item embeddings."""
         from shopformer.retrieve.exact import top_k
 
-        table = torch.nn.functional.normalize(self._require().item_table(), dim=-1)
+        table = torch.nn.functional.normalize(self._require().item_table(self.item_representations()), dim=-1)
         items = np.asarray(items, dtype=np.int64)
         if len(items) and (items.max() > self.config.arch.n_items or items.min() < 0):
             raise ValueError(f"item indexes outside 1..{self.config.arch.n_items}")
@@ -182,6 +201,8 @@ class SASRecRecommender:
         folder = Path(folder)
         (folder / "config.json").write_text(json.dumps({"model": self.name, **asdict(self.config)}, indent=2))
         torch.save(self._require().state_dict(), folder / "weights.pt")
+        if self.content is not None:  # token names and price bands, to place new products
+            self.content.save(folder)
         hist = {
             "best_epoch": self.history.best_epoch,
             "best_valid": self.history.best_valid,
@@ -200,7 +221,8 @@ class SASRecRecommender:
         config = cls.config_type(
             arch=SASRecConfig(**raw["arch"]), train=TrainConfig(**raw["train"]), score_batch=raw["score_batch"]
         )
-        model = cls(config)
+        content = ItemContent.load(folder) if (folder / "content.json").exists() else None
+        model = cls(config, content)
         model.module = SASRec(config.arch)
         model.module.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
         model.module.eval()
@@ -213,5 +235,5 @@ class BERT4RecRecommender(SASRecRecommender):
     name = "bert4rec"
     config_type = BERT4RecConfig
 
-    def __init__(self, config: BERT4RecConfig = BERT4RecConfig()):
-        super().__init__(config)
+    def __init__(self, config: BERT4RecConfig = BERT4RecConfig(), content: ItemContent | None = None):
+        super().__init__(config, content)

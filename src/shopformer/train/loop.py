@@ -24,7 +24,8 @@ class TrainConfig:
     crop: "random" trains on a random window of histories longer than max_len each
         epoch; "last" always on the latest window (the classic SASRec recipe).
     patience: evaluations without a better validation score before stopping.
-    time_limit_s: stop (keeping the best weights) after this much training time.
+    time_limit_s: stop (keeping the best weights) after this much wall time; the
+        learning-rate decay then runs to the limit or the last epoch, whichever is first.
     """
 
     epochs: int = 200
@@ -70,12 +71,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, total: int, config: TrainConfig) -> float:
+def lr_factor(step: int, total: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Warm-up, then decay over the planned steps; with a time limit the decay also
+    follows the clock, so a run cut by the limit still ends at a low learning rate."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     if config.decay == "none" or total <= config.warmup_steps:
         return 1.0
     progress = min(1.0, (step - config.warmup_steps) / (total - config.warmup_steps))
+    if config.time_limit_s:
+        progress = max(progress, min(1.0, elapsed_s / config.time_limit_s))
     if config.decay == "linear":
         return max(0.0, 1.0 - progress)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -133,7 +138,7 @@ class Trainer:
                 losses = []
                 for i, batch in enumerate(batches):
                     for group in opt.param_groups:
-                        group["lr"] = c.lr * lr_factor(step, total_steps, c)
+                        group["lr"] = c.lr * lr_factor(step, total_steps, c, time.perf_counter() - t_start)
                     loss = step_fn(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

@@ -12,11 +12,15 @@ import torch
 import torch.nn.functional as F
 
 
-def full_ce(h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy over the whole catalog."""
-    logits = h @ table.T  # (P, N + 1)
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets)
+def full_ce(
+    h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax cross-entropy over the whole catalog; ``exclude`` (N + 1,) bool leaves
+    items out of the softmax (e.g. products that did not exist yet)."""
+    logits = h @ table[1:].T  # (P, N): padding is left out rather than masked (faster)
+    if exclude is not None:
+        logits = logits.masked_fill(exclude[1:], float("-inf"))
+    return F.cross_entropy(logits, targets - 1)
 
 
 def sampled_softmax(
