@@ -212,6 +212,8 @@ def serve(
     store: Annotated[Optional[str], typer.Option(help="Store URL (else SHOPFORMER_STORE_URL).")] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="Log a line per request (uvicorn's access log).")] = True,
 ) -> None:
     """Run the HTTP API (settings from SHOPFORMER_* environment variables)."""
     from dataclasses import replace
@@ -229,7 +231,7 @@ def serve(
         _fail(str(exc))
         return
     console.print(f"serving {settings.run or '(no model yet)'} on http://{host}:{port} (docs: /docs)")
-    run_server(settings, host, port)
+    run_server(settings, host, port, access_log=access_log)
 
 
 @app.command()

@@ -103,3 +103,17 @@ def test_config_is_validated():
 def test_importing_retrieve_does_not_import_faiss():
     code = "import sys, shopformer.retrieve; assert 'faiss' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_build_without_copy_shares_the_table_and_copies_before_an_update():
+    table = random_table(50)
+    index = FaissIndex(FaissIndexConfig(kind="flat")).build(table, copy=False)
+    assert np.shares_memory(index.vectors(), table)
+    assert not index.vectors().flags.writeable
+    before = table.copy()
+    index.add_or_update(np.array([3]), np.ones((1, table.shape[1]), np.float32))
+    np.testing.assert_array_equal(table, before)  # the caller's array is never written
+    assert not np.shares_memory(index.vectors(), table)
+    assert (index.vectors()[3] == 1).all()
+    copied = FaissIndex(FaissIndexConfig(kind="flat")).build(table)
+    assert not np.shares_memory(copied.vectors(), table)

@@ -220,6 +220,29 @@ def test_single_event_is_idempotent_with_event_id(client):
     assert search.status_code == 201 and search.json()["event_id"].startswith("h-")
 
 
+def test_an_event_is_checked_once_and_stored_before_the_answer(client, store_url, monkeypatch):
+    from shopformer.serve import writes
+    from shopformer.store import base, frames
+
+    calls = []
+    for module in (writes, base, frames):
+        real = module.check_events
+        monkeypatch.setattr(module, "check_events", lambda data, _real=real, **kw: calls.append(1) or _real(data, **kw))
+    r = client.post("/v1/events", json=event("u8", "a", event_id="once-1"), headers=AUTH)
+    assert r.status_code == 201 and calls == [1]
+    with EventStore(StoreConfig(store_url)) as other:  # committed: another connection sees it
+        assert "once-1" in other.user_events("u8")["event_id"].to_list()
+
+
+def test_titles_follow_catalog_updates(client):
+    assert client.get("/v1/users/u1/recommendations", params={"k": 1}).json()["items"][0]["title"] == "Dish"
+    r = client.put("/v1/catalog/items", json=[{"item_id": "d", "title": "Dish v2", "price": 4, "categories": ["kitchen"]}],
+                   headers=AUTH)
+    assert r.status_code == 200
+    body = client.get("/v1/users/u1/recommendations", params={"k": 1}).json()
+    assert body["items"][0] == {"item_id": "d", "score": body["items"][0]["score"], "title": "Dish v2"}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

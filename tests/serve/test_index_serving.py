@@ -171,3 +171,67 @@ def test_hnsw_index_with_filters_matches_exact_on_a_tiny_shop(shop, pair, monkey
         assert exact.similar(exact.require(), "i5", 10, None).item_ids == hnsw.similar(hnsw.require(), "i5", 10, None).item_ids
     finally:
         hnsw.store.close()
+
+
+def test_indexes_share_the_item_tables_and_build_with_every_thread(shop, monkeypatch):
+    """The users index keeps the model's own item table (no copy), the similar index
+    the normalized table that similar items read their query from; FAISS builds with
+    every CPU and the serving thread is then limited to one."""
+    import faiss
+
+    from shopformer.serve import retrieval
+
+    during = []
+    real_build = retrieval.FaissIndex.build
+
+    def build(self, vectors, copy=True):
+        during.append(faiss.omp_get_max_threads())
+        return real_build(self, vectors, copy)
+
+    monkeypatch.setattr(retrieval.FaissIndex, "build", build)
+    svc = service(shop, "sasrec", "faiss")
+    try:
+        served = svc.require()
+        table = served.run.model.module.item_table().detach().numpy()
+        assert np.shares_memory(served.vectors.users.vectors(), table)
+        assert np.shares_memory(served.vectors.unit, served.vectors.similar.vectors())
+        assert during == [retrieval._all_cpus()] * 2
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        svc.store.close()
+
+
+def test_history_is_left_out_without_a_catalog_mask(shop, pair, monkeypatch):
+    _, flat = pair
+    served = flat.require()
+    seen = []
+    real = type(served.vectors.users).search
+
+    def search(self, queries, k, allowed=None):
+        seen.append((k, allowed))
+        return real(self, queries, k, allowed)
+
+    monkeypatch.setattr(type(served.vectors.users), "search", search)
+    ranked, n = flat.recommend_user(served, shop["users"][0], 5, True, None)
+    assert n > 0 and len(ranked.item_ids) == 5
+    hist = set(served.run.items.decode(flat.history(served, shop["users"][0]).sequences.items))
+    assert not hist & set(ranked.item_ids)
+    assert len(seen) == 1 and seen[0][1] is None and seen[0][0] == 5 + len(hist)
+    seen.clear()
+    similar = flat.similar(served, "i3", 5, None)
+    assert "i3" not in similar.item_ids and len(similar.item_ids) == 5
+    assert seen == [(6, None)]
+
+
+def test_titles_come_from_the_catalog_view(pair, monkeypatch):
+    _, flat = pair
+    served = flat.require()
+    ranked, _ = flat.recommend_user(served, "u1", 5, True, None)
+    flat._catalog_view(served)  # current (built at load; rebuilt here if it expired)
+
+    def no_store_reads(*a, **kw):
+        raise AssertionError("titles read from the store")
+
+    monkeypatch.setattr(flat.store, "products", no_store_reads)
+    titles = flat.titles(ranked.item_ids, served, ranked.idx)
+    assert titles == {i: f"Item {i[1:]}" for i in ranked.item_ids}

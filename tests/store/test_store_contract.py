@@ -194,6 +194,84 @@ class StoreContract:
         assert got.height == sum(inserted) == 2 * 8 * 10 + 8
         assert got["event_id"].n_unique() == got.height and got["position"].n_unique() == got.height
 
+    def test_queued_writers_share_one_commit_and_see_it_before_returning(self, config, store):
+        """Writers queued behind a running transaction are written together in the next
+        one (one commit), and each call returns only once its rows are committed."""
+        transactions = []
+        real = store._write
+
+        @contextmanager
+        def counting():
+            transactions.append(1)
+            with real() as conn:
+                yield conn
+
+        store._write = counting
+        release = threading.Event()
+        reader = EventStore(config)
+        seen_after_return: dict[str, bool] = {}
+
+        def slow(conn):
+            release.wait(10)
+            return "slow done"
+
+        def post(i: int) -> None:
+            res = store.add_events([ev(i, event_id=f"g{i}")])
+            assert res.inserted == 1
+            # durable before acknowledged: another connection sees it once we return
+            seen_after_return[f"g{i}"] = f"g{i}" in reader.events()["event_id"].to_list()
+
+        first = threading.Thread(target=store._run_write, args=(slow,))
+        first.start()
+        while len(transactions) < 1:
+            threading.Event().wait(0.005)
+        writers = [threading.Thread(target=post, args=(i,)) for i in range(5)]
+        for t in writers:
+            t.start()
+        while len(store._queue) < 5:  # all five queued behind the slow transaction
+            threading.Event().wait(0.005)
+        release.set()
+        first.join()
+        for t in writers:
+            t.join()
+        reader.close()
+        assert len(transactions) == 2  # the slow one, then one for all five posts
+        assert seen_after_return == {f"g{i}": True for i in range(5)}
+        assert store.count_events() == 5
+
+    def test_a_failing_write_in_a_group_is_rolled_back_alone(self, store):
+        release = threading.Event()
+        errors: list[BaseException] = []
+
+        def slow(conn):
+            release.wait(10)
+
+        def failing(conn):
+            conn.execute(store._event_insert, ev(99, event_id="half"))
+            raise RuntimeError("fails after writing a row")
+
+        def run_failing() -> None:
+            try:
+                store._run_write(failing)
+            except RuntimeError as e:
+                errors.append(e)
+
+        first = threading.Thread(target=store._run_write, args=(slow,))
+        first.start()
+        while not store._writing:
+            threading.Event().wait(0.005)
+        threads = [threading.Thread(target=lambda: store.add_events([ev(1)])), threading.Thread(target=run_failing)]
+        for t in threads:
+            t.start()
+        while len(store._queue) < 2:  # both in the same group
+            threading.Event().wait(0.005)
+        release.set()
+        first.join()
+        for t in threads:
+            t.join()
+        assert len(errors) == 1
+        assert store.events()["event_id"].to_list() == ["e1"]  # "half" was rolled back, e1 kept
+
     def test_export_snapshot_gives_the_same_events(self, store, tmp_path):
         store.add_events(FULL_EVENTS)
         store.upsert_products(FULL_PRODUCTS)
@@ -228,6 +306,12 @@ class TestSQLiteStore(StoreContract):
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
+    def test_no_pre_ping_for_sqlite_unless_asked(self, config):
+        with EventStore(config) as store:
+            assert store._base_engine.pool._pre_ping is False
+        with EventStore(dataclasses.replace(config, pool_pre_ping=True)) as store:
+            assert store._base_engine.pool._pre_ping is True
+
     def test_config_defaults_and_urls(self):
         assert StoreConfig().url == "sqlite:///shopformer.db"
         assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
@@ -246,3 +330,6 @@ class TestPostgresStore(StoreContract):
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+    def test_pre_ping_on_by_default(self, store):
+        assert store._base_engine.pool._pre_ping is True

@@ -25,9 +25,11 @@ Updates: FAISS's graph and IVF indexes cannot change a vector in place, so
 ``add_or_update`` appends a new FAISS entry for each item and marks the item's old entry
 stale (stale entries are filtered out by the selector); once stale entries exceed
 ``max_stale_fraction`` of the items, the index is rebuilt from the stored vectors (and an
-``auto`` index picks its kind again for the new size). The index keeps a float32 copy
-of the item table for this, for rescoring and for exact fallbacks: memory is about twice
-the table's (plus the HNSW graph).
+``auto`` index picks its kind again for the new size). The index keeps the float32 item
+table for this, for rescoring and for exact fallbacks: memory is about twice the
+table's (plus the HNSW graph). ``build(vectors, copy=False)`` keeps the caller's array
+itself instead of a copy (when it is already C-contiguous float32), saving one table's
+worth: the caller must not change it afterwards (``add_or_update`` copies it first).
 
 faiss is imported only when an index is built or loaded.
 """
@@ -120,6 +122,7 @@ class FaissIndex(ItemTable):
         self._item_of = np.zeros(0, dtype=np.int64)  # FAISS entry -> item index
         self._live = np.zeros(0, dtype=bool)  # FAISS entry is the item's current vector
         self._node_of = np.zeros(1, dtype=np.int64)  # item index -> FAISS entry (-1 = none)
+        self._owns_table = True  # False while _table is the caller's array (build(copy=False))
 
     # -- building ---------------------------------------------------------------------
     @property
@@ -127,10 +130,21 @@ class FaissIndex(ItemTable):
         """FAISS entries superseded by an update, awaiting the next rebuild."""
         return int((~self._live).sum())
 
-    def build(self, vectors: np.ndarray) -> Self:
-        self._table = check_table(vectors).copy()
+    def build(self, vectors: np.ndarray, copy: bool = True) -> Self:
+        """Index ``vectors`` (N + 1, D). With ``copy=False`` the index keeps ``vectors``
+        itself when it is C-contiguous float32 (no second table in memory); the caller
+        must not modify it afterwards."""
+        table = check_table(vectors)
+        self._table = table.copy() if copy else table
+        self._owns_table = copy
         self._rebuild()
         return self
+
+    def vectors(self) -> np.ndarray:
+        """The (N + 1, D) table searched (a read-only view)."""
+        view = self._require().view()
+        view.flags.writeable = False
+        return view
 
     def _resolve_kind(self, n_items: int) -> str:
         kind = self.config.kind
@@ -183,8 +197,11 @@ class FaissIndex(ItemTable):
         if n_new:
             table = np.concatenate([table, np.zeros((n_new, table.shape[1]), np.float32)])
             self._node_of = np.concatenate([self._node_of, np.full(n_new, -1, dtype=np.int64)])
+        elif not self._owns_table:
+            table = table.copy()  # never write into the caller's array
         table[ids] = vecs
         self._table = table
+        self._owns_table = True
         old = self._node_of[ids]
         self._live[old[old >= 0]] = False
         start = self._index.ntotal

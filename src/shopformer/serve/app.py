@@ -114,9 +114,21 @@ def _exception_handlers(app: FastAPI) -> None:
         )
 
 
-def serve(settings: ServeSettings | None = None, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def serve(
+    settings: ServeSettings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    access_log: bool = True,
+) -> None:
     """Run the API with uvicorn (one process; scale out with replicas behind a load
-    balancer: the store is shared, each replica caches on its own)."""
+    balancer: the store is shared, each replica caches on its own). ``access_log=False``
+    drops uvicorn's line per request (Prometheus ``/metrics`` still counts and times
+    every request). uvicorn uses uvloop and httptools when they are installed
+    (``uvicorn[standard]``, a dependency)."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log,
+        loop="auto", http="auto",
+    )

@@ -17,14 +17,22 @@ history gets the model's empty-history scores (popularity for the baselines).
 Retrieval: for the dot-product models (the Transformers, see
 :mod:`shopformer.serve.retrieval`) a reload builds FAISS indexes over the item table
 before the swap (``settings.index == "faiss"``, the default), and recommendations are
-``index.search(user_vector, k, allowed=catalog filters & ~history)``; similar items
-search the normalized table with the item's own vector (cosine). The baselines, and
-every model with ``SHOPFORMER_INDEX=exact``, score the whole catalog (:func:`rank_exact`).
+``index.search(user_vector, k + len(history), allowed=catalog filters)`` with the
+history dropped from the answer (no per-request mask over the whole catalog); similar
+items search the normalized table with the item's own vector (cosine), the same way
+leaving out the item itself. The baselines, and every model with
+``SHOPFORMER_INDEX=exact``, score the whole catalog (:func:`rank_exact`).
+
+Catalog view: the catalog columns that filters and answers need (availability, price,
+categories, titles), aligned to the model's item indexes. Built when a run is loaded,
+kept ``cache_ttl_s`` seconds, dropped when this service upserts products; one thread
+rebuilds it at a time (others wait for it, or, for titles, read them from the store).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -41,9 +49,21 @@ from shopformer.features.sequences import Sequences, build_sequences
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore
 
-from .retrieval import VectorIndexes, build_vector_indexes, is_vector_model, search_one, user_vector
+from .retrieval import (
+    VectorIndexes,
+    build_vector_indexes,
+    is_vector_model,
+    search_excluding,
+    search_one,
+    user_vector,
+)
 from .schemas import Filters
 from .settings import ServeSettings
+
+log = logging.getLogger("shopformer.serve")
+
+#: catalog columns the view reads
+VIEW_COLUMNS = ("item_id", "title", "available", "price", "categories")
 
 
 class NoModelError(RuntimeError):
@@ -112,12 +132,15 @@ class CatalogView:
     available: np.ndarray  # (n+1,) bool: False only where the catalog says unavailable
     price: np.ndarray  # (n+1,) float64, NaN when unknown
     categories: pl.DataFrame = field(repr=False)  # columns idx (Int64), category (String)
+    titles: pl.Series | None = field(default=None, repr=False)  # (n+1,) String, null when none
 
 
 @dataclass
 class Ranked:
     item_ids: list[str]
     scores: list[float]
+    #: the model's item indexes of ``item_ids`` (for lookups in the catalog view)
+    idx: np.ndarray | None = None
 
 
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +171,8 @@ class RecommendationService:
         self._invalidations = 0  # bumped on every user invalidation (see _history)
         self._catalog: CatalogView | None = None
         self._catalog_generation = 0
+        self._catalog_build = threading.Lock()  # one catalog read at a time
+        self._catalog_refreshing = False  # a background rebuild is under way
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -192,6 +217,11 @@ class RecommendationService:
                 vectors = build_vector_indexes(run.model)  # before the swap
                 search_one(vectors.users, user_vector(run.model, empty), 1, None)  # proves it answers
             served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc), vectors=vectors)
+            if self.settings.cache_ttl_s > 0:
+                try:  # the catalog view too, so that first requests do not wait for it
+                    self._catalog_view(served)
+                except Exception as exc:  # noqa: BLE001 - built on first use instead
+                    log.warning("catalog view not built at load (%s: %s)", type(exc).__name__, exc)
             self._served = served  # the swap: one attribute assignment
             return served, previous
 
@@ -245,15 +275,56 @@ class RecommendationService:
         return hist
 
     # -- catalog filters ------------------------------------------------------------
-    def _catalog_view(self, served: Served) -> CatalogView:
-        now = time.monotonic()
+    def _fresh_view(self, served: Served) -> tuple[CatalogView | None, int]:
+        """(the cached view if it is current for ``served``, else None; generation)."""
         with self._cache_lock:
-            view = self._catalog
-            generation = self._catalog_generation
-        if view is not None and view.version == served.version and now - view.made < self.settings.cache_ttl_s:
+            view, generation = self._catalog, self._catalog_generation
+        if (
+            view is not None
+            and view.version == served.version
+            and time.monotonic() - view.made < self.settings.cache_ttl_s
+        ):
+            return view, generation
+        return None, generation
+
+    def _catalog_view(self, served: Served) -> CatalogView:
+        """The current catalog view, built now if needed (by one thread at a time: the
+        others wait for it rather than each reading the whole catalog)."""
+        view, _ = self._fresh_view(served)
+        if view is not None:
             return view
+        with self._catalog_build:
+            view, generation = self._fresh_view(served)  # built while we waited?
+            if view is not None:
+                return view
+            return self._build_view(served, generation)
+
+    def _catalog_view_nowait(self, served: Served) -> CatalogView | None:
+        """The current catalog view, or None while it is (re)built in the background."""
+        view, _ = self._fresh_view(served)
+        if view is not None:
+            return view
+        with self._cache_lock:
+            if self._catalog_refreshing:
+                return None
+            self._catalog_refreshing = True
+
+        def refresh() -> None:
+            try:
+                self._catalog_view(served)
+            except Exception:  # noqa: BLE001 - the next request tries again
+                log.exception("catalog view refresh failed")
+            finally:
+                with self._cache_lock:
+                    self._catalog_refreshing = False
+
+        threading.Thread(target=refresh, name="shopformer-catalog-view", daemon=True).start()
+        return None
+
+    def _build_view(self, served: Served, generation: int) -> CatalogView:
+        now = time.monotonic()
         n = served.n_items + 1
-        products = self.store.products()
+        products = self.store.products(columns=VIEW_COLUMNS)
         idx = served.run.items.encode(products["item_id"])
         known = idx > 0
         products = products.filter(pl.Series(known)).with_columns(idx=pl.Series(idx[known]))
@@ -263,7 +334,10 @@ class RecommendationService:
         priced = products.filter(pl.col("price").is_not_null())
         price[priced["idx"].to_numpy()] = priced["price"].to_numpy()
         cats = products.select("idx", pl.col("categories").alias("category")).explode("category").drop_nulls()
-        view = CatalogView(served.version, now, available, price, cats)
+        titles = pl.repeat(None, n, dtype=pl.String, eager=True)
+        if products.height:
+            titles = titles.scatter(products["idx"].to_numpy(), products["title"])
+        view = CatalogView(served.version, now, available, price, cats, titles)
         with self._cache_lock:
             if self._catalog_generation == generation:
                 self._catalog = view
@@ -290,7 +364,7 @@ class RecommendationService:
 
     # -- answers --------------------------------------------------------------------
     def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray) -> Ranked:
-        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores])
+        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx))
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
@@ -308,10 +382,8 @@ class RecommendationService:
         if served.vectors is not None:
             query = user_vector(served.run.model, seq)
             if np.isfinite(query).all():
-                if exclude_history and seq.n_interactions:
-                    allowed = np.ones(served.n_items + 1, dtype=bool) if allowed is None else allowed.copy()
-                    allowed[seq.items] = False
-                idx, top = search_one(served.vectors.users, query, k, allowed)
+                exclude = seq.items if exclude_history and seq.n_interactions else None
+                idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
                 return self._ranked(served, idx, top)
         scores = served.run.model.score(seq)
         idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
@@ -322,10 +394,8 @@ class RecommendationService:
             raise UnknownItemError(item_id)
         q = np.array([served.run.items.index(item_id)])
         allowed = self.allowed(served, filters)
-        if served.vectors is not None:
-            allowed = np.ones(served.n_items + 1, dtype=bool) if allowed is None else allowed.copy()
-            allowed[q] = False  # never the item itself
-            idx, scores = search_one(served.vectors.similar, self._unit_vector(served, int(q[0])), k, allowed)
+        if served.vectors is not None:  # never the item itself
+            idx, scores = search_excluding(served.vectors.similar, self._unit_vector(served, int(q[0])), k, allowed, q)
             return self._ranked(served, idx, scores)
         # With filters, rank every item so that k survivors can be found.
         fetch = k if allowed is None else served.n_items
@@ -340,14 +410,27 @@ class RecommendationService:
     @staticmethod
     def _unit_vector(served: Served, index: int) -> np.ndarray:
         """The item's normalized output embedding, as the similar index holds it."""
+        unit = served.vectors.unit if served.vectors is not None else None
+        if unit is not None:
+            return unit[index : index + 1]
         import torch
 
         with torch.no_grad():
             row = served.run.model.module.item_table()[index : index + 1].detach().float().cpu()
             return torch.nn.functional.normalize(row, dim=-1).numpy()
 
-    def titles(self, item_ids: list[str]) -> dict[str, str | None]:
+    def titles(self, item_ids: list[str], served: Served | None = None, idx: np.ndarray | None = None) -> dict[str, str | None]:
+        """Catalog titles of ``item_ids``. With ``served`` and the ids' model indexes
+        ``idx``, from the catalog view when it is current (else from the store, while
+        the view is rebuilt in the background)."""
         if not item_ids:
             return {}
+        if (
+            served is not None and idx is not None and self.settings.cache_ttl_s > 0
+            and len(idx) == len(item_ids) and (np.asarray(idx) > 0).all()
+        ):
+            view = self._catalog_view_nowait(served)
+            if view is not None and view.titles is not None:
+                return dict(zip(item_ids, view.titles.gather(np.asarray(idx)).to_list()))
         df = self.store.products(item_ids).select("item_id", "title")
         return dict(df.iter_rows())

@@ -24,9 +24,11 @@ SHOPFORMER_INDEX                           retrieval for the Transformer models:
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
-filters. Events and catalog updates posted to THIS process invalidate them at once;
-with several replicas behind a load balancer a write that landed on another replica is
-seen after at most ``cache_ttl_s`` seconds.
+filters and for the titles in answers (built when a run is loaded). Events and catalog
+updates posted to THIS process invalidate them at once; with several replicas behind a
+load balancer a write that landed on another replica is seen after at most
+``cache_ttl_s`` seconds (titles are read from the store while an expired catalog view
+is rebuilt in the background).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Validated, all-or-nothing writes of events and products.
 
-Each batch is validated completely (pydantic first, then the store's own ingest rules)
-before anything is written; one bad row refuses the whole batch with
-:class:`RowErrors`, so a client never has to guess which rows were stored. The store
-then writes the batch in one transaction.
+Each batch is validated completely (pydantic first, then the store's own ingest rules,
+once: the store writes the rows as checked here) before anything is written; one bad
+row refuses the whole batch with :class:`RowErrors`, so a client never has to guess
+which rows were stored. The store then writes the batch in one transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shopformer.store import EventStore
-from shopformer.store.frames import validate_events, validate_products
+from shopformer.store.frames import check_events, validate_products
 
 from .schemas import EventIn, ProductIn
 
@@ -57,30 +57,27 @@ class EventsWritten:
 
 
 def write_events(store: EventStore, events: list[EventIn], batch: bool) -> EventsWritten:
+    """Check the rows once with the store's rules (a 422 naming row and field when any
+    is refused), then write them; returns after the commit."""
     now = datetime.now(timezone.utc)
     rows = [e.to_row(now) for e in events]
-    good, report = validate_events(rows)
+    good, report = check_events(rows)
     errors = _row_errors(report, batch)
     if errors:
         raise RowErrors(errors, batch)
-    if not batch:
-        # keep the id the store would derive, so the answer can name it
-        rows[0]["event_id"] = good["event_id"][0]
-    result = store.add_events(rows)
-    if result.n_rejected:  # cannot happen after the check above; never half-write silently
-        raise RowErrors(_row_errors(result, batch), batch)
+    result = store.insert_events(good, report)
     return EventsWritten(
         inserted=result.inserted,
         duplicates=result.duplicates,
-        event_ids=good["event_id"].to_list(),
-        user_ids={r["user_id"] for r in rows},
+        event_ids=good.event_ids,
+        user_ids=good.user_ids,
     )
 
 
 def write_products(store: EventStore, products: list[ProductIn]) -> int:
     rows = [p.to_row() for p in products]
-    _, report = validate_products(rows)
+    good, report = validate_products(rows)
     errors = _row_errors(report, batch=True)
     if errors:
         raise RowErrors(errors, batch=True)
-    return store.upsert_products(rows)
+    return store.write_products(good)

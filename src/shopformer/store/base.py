@@ -19,23 +19,31 @@ Guarantees
   SQLite ``BEGIN IMMEDIATE``, PostgreSQL a transaction-level advisory lock), so
   ``events(since_position=p)`` never misses an event committed after ``p`` was read.
 - Catalog upserts are atomic (``ON CONFLICT DO UPDATE`` in one transaction).
+
+Writers in one process queue on a lock instead of on the database (SQLite's busy
+handler sleeps 1, 2, 5, ... 100 ms between tries), and share commits: the writer that
+takes the lock writes every batch queued behind it in the same transaction, each batch
+in its own SAVEPOINT (a batch that fails is rolled back alone and its caller gets the
+error), then commits once and wakes them all. Every call still returns only after the
+commit that holds its rows; one fsync serves many concurrent single-event posts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
-from .frames import Rows, rows_to_frame, validate_events, validate_products
+from .frames import Rows, ValidEvents, check_events, rows_to_frame, validate_products
 from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, events, metadata, products
 
 
@@ -60,7 +68,10 @@ class StoreConfig:
     max_overflow: int = 10
     pool_timeout: float = 30.0
     pool_recycle: int = 1800
-    pool_pre_ping: bool = True
+    #: test each pooled connection with a round trip before use; None (default): on for
+    #: PostgreSQL (a server restart leaves dead connections in the pool), off for
+    #: SQLite (a local file: nothing to go stale, and the check costs a query per call)
+    pool_pre_ping: bool | None = None
     busy_timeout_ms: int = 30_000
     schema: str | None = None
     chunk_size: int = 5_000
@@ -90,6 +101,21 @@ class AddResult:
         return sum(self.rejected.values())
 
 
+T = TypeVar("T")
+
+
+class _Job:
+    """One caller's write, run by whichever writer leads the group commit."""
+
+    __slots__ = ("work", "done", "result", "error")
+
+    def __init__(self, work: Callable[[Connection], Any]) -> None:
+        self.work = work
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class EventStore:
     """Events + catalog behind one SQLAlchemy engine. Create it explicitly; call
     :meth:`close` (or use it as a context manager) when done. Thread-safe: each call
@@ -104,6 +130,17 @@ class EventStore:
             engine = engine.execution_options(schema_translate_map={None: self.config.schema})
         self._engine = engine
         metadata.create_all(self._engine)
+        # group commit (see the module docstring)
+        self._writers = threading.Condition(threading.Lock())
+        self._queue: list[_Job] = []
+        self._writing = False
+        ins = self._insert(events)
+        self._event_insert = ins.on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.position)
+        ins = self._insert(products)
+        self._product_upsert = ins.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={c: ins.excluded[c] for c in PRODUCT_COLUMNS if c != "item_id"},
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -137,29 +174,82 @@ class EventStore:
     def _insert(self, table):  # noqa: ANN001, ANN202
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
+    def _run_write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` in a committed write transaction and return its result.
+
+        Writers queue on a lock (no sleeping in SQLite's busy handler); the one that
+        gets it writes every queued job in one transaction, each in a SAVEPOINT, and
+        commits once. Returns (or raises ``work``'s error) only after the commit."""
+        job = _Job(work)
+        with self._writers:
+            self._queue.append(job)
+            while self._writing and not job.done:
+                self._writers.wait()
+            lead = not job.done
+            if lead:  # take everything queued so far
+                self._writing = True
+                group, self._queue = self._queue, []
+        if lead:
+            try:
+                self._commit_group(group)
+            finally:
+                with self._writers:
+                    self._writing = False
+                    self._writers.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _commit_group(self, group: list[_Job]) -> None:
+        try:
+            with self._write() as conn:
+                if len(group) == 1:
+                    group[0].result = group[0].work(conn)
+                else:
+                    for job in group:
+                        try:
+                            with conn.begin_nested():  # a failing job is rolled back alone
+                                job.result = job.work(conn)
+                        except Exception as exc:  # noqa: BLE001 - re-raised to that job's caller
+                            job.error, job.result = exc, None
+        except BaseException as exc:  # noqa: BLE001 - nothing in the group was committed
+            for job in group:
+                if job.error is None:
+                    job.error, job.result = exc, None
+        finally:
+            for job in group:
+                job.done = True
+
     def add_events(self, data: Rows) -> AddResult:
         """Validate and store a batch of events (a DataFrame, a mapping or an iterable
         of mappings with EVENT_SCHEMA names; timestamps as datetimes, ISO text or Unix
         numbers, naive ones read as UTC; ``context`` as JSON text or a dict). Any
         ``position`` given is only used to tell untimed rows apart; the store assigns
         its own in batch order."""
-        good, report = validate_events(data)
+        good, report = check_events(data)
+        return self.insert_events(good, report)
+
+    def insert_events(self, good: ValidEvents, report) -> AddResult:  # noqa: ANN001 - an IngestReport
+        """Store events that :func:`~shopformer.store.frames.check_events` accepted
+        (``report`` is its report: rejected rows are counted, never written). For
+        callers that check a batch themselves before writing it, so it is checked once."""
         in_batch = report.rejected.get("duplicate", 0)
         rejected = {r: n for r, n in report.rejected.items() if r != "duplicate"}
         examples = {r: ex for r, ex in report.examples.items() if r != "duplicate"}
         inserted = 0
-        if good.height:
-            stmt = (
-                self._insert(events)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(events.c.position)
-            )
-            with self._write() as conn:
-                for part in good.select(EVENT_WRITE_COLUMNS).iter_slices(self.config.chunk_size):
-                    inserted += len(conn.execute(stmt, part.to_dicts()).all())
+        if len(good):
+            stmt, size = self._event_insert, self.config.chunk_size
+
+            def work(conn: Connection) -> int:
+                n = 0
+                for part in good.chunks(size, EVENT_WRITE_COLUMNS):
+                    n += len(conn.execute(stmt, part[0] if len(part) == 1 else part).all())
+                return n
+
+            inserted = self._run_write(work)
         return AddResult(
             inserted=inserted,
-            duplicates=in_batch + good.height - inserted,
+            duplicates=in_batch + len(good) - inserted,
             rejected=rejected,
             examples=examples,
         )
@@ -174,16 +264,20 @@ class EventStore:
         if bad:
             detail = "; ".join(f"{r}: {n} (e.g. {report.examples.get(r, [])[:1]})" for r, n in bad.items())
             raise StoreError(f"catalog batch rejected, nothing written: {detail}")
+        return self.write_products(good)
+
+    def write_products(self, good: pl.DataFrame) -> int:
+        """Upsert products that :func:`~shopformer.store.frames.validate_products`
+        accepted (its frame), in one transaction; returns the number written."""
         if not good.height:
             return 0
-        ins = self._insert(products)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["item_id"],
-            set_={c: ins.excluded[c] for c in PRODUCT_COLUMNS if c != "item_id"},
-        )
-        with self._write() as conn:
-            for part in good.select(PRODUCT_COLUMNS).iter_slices(self.config.chunk_size):
+        stmt, size = self._product_upsert, self.config.chunk_size
+
+        def work(conn: Connection) -> None:
+            for part in good.select(PRODUCT_COLUMNS).iter_slices(size):
                 conn.execute(stmt, part.to_dicts())
+
+        self._run_write(work)
         return good.height
 
     # -- reads -------------------------------------------------------------------
@@ -234,17 +328,35 @@ class EventStore:
         df = self.products([item_id])
         return df.row(0, named=True) if df.height else None
 
-    def products(self, ids: Sequence[str] | None = None) -> pl.DataFrame:
+    def products(self, ids: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The catalog (PRODUCT_SCHEMA), by item_id; with ``ids``, those products in
-        the order given (unknown ids are left out)."""
-        cols = [products.c[c] for c in PRODUCT_SCHEMA]
+        the order given (unknown ids are left out). ``columns``: only these
+        PRODUCT_SCHEMA columns (``item_id`` always included), e.g. for a serving view
+        of a large catalog (reading fewer columns is much faster)."""
+        if columns is None:
+            schema = PRODUCT_SCHEMA
+        else:
+            unknown = [c for c in columns if c not in PRODUCT_SCHEMA]
+            if unknown:
+                raise ValueError(f"unknown product column(s) {unknown}; known: {', '.join(PRODUCT_SCHEMA)}")
+            schema = {c: t for c, t in PRODUCT_SCHEMA.items() if c == "item_id" or c in columns}
+        # JSON list columns are read as their JSON text and decoded by Polars in one go
+        # (a Python list per row, then a Polars list per row, is ~10x slower)
+        lists = [c for c, t in schema.items() if isinstance(t, pl.List)]
+        raw = {c: (pl.String() if c in lists else t) for c, t in schema.items()}
+        cols = [cast(products.c[c], Text).label(c) if c in lists else products.c[c] for c in schema]
+
+        def read(stmt) -> pl.DataFrame:  # noqa: ANN001
+            df = self._frame(stmt, raw)
+            return df.with_columns(pl.col(c).str.json_decode(schema[c]) for c in lists) if lists else df
+
         if ids is None:
-            return self._frame(select(*cols).order_by(products.c.item_id), PRODUCT_SCHEMA)
+            return read(select(*cols).order_by(products.c.item_id))
         wanted = list(dict.fromkeys(str(i) for i in ids))
         parts = [
-            self._frame(select(*cols).where(products.c.item_id.in_(wanted[i : i + 5000])), PRODUCT_SCHEMA)
+            read(select(*cols).where(products.c.item_id.in_(wanted[i : i + 5000])))
             for i in range(0, len(wanted), 5000)
-        ] or [rows_to_frame([], PRODUCT_SCHEMA)]
+        ] or [rows_to_frame([], schema)]
         order = pl.DataFrame({"item_id": wanted}).with_row_index("_o")
         return pl.concat(parts).join(order, on="item_id").sort("_o").drop("_o")
 

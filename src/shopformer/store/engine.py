@@ -2,8 +2,9 @@
 
 SQLite connections run ``journal_mode=WAL`` (readers never block the writer),
 ``synchronous=FULL`` (a commit is on disk before it returns, so an acknowledged event
-survives a power cut), ``foreign_keys=ON`` and a ``busy_timeout`` (a second writer waits
-for the lock instead of failing). pysqlite's own transaction handling is switched off
+survives a power cut), ``foreign_keys=ON`` and a ``busy_timeout`` (a writer in another
+process waits for the lock instead of failing; writers in one process queue on the
+store's own lock first, see :mod:`shopformer.store.base`). pysqlite's own transaction handling is switched off
 and the store emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes (the write lock is
 taken up front, so two writers queue instead of deadlocking), ``BEGIN`` for reads (a
 consistent snapshot). PostgreSQL sessions run in UTC; a commit is durable with the
@@ -59,13 +60,14 @@ def create_store_engine(config: StoreConfig) -> Engine:
     )
 
 
-def _pool_args(config: StoreConfig) -> dict:
+def _pool_args(config: StoreConfig, pre_ping_default: bool) -> dict:
+    pre_ping = pre_ping_default if config.pool_pre_ping is None else config.pool_pre_ping
     return dict(
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout,
         pool_recycle=config.pool_recycle,
-        pool_pre_ping=config.pool_pre_ping,
+        pool_pre_ping=pre_ping,
     )
 
 
@@ -76,7 +78,9 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         engine = create_engine(url, echo=config.echo, poolclass=StaticPool, connect_args=connect_args)
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=config.echo, connect_args=connect_args, **_pool_args(config))
+        # no pre-ping by default: a file connection does not go stale, and the check
+        # would cost a query per checkout
+        engine = create_engine(url, echo=config.echo, connect_args=connect_args, **_pool_args(config, False))
     busy_ms = int(config.busy_timeout_ms)
 
     @event.listens_for(engine, "connect")
@@ -99,7 +103,7 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
 
 def _postgres_engine(url: URL, config: StoreConfig) -> Engine:
     engine = create_engine(
-        url, echo=config.echo, connect_args={"options": "-c timezone=UTC"}, **_pool_args(config)
+        url, echo=config.echo, connect_args={"options": "-c timezone=UTC"}, **_pool_args(config, True)
     )
     if config.schema:
         quoted = engine.dialect.identifier_preparer.quote_identifier(config.schema)

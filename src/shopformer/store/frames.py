@@ -122,11 +122,77 @@ def derive_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.coalesce(pl.col("event_id"), ids).alias("event_id"))
 
 
+class ValidEvents:
+    """Validated events, ready to insert: a frame (EVENT_SCHEMA) from the vectorized
+    path, or plain rows from the small-batch path (:mod:`shopformer.store.rowcheck`).
+    Converted lazily: the single-event path never builds a DataFrame."""
+
+    __slots__ = ("_frame", "_rows")
+
+    def __init__(self, frame: pl.DataFrame | None = None, rows: list[dict[str, Any]] | None = None) -> None:
+        self._frame = frame
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows) if self._rows is not None else self._frame.height
+
+    @property
+    def event_ids(self) -> list[str]:
+        if self._rows is not None:
+            return [r["event_id"] for r in self._rows]
+        return self._frame["event_id"].to_list()
+
+    @property
+    def user_ids(self) -> set[str]:
+        if self._rows is not None:
+            return {r["user_id"] for r in self._rows}
+        return set(self._frame["user_id"].unique().to_list())
+
+    def frame(self) -> pl.DataFrame:
+        """As EVENT_SCHEMA (``position`` 0, 1, ...: meaningless, the database assigns it)."""
+        if self._frame is None:
+            rows = [{**r, "position": i} for i, r in enumerate(self._rows)]
+            self._frame = pl.DataFrame(rows, schema=EVENT_SCHEMA) if rows else pl.DataFrame(schema=EVENT_SCHEMA)
+        return self._frame
+
+    def chunks(self, size: int, columns: Sequence[str]) -> Iterable[list[dict[str, Any]]]:
+        """Rows with ``columns`` as dicts, ``size`` at a time (multi-row INSERTs)."""
+        if self._rows is not None:
+            for i in range(0, len(self._rows), size):
+                yield [{c: r[c] for c in columns} for r in self._rows[i : i + size]]
+        else:
+            for part in self._frame.select(columns).iter_slices(size):
+                yield part.to_dicts()
+
+
+def check_events(data: Rows, *, source: str = "store") -> tuple[ValidEvents, IngestReport]:
+    """:func:`validate_events` without building a frame when it is not needed: small
+    batches of simple rows are checked in plain Python (same rules, same report, same
+    event ids: see :mod:`shopformer.store.rowcheck`), everything else vectorized."""
+    if not isinstance(data, pl.DataFrame):
+        if not isinstance(data, Mapping | list | tuple):
+            data = list(data)  # an iterator: read it once, whichever path takes it
+        from .rowcheck import check_event_rows
+
+        fast = check_event_rows(data, source)
+        if fast is not None:
+            return ValidEvents(rows=fast[0]), fast[1]
+    good, report = validate_events_vectorized(data, source=source)
+    return ValidEvents(frame=good), report
+
+
 def validate_events(data: Rows, *, source: str = "store") -> tuple[pl.DataFrame, IngestReport]:
     """Valid events (EVENT_SCHEMA, ``event_id`` always set, ``position`` meaningless:
     the database assigns it) and the report counting every rejected row by reason.
     Duplicates within the batch (same event_id, or same full row with a timestamp) are
     counted under ``duplicate``."""
+    good, report = check_events(data, source=source)
+    return good.frame(), report
+
+
+def validate_events_vectorized(data: Rows, *, source: str = "store") -> tuple[pl.DataFrame, IngestReport]:
+    """:func:`validate_events` through the ingest stage's Polars rules, whatever the
+    input (the reference the small-batch path is tested against)."""
     df = to_frame(data, (*_EVENT_INPUT, "position"))
     df = df.with_columns(_untimed_ids(df).alias("event_id"))
     cols = {c: c for c in _EVENT_INPUT}

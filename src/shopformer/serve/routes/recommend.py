@@ -52,8 +52,8 @@ def model_info(served: Served) -> ModelInfo:
     )
 
 
-def scored(service: RecommendationService, ranked: Ranked) -> list[ScoredItem]:
-    titles = service.titles(ranked.item_ids)
+def scored(service: RecommendationService, ranked: Ranked, served: Served | None = None) -> list[ScoredItem]:
+    titles = service.titles(ranked.item_ids, served, ranked.idx)
     return [ScoredItem(item_id=i, score=s, title=titles.get(i)) for i, s in zip(ranked.item_ids, ranked.scores)]
 
 
@@ -72,7 +72,7 @@ def user_recommendations(
     ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
     return RecommendationResponse(
         user_id=user_id,
-        items=scored(service, ranked),
+        items=scored(service, ranked, served),
         model=model_info(served),
         strategy="history" if n else "popularity",
         history_length=n,
@@ -88,7 +88,7 @@ def session_recommendations(
     served = service.require()
     ranked, n, ignored = service.recommend_items(served, body.item_ids, body.k, body.exclude_history, body.filters)
     return RecommendationResponse(
-        items=scored(service, ranked),
+        items=scored(service, ranked, served),
         model=model_info(served),
         strategy="history" if n else "popularity",
         history_length=n,
@@ -111,4 +111,4 @@ def similar_items(
         in_catalog = service.store.get_product(item_id) is not None
         why = "is in the catalog but the model has not been trained on it" if in_catalog else "is unknown"
         raise HTTPException(404, f"item {item_id!r} {why}; no similar items") from None
-    return SimilarResponse(item_id=item_id, items=scored(service, ranked), model=model_info(served))
+    return SimilarResponse(item_id=item_id, items=scored(service, ranked, served), model=model_info(served))
