@@ -127,8 +127,12 @@ def recbole_config(work: Path, threads: int) -> dict:
     }
 
 
-def ours_settings(minutes: float, threads: int) -> dict[str, str]:
-    """SASRecRecommender settings matching RecBole's; the rest are shopformer's defaults."""
+def ours_settings(minutes: float, threads: int, batch: int = BATCH) -> dict[str, str]:
+    """SASRecRecommender settings matching RecBole's; the rest are shopformer's defaults.
+
+    ``batch`` counts users' windows, each holding every target of that user (8.9 on
+    Beauty on average), while RecBole's batch counts (prefix, target) rows: 256 RecBole
+    rows carry about as many targets as 29 shopformer windows."""
     return {
         "arch.d_model": str(HIDDEN),
         "arch.n_layers": str(LAYERS),
@@ -136,7 +140,7 @@ def ours_settings(minutes: float, threads: int) -> dict[str, str]:
         "arch.dropout": str(DROPOUT),
         "arch.attn_dropout": str(DROPOUT),  # RecBole's attn_dropout_prob
         "arch.max_len": str(MAX_LEN),
-        "train.batch_size": str(BATCH),
+        "train.batch_size": str(batch),
         "train.lr": str(LR),
         "train.loss": "ce",
         "train.eval_every": "1",
@@ -449,7 +453,7 @@ def cmd_run_ours(args) -> None:
     if not (folder / "events.parquet").exists():
         ingest(args.source, fmt="sequence", data_dir=folder)
     data, split = prepare(load_events(folder), DataConfig(protocol="leave_one_out"))
-    params = ours_settings(args.minutes, args.threads)
+    params = ours_settings(args.minutes, args.threads, args.batch)
     model = make_model("sasrec", params)
     data_s = time.perf_counter() - t0
     load_start = list(os.getloadavg())
@@ -493,6 +497,14 @@ def _epoch_seconds(run: dict | None) -> float | None:
         return sum(per_batch) / len(per_batch) * full if per_batch else None
     tot = [e["train_seconds_total"] for e in run["epochs"]]
     return tot[-1] / len(tot) if tot else None
+
+
+def _each_epoch(run: dict) -> list[float]:
+    """Training seconds of every finished epoch (shows when the machine was shared)."""
+    if run["tool"] == "recbole":
+        return [e["train_seconds"] for e in run["epochs"]]
+    tot = [0.0] + [e["train_seconds_total"] for e in run["epochs"]]
+    return [b - a for a, b in zip(tot, tot[1:])]
 
 
 def _eval_seconds(run: dict | None) -> float | None:
@@ -542,7 +554,8 @@ def cmd_report(args) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "recbole_compare.json").write_text(json.dumps(summary, indent=1))
     _plot(rb, ours, rb_value, reach, cap_s, RESULTS / "recbole_compare.png", summary["smoke_test"])
-    md = _markdown(summary)
+    summary["note"] = args.note
+    md = _markdown(summary) + (f"\n## Conditions\n\n{args.note}\n" if args.note else "")
     (RESULTS / "recbole_compare.md").write_text(md)
     print(md)
 
@@ -590,7 +603,8 @@ def _markdown(s: dict) -> str:
         *(["**SMOKE TEST (short cap or truncated epochs): not a result.**", ""] if s["smoke_test"] else []),
         f"Machine: {s['machine']['platform']}, {s['machine']['cpus']} CPUs. Report written {s['date']}.",
         f"Both: cross-entropy over the full catalog, hidden {HIDDEN}, {LAYERS} layers, {HEADS} heads, dropout "
-        f"{DROPOUT}, {MAX_LEN} positions, batch {BATCH}, lr {LR}; validation NDCG@10 after every epoch, full "
+        f"{DROPOUT}, {MAX_LEN} positions, lr {LR}, batch {BATCH} RecBole rows / "
+        f"{(ours or {}).get('settings', {}).get('train.batch_size', '–')} shopformer windows; validation NDCG@10 after every epoch, full "
         "ranking, leave-one-out, training-history items excluded; wall time from the start of each trainer's "
         f"fit; cap {s['cap_minutes']:.0f} min. Plot: `recbole_compare.png`.", "",
         f"- RecBole's validation NDCG@10 at the cap (best so far): **{f(s['recbole_valid_ndcg10_at_cap'])}**",
@@ -612,6 +626,7 @@ def _markdown(s: dict) -> str:
     row("train seconds / epoch", lambda r: f(_epoch_seconds(r), 1)
         + (" (extrapolated from the time per batch)" if r["tool"] == "recbole" and _epoch_seconds(r)
            and (not r["epochs"] or r.get("smoke_batches")) else ""))
+    row("train seconds of each epoch", lambda r: ", ".join(f"{x:.0f}" for x in _each_epoch(r)))
     row("seconds / validation", lambda r: f(_eval_seconds(r), 1))
     row("best validation NDCG@10", lambda r: f(max((p["valid_ndcg10"] for p in r["curve"]), default=None)))
     row("stopped", lambda r: r["stopped"])
@@ -649,6 +664,8 @@ def main() -> None:
             p.add_argument("--python", default="python3", help="interpreter for the venv (3.11 for the local torch wheel)")
         if name in ("convert", "run-ours"):
             p.add_argument("--source", type=Path, default=BEAUTY)
+        if name == "run-ours":
+            p.add_argument("--batch", type=int, default=BATCH, help="users' windows per batch (see ours_settings)")
         if name in ("run-recbole", "run-ours"):
             p.add_argument("--minutes", type=float, default=45.0)
             p.add_argument("--threads", type=int, default=2)
@@ -657,6 +674,8 @@ def main() -> None:
                            help="RecBole's stock evaluation (history items not masked)")
             p.add_argument("--smoke-batches", type=int, default=0,
                            help="smoke test: train only this many batches an epoch (the curve is then not a result)")
+        if name == "report":
+            p.add_argument("--note", default="", help="what else ran on the machine during the runs, etc.")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     {"setup": cmd_setup, "convert": cmd_convert, "run-recbole": cmd_run_recbole,

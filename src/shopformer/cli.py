@@ -1,4 +1,4 @@
-"""The `shopformer` command: ingest | train | evaluate | recommend | demo."""
+"""The `shopformer` command: ingest | train | evaluate | recommend | explain | serve | demo."""
 
 from __future__ import annotations
 
@@ -204,6 +204,37 @@ def recommend(
         _fail(str(exc))
         return
     console.print(f"wrote top-{k} for {n} users to {out}")
+
+
+@app.command()
+def explain(
+    user: Annotated[str, typer.Argument(help="User id, as in the run's data.")],
+    run: Annotated[Path, typer.Option(help="A trained run folder.")],
+    k: Annotated[int, typer.Option("--k", min=1)] = 10,
+    plot: Annotated[Optional[Path], typer.Option(help="Save the history x items attribution heatmap (PNG).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    include_history: Annotated[bool, typer.Option(help="Allow items already in the history.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the run's).")] = None,
+) -> None:
+    """Recommend top-K for USER from their full history and say why, item by item."""
+    import json
+
+    from shopformer.explain.offline import explain_user, rich_table
+
+    try:
+        ue = explain_user(run, user, k, not include_history, data)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    if json_:
+        typer.echo(json.dumps(ue.to_dict(), indent=2))
+    else:
+        console.print(rich_table(ue))
+    if plot is not None:
+        from shopformer.explain.plot import plot_attribution
+
+        plot_attribution(ue.explanation.attribution, plot, ue.event_labels(), ue.item_labels(), f"why: {user}")
+        typer.echo(f"heatmap saved to {plot}", err=True)  # stderr: --json output stays parseable
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +52,7 @@ def attach_content(model: Recommender, data_dir: Path, items: Vocabulary, conten
 
         encoder = TextEncoder(TextEncoderConfig(cache_dir=Path(data_dir) / "cache"))
         vectors = encoder.encode(product_text(products))
+        content = replace(content, text_model=encoder.config.model)
     model.content = build_content(products, items, content, vectors)
 
 

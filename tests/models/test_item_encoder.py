@@ -82,3 +82,26 @@ def test_content_knn_places_unsold_products_by_brand(shop, tmp_path):
     np.testing.assert_allclose(ContentKNN.load(tmp_path).score(history), scores)
     ids, _ = knn.similar_items(np.array([COLD[3]]), k=PER_BRAND - 1)
     assert set(ids[0].tolist()) == set(range(3 * PER_BRAND + 2, 4 * PER_BRAND + 1))
+
+
+def test_a_product_added_after_training_is_placed_by_its_content(shop):
+    fused, history = shop
+    new_products = pl.DataFrame({"item_id": ["new-b3", "new-nobrand"], "brand": ["b3", "unheard-of"]})
+    tokens, vectors = fused.content.rows_for(new_products)
+    grown = fused.with_new_items(tokens, vectors)
+    assert grown.config.arch.n_items == N + 2 and fused.config.arch.n_items == N  # the original is untouched
+    before, after = fused.score(history), grown.score(history)
+    np.testing.assert_allclose(after[:, : N + 1], before, rtol=1e-5, atol=1e-6)  # old items unchanged
+    new_b3 = N + 1
+    above = np.flatnonzero(after[3] > after[3, new_b3])
+    assert set(above.tolist()) <= set(range(3 * PER_BRAND + 2, 4 * PER_BRAND + 1))  # only brand 3's sold items
+    ids, _ = grown.similar_items(np.array([3 * PER_BRAND + 4]), k=PER_BRAND)
+    assert new_b3 in ids[0].tolist()
+
+
+def test_only_a_content_model_can_place_new_products():
+    plain = SASRecRecommender(TransformerConfig(arch=SASRecConfig(d_model=8, n_heads=1),
+                                                train=TrainConfig(epochs=1)))
+    plain.fit(Sequences.from_lists([[1, 2, 3]]), 3)
+    with pytest.raises(ValueError, match="trained with product content"):
+        plain.with_new_items(np.zeros((1, 1), dtype=np.int64))

@@ -26,12 +26,15 @@ class ContentConfig:
     (categories, tags) give one token per element.
     price_bands: quantile bands of price over the catalog (0 = no price token).
     min_products: values carried by fewer products are dropped (they cannot generalise).
-    max_tokens: tokens kept per product."""
+    max_tokens: tokens kept per product.
+    text_model: the sentence encoder the vectors came from ("" = no vectors, or vectors
+        given by the caller, e.g. image features); new products are encoded with it."""
 
     fields: tuple[str, ...] = ("brand", "categories", "tags")
     price_bands: int = 5
     min_products: int = 2
     max_tokens: int = 16
+    text_model: str = ""
 
 
 @dataclass

@@ -38,6 +38,10 @@ class BERT4RecConfig(TransformerConfig):
     arch: SASRecConfig = SASRecConfig(causal=False)
 
 
+#: Entries of SASRec's state dict with one row per item index (padding, items, [MASK]).
+PER_ITEM_STATE = ("item_emb.weight", "known", "content.tokens", "content.vectors")
+
+
 def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
 
@@ -196,6 +200,45 @@ class SASRecRecommender:
         sims[np.arange(len(items)), items] = -np.inf
         return top_k(sims, k)
 
+    # -- new products -------------------------------------------------------------------
+    def with_new_items(self, tokens: np.ndarray, vectors: np.ndarray | None = None) -> Self:
+        """A copy of this model that also knows ``len(tokens)`` new products (indexes
+        n_items + 1 ...), placed by their content alone: no retraining. ``tokens`` and
+        ``vectors`` come from ``self.content.rows_for(products)``. The original model is
+        left untouched (it may be serving)."""
+        module = self._require()
+        if module.content is None or self.content is None:
+            raise ValueError("only a model trained with product content can place new products")
+        n_old, n_add = self.config.arch.n_items, len(tokens)
+        arch = replace(self.config.arch, n_items=n_old + n_add)
+        grown = SASRec(arch)
+        state = grown.state_dict()
+        new_rows = {"content.tokens": torch.as_tensor(tokens, dtype=torch.long)}
+        if vectors is not None:
+            new_rows["content.vectors"] = torch.as_tensor(vectors, dtype=torch.float32)
+        with torch.no_grad():
+            for key, old in module.state_dict().items():
+                if key not in PER_ITEM_STATE:
+                    state[key] = old
+                    continue
+                grow = state[key]
+                grow.zero_()  # new rows: no ID embedding, not known, no content unless given
+                grow[: n_old + 1] = old[: n_old + 1]
+                grow[-1] = old[-1]  # the [MASK] row moves to the end
+                if key in new_rows:
+                    grow[n_old + 1 : n_old + 1 + n_add] = new_rows[key]
+        grown.load_state_dict(state)
+        c = self.content
+        content = ItemContent(
+            np.vstack([c.tokens, tokens]), c.token_names,
+            None if c.vectors is None else np.vstack([c.vectors, np.zeros((n_add, c.vector_dim), np.float32)
+                                                      if vectors is None else vectors]),
+            c.price_edges, c.config,
+        )
+        model = type(self)(replace(self.config, arch=arch), content)
+        model.module, model.history = grown.eval(), self.history
+        return model
+
     # -- persistence ------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         folder = Path(folder)
@@ -224,7 +267,9 @@ class SASRecRecommender:
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)
         model.module = SASRec(config.arch)
-        model.module.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+        state = torch.load(folder / "weights.pt", weights_only=True)
+        state.setdefault("known", model.module.known)  # saved before content fusion: all known
+        model.module.load_state_dict(state)
         model.module.eval()
         return model
 

@@ -7,8 +7,10 @@ Routes (all JSON; write routes need ``X-API-Key``):
 =======  ===================================  ==========================================
 GET      /v1/users/{user_id}/recommendations  top-k for a user (``k``, ``exclude_history``,
                                               ``available_only``, ``category``,
-                                              ``min_price``, ``max_price``)
+                                              ``min_price``, ``max_price``; ``explain``
+                                              adds the reasons for every item)
 POST     /v1/recommendations/session          top-k for an anonymous list of item ids
+                                              (``"explain": true`` as above)
 GET      /v1/items/{item_id}/similar          similar items
 GET      /v1/items/{item_id}                  catalog entry + known to the model
 GET      /v1/users/{user_id}                  recent events + known to the model

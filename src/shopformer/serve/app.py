@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopformer.store import EventStore, StoreConfig, StoreError
 
+from .explanations import ExplainerCache
 from .metrics import Metrics, MetricsMiddleware
 from .recommender import NoModelError, RecommendationService, UnknownItemError
 from .routes import admin, catalog, events, recommend
@@ -65,6 +66,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.explainers = ExplainerCache()  # explain=true: one Explainer per served run
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in (recommend.router, events.router, catalog.router, admin.router):
         app.include_router(router)

@@ -49,6 +49,7 @@ from shopformer.features.sequences import Sequences, build_sequences
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore
 
+from .new_products import TextEncoders, places_new_products, with_products
 from .retrieval import (
     VectorIndexes,
     build_vector_indexes,
@@ -175,6 +176,7 @@ class RecommendationService:
         self._catalog_refreshing = False  # a background rebuild is under way
         self.cache_hits = 0
         self.cache_misses = 0
+        self._text_encoders = TextEncoders()  # for new products of text-fused models
 
     # -- model ----------------------------------------------------------------------
     @property
@@ -222,8 +224,24 @@ class RecommendationService:
                     self._catalog_view(served)
                 except Exception as exc:  # noqa: BLE001 - built on first use instead
                     log.warning("catalog view not built at load (%s: %s)", type(exc).__name__, exc)
+            if places_new_products(run.model):  # catalog products the model never saw
+                served = with_products(served, self.store.products(), self._text_encoders) or served
             self._served = served  # the swap: one attribute assignment
             return served, previous
+
+    def place_new_products(self, item_ids: list[str]) -> int:
+        """Products just upserted that the served content model does not know join it
+        now (the model, its vocabulary and its indexes; one atomic swap). Returns how
+        many joined; 0 for models trained without product content."""
+        with self._reload_lock:
+            served = self._served
+            if served is None or not places_new_products(served.run.model):
+                return 0
+            grown = with_products(served, self.store.products(item_ids), self._text_encoders)
+            if grown is None:
+                return 0
+            self._served = grown
+            return len(grown.run.items) - len(served.run.items)
 
     # -- histories ------------------------------------------------------------------
     def invalidate_users(self, user_ids: list[str] | set[str]) -> None:

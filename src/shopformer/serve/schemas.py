@@ -210,6 +210,9 @@ class Product(_Out):
 
 class UpsertAck(_Out):
     upserted: int
+    #: new products the served model now recommends, placed by their content (models
+    #: trained with product content only; 0 otherwise)
+    placed_in_model: int = 0
 
 
 # -- recommendations -----------------------------------------------------------------
@@ -223,10 +226,69 @@ class ModelInfo(_Out):
     )
 
 
+class EventReasonOut(_Out):
+    position: int = Field(description="index in the history, 0 = oldest")
+    item_id: str
+    title: str | None = None
+    event_type: str | None = None
+    attribution: float = Field(description="score with the history minus score without this event")
+    share: float = Field(description="this event's part of the item's positive attribution, 0..1")
+
+
+class CollaborativeReasonOut(_Out):
+    item_id: str = Field(description="the history item")
+    title: str | None = None
+    customers: int = Field(description="customers who have both this history item and the recommended item")
+    verb: str
+
+
+class SharedAttributeOut(_Out):
+    field: str
+    value: str
+    item_ids: list[str] = Field(description="history items carrying it, most recent first")
+
+
+class ContentReasonOut(_Out):
+    shared: list[SharedAttributeOut] = Field(default_factory=list)
+    similar_item_id: str | None = None
+    text_similarity: float | None = None
+
+
+class RuleEffectOut(_Out):
+    rule: str
+    removed_above: int = Field(description="items the model ranked above this one that the rule removed")
+
+
+class ProvenanceOut(_Out):
+    model_rank: int = Field(description="1-based rank by model score over the whole catalog")
+    final_rank: int
+    rules: list[RuleEffectOut] = Field(description="rules that moved the item up")
+    applied: list[str] = Field(description="every rule this request applied")
+
+
+class Explanation(_Out):
+    """Why an item was recommended (``explain=true``): (a) the history events that drove
+    its score, by occlusion; (b) customers who had a history item and this one; (c)
+    shared attributes / text similarity; (d) the rules that moved it; and a sentence."""
+
+    item_id: str
+    score: float = Field(description="model score with the whole history")
+    events: list[EventReasonOut]
+    events_tested: int = Field(description="latest history events occluded")
+    history_length: int
+    collaborative: list[CollaborativeReasonOut]
+    item_customers: int | None = Field(description="customers who have the item; null without interaction data")
+    content: ContentReasonOut | None = None
+    rules: ProvenanceOut | None = None
+    sentence: str
+
+
 class ScoredItem(_Out):
     item_id: str
     score: float
     title: str | None = None
+    #: only with ``explain=true``; left out of the answer otherwise
+    explanation: Explanation | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class RecommendationResponse(_Out):
@@ -277,6 +339,7 @@ class SessionRequest(_In):
     k: int = Field(default=10, ge=1, le=MAX_K)
     exclude_history: bool = True
     filters: Filters = Field(default_factory=Filters)
+    explain: bool = Field(default=False, description="add an explanation to every item")
 
 
 # -- lookups -------------------------------------------------------------------------

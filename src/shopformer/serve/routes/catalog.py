@@ -66,5 +66,6 @@ def upsert_items(
         raise HTTPException(413, f"batch of {len(products)} products exceeds the limit of {settings.max_batch}")
     n = write_products(service.store, products)
     service.invalidate_catalog()
+    placed = service.place_new_products([p.item_id for p in products])
     metrics.products.inc(n)
-    return UpsertAck(upserted=n)
+    return UpsertAck(upserted=n, placed_in_model=placed)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from shopformer.features.sequences import Sequences
+
 from ..deps import get_service
+from ..explanations import ExplainerCache, explain_ranked
 from ..recommender import RecommendationService, Ranked, Served, UnknownItemError
 from ..schemas import (
     MAX_K,
@@ -57,22 +61,42 @@ def scored(service: RecommendationService, ranked: Ranked, served: Served | None
     return [ScoredItem(item_id=i, score=s, title=titles.get(i)) for i, s in zip(ranked.item_ids, ranked.scores)]
 
 
+Explain = Annotated[bool, Query(description="add an explanation (reasons + sentence) to every item")]
+
+
+def explained(
+    request: Request, items: list[ScoredItem], service: RecommendationService, served: Served,
+    history: Sequences, ranked: Ranked, exclude_history: bool, flt: Filters | None,
+) -> list[ScoredItem]:
+    """``items`` (scored from ``ranked``) with their explanations."""
+    cache: ExplainerCache = request.app.state.explainers
+    found = explain_ranked(cache, service, served, history, ranked, exclude_history, flt)
+    return [item.model_copy(update={"explanation": e}) for item, e in zip(items, found)]
+
+
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse, responses=ERRORS)
 def user_recommendations(
     user_id: PathId,
+    request: Request,
     service: Annotated[RecommendationService, Depends(get_service)],
     flt: Annotated[Filters, Depends(filters)],
     k: K = 10,
     exclude_history: Annotated[bool, Query(description="leave out items already in the history")] = True,
+    explain: Explain = False,
 ) -> RecommendationResponse:
     """Top-k for a user, re-encoded from the user's latest events in the store (an event
     posted now changes the next answer). Users with no usable history get the model's
-    empty-history scores (``strategy: popularity``)."""
+    empty-history scores (``strategy: popularity``). ``explain=true`` adds an
+    ``explanation`` to every item."""
     served = service.require()
     ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
+    items = scored(service, ranked, served)
+    if explain:  # the same cached history the ranking read
+        history = service.history(served, user_id).sequences
+        items = explained(request, items, service, served, history, ranked, exclude_history, flt)
     return RecommendationResponse(
         user_id=user_id,
-        items=scored(service, ranked, served),
+        items=items,
         model=model_info(served),
         strategy="history" if n else "popularity",
         history_length=n,
@@ -82,13 +106,19 @@ def user_recommendations(
 
 @router.post("/recommendations/session", response_model=RecommendationResponse, responses=ERRORS)
 def session_recommendations(
-    body: SessionRequest, service: Annotated[RecommendationService, Depends(get_service)]
+    body: SessionRequest, request: Request, service: Annotated[RecommendationService, Depends(get_service)]
 ) -> RecommendationResponse:
-    """Top-k for an anonymous visitor from the item ids they touched (oldest first)."""
+    """Top-k for an anonymous visitor from the item ids they touched (oldest first);
+    ``"explain": true`` adds an ``explanation`` to every item."""
     served = service.require()
     ranked, n, ignored = service.recommend_items(served, body.item_ids, body.k, body.exclude_history, body.filters)
+    items = scored(service, ranked, served)
+    if body.explain:  # the history recommend_items scored: the known items, in order
+        idx = served.run.items.encode(body.item_ids) if body.item_ids else np.zeros(0, dtype=np.int64)
+        history = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
+        items = explained(request, items, service, served, history, ranked, body.exclude_history, body.filters)
     return RecommendationResponse(
-        items=scored(service, ranked, served),
+        items=items,
         model=model_info(served),
         strategy="history" if n else "popularity",
         history_length=n,

@@ -1,0 +1,67 @@
+"""Rule provenance: which serving rule changed an item's position.
+
+Serving applies rules after the model scores the catalog: history exclusion and the
+catalog filters of ``retrieve/filters.py`` / ``serve`` (available only, category, price
+range). There are no boosts or promotions yet, so a rule can only move an item UP, by
+removing items the model ranked above it. For each served item this records its rank
+by model score over the whole catalog, its rank in the answer, and per rule how many of
+the items above it that rule removed. A rule is given as a boolean mask over item
+indexes, True = removed (an item removed by two rules counts for both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from shopformer.explain.reasons import Provenance, RuleEffect
+
+#: label of the history-exclusion rule
+EXCLUDED_HISTORY = "excluded: already in history"
+
+
+def _row(scores: np.ndarray) -> np.ndarray:
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64).ravel(), nan=-np.inf)
+    s[0] = -np.inf  # padding is never ranked
+    return s
+
+
+def _above(s: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(K, N + 1) bool: item i is ranked above ``items[k]`` (higher score, or the same
+    score and a lower index, as :func:`~shopformer.retrieve.exact.top_k` breaks ties)."""
+    mine = s[items][:, None]
+    idx = np.arange(len(s))[None, :]
+    above = (s[None, :] > mine) | ((s[None, :] == mine) & (idx < items[:, None]))
+    above[:, 0] = False
+    return above
+
+
+def model_ranks(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """1-based rank of each of ``items`` in the (N + 1,) score row, padding left out."""
+    items = np.asarray(items, dtype=np.int64)
+    return _above(_row(scores), items).sum(axis=1) + 1
+
+
+def provenance(scores: np.ndarray, items: np.ndarray, removed: Mapping[str, np.ndarray]) -> list[Provenance]:
+    """One :class:`Provenance` per served item (``items`` in answer order)."""
+    items = np.asarray(items, dtype=np.int64)
+    above = _above(_row(scores), items)
+    ranks = above.sum(axis=1) + 1
+    counts = {rule: (above & np.asarray(mask, dtype=bool)[None, :]).sum(axis=1) for rule, mask in removed.items()}
+    return [
+        Provenance(
+            int(ranks[r]), r + 1,
+            tuple(RuleEffect(rule, int(n[r])) for rule, n in counts.items() if n[r] > 0),
+            tuple(removed),
+        )
+        for r in range(len(items))
+    ]
+
+
+def history_mask(history: np.ndarray, n_items: int) -> np.ndarray:
+    """(n_items + 1,) True at the history's items: the exclusion rule as a mask."""
+    m = np.zeros(n_items + 1, dtype=bool)
+    h = np.asarray(history, dtype=np.int64)
+    m[h[(h > 0) & (h <= n_items)]] = True
+    return m
