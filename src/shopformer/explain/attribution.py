@@ -220,11 +220,6 @@ def _linear_scores(
 
 
 # -- attribution ---------------------------------------------------------------------------
-def _clean(history: Sequences) -> Sequences:
-    """Padding / unknown entries (index 0) are not events the model saw."""
-    return history.keep(history.items > 0) if (history.items == 0).any() else history
-
-
 def attribute(
     model: object,
     history: Sequences,
@@ -252,7 +247,7 @@ def attribute_many(
     """:func:`attribute` for U users at once: ``items`` is (U, K); every user's
     occluded histories go into the same batches of ``config.batch_rows`` rows (with
     ``catalog``, one user per batch: the catalog row is asked of each batch's row 0)."""
-    histories = _clean(histories)
+    histories = histories.without_padding()  # index 0 is no event the model saw
     items = np.asarray(items, dtype=np.int64).reshape(len(histories), -1)
     scorer = scorer or item_scorer(model)
     parts, positions = [], []

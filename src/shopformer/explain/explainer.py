@@ -86,9 +86,7 @@ class Explainer:
         rule removed) the rule provenance is filled, from ``scores`` (the model's
         (N + 1,) scores of the history; computed here when not given)."""
         c = self.config
-        h = history.rows(np.array([0]))
-        if (h.items == 0).any():
-            h = h.keep(h.items > 0)
+        h = history.rows(np.array([0])).without_padding()
         items = np.asarray(items, dtype=np.int64).ravel()
         need_row = removed is not None and scores is None  # provenance ranks the whole catalog
         att = attribute(self.model, h, items, c.occlusion, self.scorer, catalog=need_row)

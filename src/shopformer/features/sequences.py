@@ -78,6 +78,10 @@ class Sequences:
             None if self.event_types is None else self.event_types[mask],
         )
 
+    def without_padding(self) -> "Sequences":
+        """The same rows without padding / unknown entries (index 0); self when none."""
+        return self.keep(self.items > 0) if (self.items == 0).any() else self
+
     def to_csr(self, n_columns: int, binary: bool = True) -> sp.csr_matrix:
         """User x item matrix (``n_columns`` = vocabulary size incl. padding)."""
         data = np.ones(len(self.items), dtype=np.float32)

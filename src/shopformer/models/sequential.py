@@ -154,7 +154,7 @@ class SASRecRecommender:
         n = self.config.arch.n_items
         if len(history.items) and (history.items.max() > n or history.items.min() < 0):
             raise ValueError(f"history has item indexes outside 1..{n}")
-        return history.keep(history.items > 0) if (history.items == 0).any() else history
+        return history.without_padding()
 
     @torch.no_grad()
     def user_vectors(self, history: Sequences) -> torch.Tensor:
