@@ -61,6 +61,15 @@ def test_sasrec_learns_the_order(sasrec):
     assert idx[:, 0].tolist() == [6, 2, 1, 11]
 
 
+def test_post_norm_layout_also_learns_the_order():
+    model = small(SASRecRecommender)
+    model.config = replace(model.config, arch=replace(model.config.arch, pre_norm=False))
+    model.fit(cycle_shop(), N)
+    assert not model.module.blocks[0].pre_norm
+    idx, _ = recommend(model, Sequences.from_lists([[3, 4, 5], [5, 4, 3], [11, 12], [2, 1, 12]]), k=1)
+    assert idx[:, 0].tolist() == [6, 2, 1, 11]
+
+
 @pytest.mark.parametrize("loss", ["sampled", "gbce"])
 def test_sampled_losses_also_learn(loss):
     model = small(SASRecRecommender, loss=loss, epochs=60).fit(cycle_shop(), N)

@@ -29,10 +29,14 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+    """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x)). With ``pre_norm=False`` the
+    original post-norm layout: LN(x + Attn(x)), then LN(x + FFN(x)) (as in SASRec's and
+    RecBole's implementations)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, attn_dropout: float, ffn_mult: int = 4):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, attn_dropout: float, ffn_mult: int = 4,
+                 pre_norm: bool = True):
         super().__init__()
+        self.pre_norm = pre_norm
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, n_heads, attn_dropout)
         self.ln2 = nn.LayerNorm(d_model)
@@ -45,6 +49,9 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.pre_norm:
+            x = self.ln1(x + self.drop(self.attn(x, mask)))  # (B, T, D)
+            return self.ln2(x + self.drop(self.ffn(x)))  # (B, T, D)
         x = x + self.drop(self.attn(self.ln1(x), mask))  # (B, T, D)
         return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
 

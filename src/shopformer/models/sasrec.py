@@ -30,6 +30,8 @@ class SASRecConfig:
     time_gap_buckets: >0 adds an embedding of the (log-bucketed) time since the
         previous event; needs timestamps.
     causal: True = next-item model; False = bidirectional (Cloze) model.
+    pre_norm: True = pre-norm blocks and a final LayerNorm; False = post-norm blocks
+        with a LayerNorm on the input embeddings (the original SASRec layout).
     content_tokens, content_width, content_dim: sizes of the item content the model
         fuses with its ID embeddings (token vocabulary, tokens per item, vector width;
         all 0 = ID-only). Set from an ``ItemContent`` at fit time.
@@ -47,6 +49,7 @@ class SASRecConfig:
     event_types: bool = False
     time_gap_buckets: int = 0
     causal: bool = True
+    pre_norm: bool = True
     content_tokens: int = 0
     content_width: int = 0
     content_dim: int = 0
@@ -66,7 +69,9 @@ class SASRec(nn.Module):
         n_gaps = c.time_gap_buckets + 1
         self.gap_emb = nn.Embedding(n_gaps, c.d_model, padding_idx=0) if c.time_gap_buckets else None
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.dropout, c.attn_dropout) for _ in range(c.n_layers))
+        self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.dropout, c.attn_dropout, pre_norm=c.pre_norm)
+                                    for _ in range(c.n_layers))
+        # Pre-norm: one LayerNorm on the output; post-norm: one on the input embeddings.
         self.ln_f = nn.LayerNorm(c.d_model)
         self.content = None
         if c.content_tokens > 1 or c.content_dim:
@@ -114,11 +119,13 @@ class SASRec(nn.Module):
             x = x + self.type_emb(types)
         if self.gap_emb is not None and gaps is not None:
             x = x + self.gap_emb(gaps)
+        if not self.config.pre_norm:
+            x = self.ln_f(x)
         x = self.drop(x * (items > 0)[..., None])
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
         for block in self.blocks:
             x = block(x, mask)
-        return self.ln_f(x)  # (B, T, D)
+        return self.ln_f(x) if self.config.pre_norm else x  # (B, T, D)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items + 1, D) output embeddings; row 0 (padding) is never a valid answer."""
