@@ -99,3 +99,38 @@ def test_train_with_product_content_and_content_knn(tmp_path):
     bad = runner.invoke(app, ["train", "--data", str(data), "--model", "ease", "--content", "brand",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "does not use product content" in bad.output
+
+
+def test_train_with_precomputed_vectors(tmp_path):
+    """Image-style vectors from a file are the only content: they put items 1-4 and 5-8
+    in two directions, so content kNN finds the group's missing item from them alone."""
+    import numpy as np
+
+    src = tmp_path / "shop.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("item_id,title\n" + "".join(f"{i},item {i}\n" for i in range(1, 9)))
+    data = tmp_path / "data"
+    invoke("ingest", src, "--format", "sequence", "--catalog", catalog, "--data", data)
+    vectors = tmp_path / "images.npz"
+    rows = np.array([[1.0, 0.0] if i <= 4 else [0.0, 1.0] for i in range(1, 9)])
+    np.savez(vectors, item_id=np.array([str(i) for i in range(1, 9)]), vectors=rows)
+
+    knn = tmp_path / "knn"
+    invoke("train", "--data", data, "--model", "content_knn", "--vectors", vectors, "--out", knn)
+    out = tmp_path / "knn.json"
+    invoke("evaluate", "--run", knn, "--k", "1", "--out", out)
+    assert json.loads(out.read_text())[0]["metrics"]["HR@1"] == 1.0
+
+    fused = tmp_path / "fused"
+    invoke("train", "--data", data, "--model", "sasrec", "--vectors", vectors, "--out", fused,
+           "--set", "arch.d_model=8", "--set", "arch.n_heads=1", "--set", "train.epochs=1")
+    config = json.loads((fused / "model" / "config.json").read_text())
+    content = json.loads((fused / "model" / "content.json").read_text())
+    assert config["arch"]["content_dim"] == 2 and content["config"]["image_dim"] == 2
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, item_id=np.array(["1", "1"]), vectors=np.zeros((2, 2)))
+    result = runner.invoke(app, ["train", "--data", str(data), "--model", "content_knn", "--vectors", str(bad),
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "row 2: item_id '1' repeats row 1" in result.output

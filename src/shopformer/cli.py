@@ -113,6 +113,9 @@ def train(
         help="Fuse product content: catalog fields that become tokens, e.g. brand,categories,tags "
              "(price bands are added when prices exist).")] = None,
     text: Annotated[bool, typer.Option(help="Fuse product text embeddings (needs shopformer[text]).")] = False,
+    vectors: Annotated[Optional[Path], typer.Option(
+        help="Fuse precomputed product vectors, e.g. image features: .npz (arrays item_id, vectors) "
+             "or .parquet (columns item_id, vector).")] = None,
 ) -> None:
     """Fit a model on the training split and save it as a run folder."""
     from shopformer.artifact import make_model
@@ -123,7 +126,8 @@ def train(
         m = make_model(model, _pairs(set_, "--set"))
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
         content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
-        run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text)
+        run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text,
+                        vectors)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return

@@ -38,21 +38,35 @@ def fit(model: Recommender, data: SequenceData, split: Split, fit_on: str = "tra
     return time.perf_counter() - t0
 
 
-def attach_content(model: Recommender, data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool) -> None:
+def attach_content(
+    model: Recommender, data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool,
+    vectors_file: Path | None = None,
+) -> None:
     """Give ``model`` the catalog's content (tokens from ``content.fields``; product text
-    embeddings when ``text``), rows aligned with the item vocabulary ``items``."""
+    embeddings when ``text``; precomputed vectors such as image features from
+    ``vectors_file``, placed after the text block), rows aligned with ``items``."""
     if not hasattr(model, "content"):
         raise ValueError(f"{model.name} does not use product content; use sasrec, bert4rec or content_knn")
     products = load_products(data_dir)
     if products.height == 0:
         raise ValueError(f"{data_dir} has no catalog (products.parquet): ingest one with --catalog")
-    vectors = None
+    blocks = []
     if text:
         from shopformer.features.text import TextEncoder, TextEncoderConfig, product_text
 
         encoder = TextEncoder(TextEncoderConfig(cache_dir=Path(data_dir) / "cache"))
-        vectors = encoder.encode(product_text(products))
+        blocks.append(encoder.encode(product_text(products)))
         content = replace(content, text_model=encoder.config.model)
+    if vectors_file is not None:
+        from shopformer.features.vectors import align_vectors, load_item_vectors
+
+        ids, raw = load_item_vectors(vectors_file)
+        aligned, found = align_vectors(products["item_id"].to_list(), ids, raw)
+        if found == 0:
+            raise ValueError(f"{vectors_file}: none of its {len(ids)} item ids is in the catalog of {data_dir}")
+        blocks.append(aligned)
+        content = replace(content, image_dim=aligned.shape[1])
+    vectors = np.hstack(blocks).astype(np.float32) if blocks else None
     model.content = build_content(products, items, content, vectors)
 
 
@@ -64,12 +78,13 @@ def train_run(
     fit_on: Literal["train", "all"] = "train",
     content: ContentConfig | None = None,
     text: bool = False,
+    vectors_file: Path | None = None,
 ) -> Run:
-    """Prepare data, fit and save a run folder; with ``content`` (or ``text``) the model
-    fuses the catalog's product content with its item IDs."""
+    """Prepare data, fit and save a run folder; with ``content`` (or ``text``, or
+    ``vectors_file``) the model fuses the catalog's product content with its item IDs."""
     data, split = prepare(load_events(data_dir), data_config)
-    if content is not None or text:
-        attach_content(model, data_dir, data.items, content or ContentConfig(fields=()), text)
+    if content is not None or text or vectors_file is not None:
+        attach_content(model, data_dir, data.items, content or ContentConfig(fields=()), text, vectors_file)
     seconds = fit(model, data, split, fit_on)
     info = {
         "data_dir": str(Path(data_dir).resolve()),

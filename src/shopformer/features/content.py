@@ -28,13 +28,17 @@ class ContentConfig:
     min_products: values carried by fewer products are dropped (they cannot generalise).
     max_tokens: tokens kept per product.
     text_model: the sentence encoder the vectors came from ("" = no vectors, or vectors
-        given by the caller, e.g. image features); new products are encoded with it."""
+        given by the caller, e.g. image features); new products are encoded with it.
+    image_dim: width of the trailing block of the vectors that came precomputed from a
+        file (image features: see ``features.vectors``); a new product's text vector is
+        padded with zeros there."""
 
     fields: tuple[str, ...] = ("brand", "categories", "tags")
     price_bands: int = 5
     min_products: int = 2
     max_tokens: int = 16
     text_model: str = ""
+    image_dim: int = 0
 
 
 @dataclass
@@ -63,6 +67,8 @@ class ItemContent:
             return tokens, None
         if vectors is None:
             return tokens, np.zeros((products.height, self.vector_dim), dtype=np.float32)
+        if self.config.image_dim and vectors.shape == (products.height, self.vector_dim - self.config.image_dim):
+            vectors = np.hstack([vectors, np.zeros((products.height, self.config.image_dim), dtype=np.float32)])
         if vectors.shape != (products.height, self.vector_dim):
             raise ValueError(f"vectors must be ({products.height}, {self.vector_dim}), got {vectors.shape}")
         return tokens, vectors.astype(np.float32)
