@@ -5,11 +5,13 @@ from shopformer.models.base import Recommender, recommend
 from shopformer.models.ease import EASE, EASEConfig
 from shopformer.models.itemknn import ItemKNN, ItemKNNConfig
 from shopformer.models.popularity import MostPopular, PopularityConfig
+from shopformer.models.trending import Trending, TrendingConfig
 
 BASELINES: dict[str, type] = {
     MostPopular.name: MostPopular,
     ItemKNN.name: ItemKNN,
     EASE.name: EASE,
+    Trending.name: Trending,
 }
 
 __all__ = [
@@ -21,5 +23,7 @@ __all__ = [
     "MostPopular",
     "PopularityConfig",
     "Recommender",
+    "Trending",
+    "TrendingConfig",
     "recommend",
 ]
