@@ -6,7 +6,7 @@ model is fitted on the training split; settings are chosen on the validation spl
 was chosen in earlier validation-only runs recorded in benchmarks/results/tuning/); the
 test split is scored once per final run.
 
-    python benchmarks/accuracy.py --dataset beauty [--models popular,itemknn,ease,sasrec]
+    python benchmarks/accuracy.py --dataset beauty [--models popular,itemknn,ease,sasrec,sasrec_content]
 
 Results merge into benchmarks/results/accuracy.{json,md} (one record per dataset and
 model, replaced when re-run), with a training-curve PNG per Transformer run.
@@ -26,10 +26,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 from shopformer.artifact import make_model  # noqa: E402
-from shopformer.dataset import DataConfig, describe, load_events, prepare  # noqa: E402
+from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare  # noqa: E402
 from shopformer.evaluate.protocol import EvalConfig  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.experiment import evaluate_model, fit  # noqa: E402
+from shopformer.features.content import ContentConfig, ItemContent, build_content  # noqa: E402
 from shopformer.ingest import ingest  # noqa: E402
 from shopformer.train.loop import plot_history  # noqa: E402
 
@@ -37,6 +38,12 @@ DATASETS = {
     "beauty": "amazon-beauty/Beauty.txt.gz",
     "lastfm": "lastfm/LastFM.txt.gz",
     "ml-1m": "ml-1m/ml-1m_sequences.txt.gz",
+}
+#: Item content a Transformer may fuse with its IDs (catalog file, ingest format, fields):
+#: the S3-Rec attributes (Beauty: brand and category ids; LastFM: artist tags), ingested as tags.
+CATALOGS = {
+    "beauty": ("amazon-beauty/Beauty_item2attributes.json.gz", "item2attributes", ("tags",)),
+    "lastfm": ("lastfm/LastFM_item2attributes.json.gz", "item2attributes", ("tags",)),
 }
 
 #: Best published full-ranking leave-one-out results we know (HR@10, NDCG@10).
@@ -52,23 +59,30 @@ BASELINE_GRIDS: dict[str, list[dict[str, str]]] = {
     "ease": [{"l2": str(v)} for v in (50, 200, 500, 2000)],
 }
 
-#: Transformer candidates per dataset. With one candidate it is the setting chosen in
-#: earlier validation-only runs (recorded in results/tuning/); with several, this script
-#: fits each on the training split, scores validation only, and keeps the best.
-TRANSFORMER_GRID: dict[str, list[dict[str, str]]] = {
-    # Trained when attention-weight dropout followed arch.dropout; kept so it reruns alike.
-    "beauty": [{"arch.d_model": "256", "arch.dropout": "0.5", "arch.attn_dropout": "0.5", "train.batch_size": "256",
-                "train.epochs": "40", "train.eval_every": "2", "train.patience": "6"}],
-    "lastfm": [
-        {"arch.d_model": d, "arch.max_len": "200", "arch.dropout": "0.5", "arch.attn_dropout": "0.5",
-         "train.batch_size": "128",
-         "train.epochs": "100", "train.patience": "10"}
-        for d in ("64",)  # d128 was cut short: see results/tuning/lastfm.md
-    ],
+#: Transformer candidates per dataset and benchmark entry. With one candidate it is the
+#: setting chosen in earlier validation-only runs (recorded in results/tuning/); with
+#: several, this script fits each on the training split, scores validation only, and
+#: keeps the best. ``sasrec_content`` is SASRec with the dataset's item content (CATALOGS)
+#: fused into its item embeddings; ``sasrec`` reads item IDs only.
+TRANSFORMER_GRID: dict[str, dict[str, list[dict[str, str]]]] = {
+    "beauty": {
+        # Trained when attention-weight dropout followed arch.dropout; kept so it reruns alike.
+        "sasrec": [{"arch.d_model": "256", "arch.dropout": "0.5", "arch.attn_dropout": "0.5",
+                    "train.batch_size": "256", "train.epochs": "40", "train.eval_every": "2",
+                    "train.patience": "6"}],
+    },
+    "lastfm": {
+        "sasrec": [{"arch.d_model": "64", "arch.max_len": "200", "arch.dropout": "0.5", "arch.attn_dropout": "0.5",
+                    "train.batch_size": "128", "train.epochs": "100", "train.patience": "10"}],
+    },
     # The SASRec+CE paper's ML-1M sizes; 200 epochs whose cosine decay follows the 45-min clock.
-    "ml-1m": [{"arch.max_len": "200", "arch.d_model": "64", "arch.dropout": "0.2",
-               "train.batch_size": "128", "train.eval_every": "2", "train.patience": "10"}],
+    "ml-1m": {
+        "sasrec": [{"arch.max_len": "200", "arch.d_model": "64", "arch.dropout": "0.2",
+                    "train.batch_size": "128", "train.eval_every": "2", "train.patience": "10"}],
+    },
 }
+#: Benchmark entries that are a model plus the dataset's item content.
+CONTENT_MODELS = {"sasrec_content": "sasrec"}
 #: Each final Transformer run trains at most this long (the issue's cap).
 TIME_LIMIT_S = 45 * 60
 
@@ -80,12 +94,31 @@ def load(dataset: str, data_root: Path, work: Path):
     return prepare(load_events(folder), DataConfig(protocol="leave_one_out"))
 
 
+def load_content(dataset: str, data_root: Path, work: Path, items) -> ItemContent:
+    """The dataset's item content (CATALOGS), rows aligned with the vocabulary ``items``."""
+    if dataset not in CATALOGS:
+        raise ValueError(f"{dataset} has no item content here; datasets with content: {', '.join(CATALOGS)}")
+    file, fmt, fields = CATALOGS[dataset]
+    folder = work / f"{dataset}-catalog"
+    if not (folder / "products.parquet").exists():
+        ingest(data_root / file, fmt=fmt, data_dir=folder)
+    return build_content(load_products(folder), items, ContentConfig(fields=fields))
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_model(name: str, params: dict[str, str], data, split, dataset: str) -> dict:
-    model = make_model(name, params)
+def build(name: str, params: dict[str, str], content: ItemContent | None):
+    """The model of benchmark entry ``name``; CONTENT_MODELS entries get ``content``."""
+    model = make_model(CONTENT_MODELS.get(name, name), params)
+    if name in CONTENT_MODELS:
+        model.content = content
+    return model
+
+
+def run_model(name: str, params: dict[str, str], data, split, dataset: str, content: ItemContent | None = None) -> dict:
+    model = build(name, params, content)
     fit_s = fit(model, data, split)
     ctx = {"dataset": dataset, "fit_seconds": round(fit_s, 1), "seed": 42, "settings": params}
     cfg = EvalConfig(cutoffs=(5, 10, 20))
@@ -95,6 +128,7 @@ def run_model(name: str, params: dict[str, str], data, split, dataset: str) -> d
         "dataset": dataset,
         "model": name,
         "settings": params,
+        "content": list(content.config.fields) if name in CONTENT_MODELS else None,
         "model_config": asdict(model.config),
         "valid": valid["metrics"],
         "test": test["metrics"],
@@ -116,13 +150,13 @@ def run_model(name: str, params: dict[str, str], data, split, dataset: str) -> d
     return rec
 
 
-def tune(name: str, grid: list[dict[str, str]], data, split) -> tuple[dict[str, str], list]:
+def tune(name: str, grid: list[dict[str, str]], data, split, content: ItemContent | None = None) -> tuple[dict[str, str], list]:
     """Fit every candidate on the training split; keep the best validation NDCG@10."""
     if len(grid) == 1:
         return grid[0], []
     scores = []
     for params in grid:
-        model = make_model(name, params)
+        model = build(name, params, content)
         fit(model, data, split)
         rec = evaluate_model(model, data, split, "valid", EvalConfig(cutoffs=(10,)), {}, progress=False)
         scores.append({"settings": params, "valid_NDCG@10": rec["metrics"]["NDCG@10"]})
@@ -172,14 +206,23 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     data, split = load(args.dataset, args.data_root, args.work)
     print(f"{args.dataset}: {describe(data)}", flush=True)
+    names = args.models.split(",")
+    grids = TRANSFORMER_GRID[args.dataset]
+    unknown = [n for n in names if n not in BASELINE_GRIDS and n not in grids]
+    if unknown:
+        sys.exit(f"no settings for {', '.join(unknown)} on {args.dataset}: choose from "
+                 f"{', '.join([*BASELINE_GRIDS, *grids])}")
+    content = None
+    if any(n in CONTENT_MODELS for n in names):
+        content = load_content(args.dataset, args.data_root, args.work, data.items)
     records = []
-    for name in args.models.split(","):
+    for name in names:
         if name in BASELINE_GRIDS:
             params, grid = tune(name, BASELINE_GRIDS[name], data, split)
         else:
             cap = {"train.time_limit_s": str(TIME_LIMIT_S)}
-            params, grid = tune(name, [{**p, **cap} for p in TRANSFORMER_GRID[args.dataset]], data, split)
-        rec = run_model(name, params, data, split, args.dataset)
+            params, grid = tune(name, [{**p, **cap} for p in grids[name]], data, split, content)
+        rec = run_model(name, params, data, split, args.dataset, content)
         rec["validation_grid"] = grid
         records.append(rec)
         print(f"{name}: test HR@10 {rec['test']['HR@10']:.4f} NDCG@10 {rec['test']['NDCG@10']:.4f} "

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from accuracy import DATASETS, load
+from accuracy import CATALOGS, DATASETS, load, load_content
 
 from shopformer.artifact import make_model
 from shopformer.experiment import fit
@@ -29,15 +29,19 @@ def main() -> None:
     ap.add_argument("--model", default="sasrec")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-accuracy"))
+    ap.add_argument("--content", action="store_true", help="fuse the dataset's item content (accuracy.CATALOGS)")
     ap.add_argument("settings", nargs="*", help="KEY=VALUE model settings")
     args = ap.parse_args()
     params = dict(s.split("=", 1) for s in args.settings)
     data, split = load(args.dataset, args.data_root, args.work)
     model = make_model(args.model, params)
+    if args.content:
+        model.content = load_content(args.dataset, args.data_root, args.work, data.items)
     seconds = fit(model, data, split)
     h = model.history
     out = {
         "dataset": args.dataset, "name": args.name, "model": args.model, "settings": params,
+        "content": CATALOGS[args.dataset][2] if args.content else None,
         "best_valid_NDCG@10": h.best_valid, "best_epoch": h.best_epoch, "stopped": h.stopped,
         "seconds": round(seconds, 1),
         "curve": [(r.epoch, r.wall_seconds, round(r.loss, 4), r.valid) for r in h.records],
