@@ -3,8 +3,10 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shopformer.features.sequences import Sequences, build_sequences, kcore
+from shopformer.features.sequences import Sequences, build_sequences, encode_history, kcore
 from shopformer.features.vocab import Vocabulary
 from shopformer.types import EVENT_SCHEMA, conform
 
@@ -62,3 +64,36 @@ def test_sequences_rows_and_csr():
     assert sub.row(0).tolist() == [3] and sub.row(1).tolist() == [1, 2, 2]
     m = s.to_csr(4)
     assert m.toarray().tolist() == [[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "zz", "", None]),
+            st.sampled_from(["view", "purchase", "add_to_cart", "search", "cancel"]),
+            st.one_of(st.none(), st.integers(0, 5)),
+        ),
+        max_size=12,
+    ),
+    types=st.sampled_from([("view", "purchase"), ("purchase",), ("view", "purchase", "add_to_cart", "search")]),
+    dedupe=st.booleans(),
+)
+def test_one_user_encoding_matches_training(rows, types, dedupe):
+    """The serving path's plain-Python encoding of one history equals what training
+    builds from the same events (type filter, dedupe, unknown items dropped)."""
+    # the store's order: untimed first, then by time, then by arrival
+    ordered = sorted(enumerate(rows), key=lambda p: (p[1][2] is not None, p[1][2] or 0, p[0]))
+    stored = [(item, etype, None if h is None else datetime(2024, 1, 1, h)) for _, (item, etype, h) in ordered]
+    vocab = Vocabulary(["c", "a", "b"])
+    got = encode_history(stored, vocab, types, dedupe)
+
+    frame = events([("u", item, etype, None if h is None else ts(h), pos)
+                    for pos, (_, (item, etype, h)) in enumerate(ordered)])
+    frame = frame.filter(pl.col("event_type").is_in(list(types)))
+    if dedupe and frame.height:
+        frame = frame.filter(~(pl.col("item_id") == pl.col("item_id").shift(1)).fill_null(False))
+    want = build_sequences(frame, items=vocab).sequences
+    assert got.items.tolist() == want.items.tolist()
+    assert got.event_types.tolist() == (want.event_types.tolist() if len(want) else [])
+    np.testing.assert_array_equal(got.timestamps, want.timestamps if len(want) else np.zeros(0))

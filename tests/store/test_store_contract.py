@@ -159,6 +159,19 @@ class StoreContract:
         assert store.user_events("u1", limit=3)["event_id"].to_list() == ["e3", "e1", "e6"]
         assert store.user_events("nobody").height == 0
 
+    def test_user_history_is_user_events_as_tuples(self, store):
+        """The serving read: the same events in the same order, three fields each."""
+        store.add_events([ev(1, timestamp=T0 + timedelta(hours=1)), ev(2, timestamp=T0)])
+        store.add_events([ev(3, timestamp=T0), ev(4, timestamp=None), ev(5, user="u2")])
+        for limit in (None, 3):
+            frame = store.user_events("u1", limit=limit)
+            rows = store.user_history("u1", limit=limit)
+            assert [r[0] for r in rows] == frame["item_id"].to_list()
+            assert [r[1] for r in rows] == frame["event_type"].to_list()
+            stamps = [None if r[2] is None else r[2].replace(tzinfo=r[2].tzinfo or timezone.utc) for r in rows]
+            assert stamps == frame["timestamp"].to_list()
+        assert store.user_history("nobody") == []
+
     def test_events_survive_close_and_reopen(self, config):
         store = EventStore(config)
         store.add_events([ev(i) for i in range(5)])

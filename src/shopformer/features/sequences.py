@@ -7,6 +7,7 @@ user ``u``'s item indexes in time order (ties broken by arrival ``position``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timezone
 
 import numpy as np
 import polars as pl
@@ -165,3 +166,43 @@ def build_sequences(
     )
     seqs = Sequences(offsets, item_idx, ts, et.to_numpy())
     return SequenceData(users=users, items=items, sequences=seqs)
+
+
+_TYPE_INDEX = {t: i for i, t in enumerate(EVENT_TYPES)}
+
+
+def encode_history(
+    rows: list[tuple[str | None, str, object]],
+    items: Vocabulary,
+    event_types: tuple[str, ...],
+    dedupe_consecutive: bool = False,
+) -> Sequences:
+    """One user's events ``(item_id, event_type, timestamp)``, already in time order, as
+    a one-row :class:`Sequences`, exactly as training encodes them (type filter, then
+    consecutive repeats collapsed, then events without a known item dropped), in plain
+    Python: the serving path encodes one short history per request."""
+    wanted = set(event_types)
+    kept = [r for r in rows if r[1] in wanted]
+    if dedupe_consecutive:
+        kept = [r for i, r in enumerate(kept) if i == 0 or r[0] != kept[i - 1][0]]
+    idx, ts, et = [], [], []
+    for item_id, event_type, when in kept:
+        if not item_id or event_type == "search":
+            continue
+        index = items.get(item_id)
+        if index == 0:
+            continue
+        idx.append(index)
+        ts.append(_epoch_seconds(when))
+        et.append(_TYPE_INDEX.get(event_type, 0))
+    return Sequences(np.array([0, len(idx)], dtype=np.int64), np.array(idx, dtype=np.int64),
+                     np.array(ts, dtype=np.float64), np.array(et, dtype=np.int8))
+
+
+def _epoch_seconds(when: object) -> float:
+    """UTC epoch seconds of a stored timestamp (naive = UTC); NaN when there is none."""
+    if when is None:
+        return float("nan")
+    if when.tzinfo is None:  # type: ignore[attr-defined]
+        when = when.replace(tzinfo=timezone.utc)  # type: ignore[attr-defined]
+    return when.timestamp()  # type: ignore[attr-defined]

@@ -58,6 +58,10 @@ class Vocabulary:
         except KeyError:
             raise KeyError(f"unknown id: {item_id!r}") from None
 
+    def get(self, item_id: str, unknown: int = PAD) -> int:
+        """Index of one id, ``unknown`` when it is not in the vocabulary."""
+        return self._index.get(item_id, unknown)
+
     def encode(self, ids: Iterable[str] | pl.Series, unknown: int = PAD) -> np.ndarray:
         """Encode many ids at once; unknown ids become ``unknown``."""
         series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.String)

@@ -45,7 +45,7 @@ import polars as pl
 
 from shopformer.artifact import Run, load_run
 from shopformer.dataset import DEFAULT_EVENT_TYPES
-from shopformer.features.sequences import Sequences, build_sequences
+from shopformer.features.sequences import Sequences, encode_history
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore
 
@@ -255,15 +255,8 @@ class RecommendationService:
             self._catalog_generation += 1
             self._catalog = None
 
-    def _encode(self, served: Served, events: pl.DataFrame) -> Sequences:
-        ev = events.filter(pl.col("event_type").is_in(list(served.event_types)))
-        if served.run.data_config.dedupe_consecutive and ev.height:
-            same = (pl.col("item_id") == pl.col("item_id").shift(1)).fill_null(False)
-            ev = ev.filter(~same)
-        data = build_sequences(ev, items=served.run.items)
-        if len(data.sequences) == 0:
-            return Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        return data.sequences.rows(np.array([0]))
+    def _encode(self, served: Served, rows: list) -> Sequences:
+        return encode_history(rows, served.run.items, served.event_types, served.run.data_config.dedupe_consecutive)
 
     def history(self, served: Served, user_id: str) -> History:
         """The user's encoded latest history, from the cache when fresh."""
@@ -279,8 +272,8 @@ class RecommendationService:
                     return hit
                 self.cache_misses += 1
                 seen = self._invalidations
-        events = self.store.user_events(user_id, limit=self.settings.history_limit)
-        hist = History(served.version, self._encode(served, events), now)
+        rows = self.store.user_history(user_id, limit=self.settings.history_limit)
+        hist = History(served.version, self._encode(served, rows), now)
         if use_cache:
             with self._cache_lock:
                 # An event posted while we read could be missing from ``events``: keep

@@ -314,6 +314,21 @@ class EventStore:
         ).limit(limit)
         return self._frame(stmt, EVENT_SCHEMA).reverse()
 
+    def user_history(self, user_id: str, limit: int | None = None) -> list[tuple[str | None, str, Any]]:
+        """``(item_id, event_type, timestamp)`` of a user's events in the order of
+        :meth:`user_events` (the latest ``limit`` when given), as plain tuples: the
+        serving path encodes one user per request, where building a DataFrame would cost
+        more than the query. Timestamps are ``datetime`` (UTC; naive from SQLite) or None."""
+        cols = (events.c.item_id, events.c.event_type, events.c.timestamp)
+        stmt = select(*cols).where(events.c.user_id == user_id)
+        if limit is None:
+            stmt = stmt.order_by(events.c.timestamp.asc().nulls_first(), events.c.position.asc())
+        else:
+            stmt = stmt.order_by(events.c.timestamp.desc().nulls_last(), events.c.position.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(stmt)]
+        return rows if limit is None else rows[::-1]
+
     def count_events(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
