@@ -3,8 +3,13 @@
 Starts ``shopformer serve --no-access-log`` (or uvicorn directly, ``--launcher uvicorn``;
 ``--access-log`` keeps uvicorn's line per request) in a subprocess
 over a fresh SQLite store in a temporary folder, with ``SHOPFORMER_API_KEY`` set, and
-drives it with ``--clients`` asyncio HTTP clients (httpx, keep-alive, closed loop: each
-client sends its next request when the previous answer arrives). Each endpoint is
+drives it with ``--clients`` keep-alive connections: by default from wrk (``--driver
+wrk``, the Debian package; see wrk_driver.py and serve_load.lua), each connection pausing
+between an answer and its next request so that together they offer ``--rate`` req/s,
+followed by a closed-loop recommend run that measures capacity; or (``--driver httpx``)
+from asyncio httpx clients in a closed loop (each client sends its next request when the
+previous answer arrives). A closed loop of 50 clients measures capacity, not latency at
+a given load: by Little's law its latency is 50 / throughput. Each endpoint is
 measured on its own, in this order, for ``--duration`` seconds after ``--warmup`` seconds
 that are not recorded, and for at most ``--max-requests`` requests:
 
@@ -368,6 +373,54 @@ async def watch(tally: Tally, pid: int, progress: Progress, task, seconds: float
             pass
 
 
+def measure_wrk(base: str, pid: int, endpoints: list[str], users: list[str], items: list[str], event_type: str,
+                tag: str, args) -> tuple[dict, list[int]]:
+    """The same phases with wrk (see wrk_driver): each endpoint paced at ``--rate``
+    (after an unrecorded warm-up), then recommend once more in a closed loop (capacity)."""
+    import threading
+
+    import wrk_driver
+
+    think = wrk_driver.think_ms(args.clients, args.rate)
+    results, rss, done = {}, [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.25):
+            mem = proc_memory(pid)
+            if "VmRSS" in mem:
+                rss.append(mem["VmRSS"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    common = dict(clients=args.clients, k=K, key=API_KEY, event_type=event_type, timeout_s=args.request_timeout)
+    phases = [(ep, ep, think) for ep in endpoints]  # (result key, endpoint, think ms)
+    if "recommend" in endpoints and think:
+        phases.append(("recommend_capacity", "recommend", 0))
+    for key, ep, pause in phases:
+        name = f"{key} (think {pause} ms)"
+        if args.warmup > 0:
+            console.print(f"{name}: warm-up {args.warmup:.0f} s")
+            warm = wrk_driver.run(base, ep, users, items, seconds=args.warmup, think=pause, tag=f"{tag}-{key}-w",
+                                  **common)
+        else:
+            warm = {"requests": 0, "ok": 0}
+        cache_before = cache_counts(base) if ep == "recommend" else {}
+        console.print(f"{name}: {args.clients} connections, {args.duration:.0f} s")
+        r = wrk_driver.run(base, ep, users, items, seconds=args.duration, think=pause, tag=f"{tag}-{key}", **common)
+        r["warmup_requests"], r["warmup_ok"] = warm["requests"], warm["ok"]
+        if ep == "recommend":
+            after = cache_counts(base)
+            hits = after.get("hit", 0) - cache_before.get("hit", 0)
+            misses = after.get("miss", 0) - cache_before.get("miss", 0)
+            r["history_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
+        results[key] = r
+        console.print(f"  {r['ok']:,} ok, {r['errors']:,} errors, {r['throughput_rps']:,.1f} req/s, "
+                      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    done.set()
+    sampler.join()
+    return results, rss
+
+
 async def measure(base: str, pid: int, endpoints: list[str], makers: dict, args) -> tuple[dict, list[int]]:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     results, rss = {}, []
@@ -447,7 +500,10 @@ def check_targets(rec: dict) -> list[dict]:
         r = res["recommend"]
         add("recommend top-10 p50", r["p50_ms"], "<=", 5, "ms", clients_note)
         add("recommend top-10 p99", r["p99_ms"], "<=", 20, "ms", clients_note)
-        add("recommend throughput", r["throughput_rps"], ">=", 500, "req/s", clients_note)
+        cap = res.get("recommend_capacity", r)
+        cap_note = "closed loop (no think time)" if "recommend_capacity" in res else ""
+        add("recommend throughput", cap["throughput_rps"], ">=", 500, "req/s",
+            "; ".join(n for n in (clients_note, cap_note) if n))
     if "event" in res:
         add("event POST p99", res["event"]["p99_ms"], "<=", 10, "ms", clients_note)
     for ep, r in res.items():
@@ -476,9 +532,12 @@ def markdown(results: list[dict]) -> str:
     lines = [
         "# Serving latency (HTTP, loopback)", "",
         "`python benchmarks/serve_latency.py` starts the real server (a subprocess, SQLite store in a temp "
-        "folder) and drives it with concurrent closed-loop asyncio clients (httpx, keep-alive) on the same "
-        "machine. Each endpoint is measured on its own after an unrecorded warm-up. Latency over successful "
-        "answers; throughput = successful answers / wall time; errors = any other status or no answer.", "",
+        "folder) and drives it from the same machine, either with wrk (C, keep-alive connections that each "
+        "pause between an answer and the next request so that all together offer about `--rate` req/s, "
+        "plus a closed-loop run for capacity) or with closed-loop asyncio clients (httpx). Each endpoint is "
+        "measured on its own after an unrecorded warm-up. Throughput = answers with the expected status / "
+        "wall time; errors = any other status or no answer; latency over successful answers (httpx) or all "
+        "answers (wrk).", "",
     ]
     for rec in results:
         c, m = rec["config"], rec["machine"]
@@ -491,6 +550,8 @@ def markdown(results: list[dict]) -> str:
             f"{rec['store_events']:,} events in the store. {c['clients']} clients, {c['duration_s']} s per endpoint "
             f"after {c['warmup_s']} s warm-up, at most {c['max_requests']:,} requests each, k={c['k']}, "
             f"{c['users_sampled']:,} users / {c['items_sampled']:,} items sampled, launcher `{c['launcher']}`"
+            + (f", load from {c['driver']}" if c.get("driver") else ", load from httpx (closed loop)")
+            + (f" offering {c['rate_offered']:g} req/s" if c.get("rate_offered") else "")
             + (f", access log {'on' if c['access_log'] else 'off'}" if "access_log" in c else "")
             + (f", server env {c['server_env']}" if c["server_env"] else "") + ".", "",
         ]
@@ -557,6 +618,11 @@ def main() -> None:
     what.add_argument("--train-demo", action="store_true", help="serve a small SASRec trained on the bundled sample (default)")
     what.add_argument("--synthetic-items", type=int, metavar="N", help="serve a synthetic N-item SASRec catalog")
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    ap.add_argument("--driver", choices=("wrk", "httpx"), default=None,
+                    help="load generator: wrk (Debian package; default when installed) or the asyncio httpx clients")
+    ap.add_argument("--rate", type=float, default=500.0,
+                    help="wrk: requests per second offered by all clients together, by a pause between "
+                         "an answer and the next request (default 500; 0 = closed loop)")
     ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per endpoint (default 20)")
     ap.add_argument("--warmup", type=float, default=3.0, help="unrecorded seconds before each endpoint (default 3)")
     ap.add_argument("--max-requests", type=int, default=200_000, help="at most this many requests per endpoint")
@@ -585,6 +651,12 @@ def main() -> None:
         ap.error(f"unknown endpoint(s) {bad}; choose from {ENDPOINTS}")
     if args.clients < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("--clients, --duration and --max-requests must be positive")
+    if args.driver is None:
+        import wrk_driver
+
+        args.driver = "wrk" if wrk_driver.available() else "httpx"
+        if args.driver == "httpx":
+            console.print("wrk is not installed (apt-get install wrk): using the asyncio httpx clients")
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -638,7 +710,10 @@ def main() -> None:
             makers = {ep: request_maker(ep, users, items, event_type, tag, args.seed + i)
                       for i, ep in enumerate(endpoints)}
             before = _count_bench_events(store_path, tag)
-            endpoint_results, rss = asyncio.run(measure(base, proc.pid, endpoints, makers, args))
+            if args.driver == "wrk":
+                endpoint_results, rss = measure_wrk(base, proc.pid, endpoints, users, items, event_type, tag, args)
+            else:
+                endpoint_results, rss = asyncio.run(measure(base, proc.pid, endpoints, makers, args))
             mem_end = proc_memory(proc.pid)
             if proc.poll() is not None:
                 console.print(f"[bold red]the server died during the run[/]:\n{_tail(log)}")
@@ -661,7 +736,8 @@ def main() -> None:
         "config": {
             "clients": args.clients, "duration_s": args.duration, "warmup_s": args.warmup,
             "max_requests": args.max_requests, "k": K, "endpoints": endpoints, "users_sampled": len(users),
-            "items_sampled": len(items), "launcher": args.launcher, "access_log": args.access_log, "command": " ".join(["python", *cmd[1:]]),
+            "items_sampled": len(items), "driver": args.driver,
+            "rate_offered": args.rate if args.driver == "wrk" else None, "launcher": args.launcher, "access_log": args.access_log, "command": " ".join(["python", *cmd[1:]]),
             "server_env": passed, "run": str(sc.run_dir), "event_type": event_type, "seed": args.seed,
         },
         "model": {"name": health["model"]["name"], "version": health["model"]["version"],

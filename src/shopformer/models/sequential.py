@@ -160,7 +160,8 @@ class SASRecRecommender:
     def user_vectors(self, history: Sequences) -> torch.Tensor:
         """(B, D) user representation: the encoder output at the last position."""
         module = self._require()
-        module.eval()
+        if module.training:  # eval() walks every submodule: a tenth of a served request
+            module.eval()
         arch = self.config.arch
         history = self._checked(history)
         if arch.causal:
