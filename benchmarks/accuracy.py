@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-from shopformer.artifact import make_model  # noqa: E402
+from shopformer.artifact import make_model, save_run  # noqa: E402
 from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare  # noqa: E402
 from shopformer.evaluate.protocol import EvalConfig  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
@@ -117,9 +117,16 @@ def build(name: str, params: dict[str, str], content: ItemContent | None):
     return model
 
 
-def run_model(name: str, params: dict[str, str], data, split, dataset: str, content: ItemContent | None = None) -> dict:
+def run_model(name: str, params: dict[str, str], data, split, dataset: str, content: ItemContent | None = None,
+              runs: Path | None = None) -> dict:
     model = build(name, params, content)
     fit_s = fit(model, data, split)
+    if runs is not None and getattr(model, "history", None) is not None:
+        # A run folder the serving and explanation benchmarks can load (trained on the
+        # training split: it can be evaluated, and it is what the numbers below describe).
+        save_run(runs / f"{dataset}-{name}", model, data.items, data.users, DataConfig(protocol="leave_one_out"),
+                 {"dataset": describe(data), "fit_on": "train", "fit_seconds": round(fit_s, 1),
+                  "data_dir": str((runs.parent / dataset).resolve())})
     ctx = {"dataset": dataset, "fit_seconds": round(fit_s, 1), "seed": 42, "settings": params}
     cfg = EvalConfig(cutoffs=(5, 10, 20))
     valid = evaluate_model(model, data, split, "valid", cfg, ctx, progress=False)
@@ -200,6 +207,8 @@ def main() -> None:
     ap.add_argument("--models", default="popular,itemknn,ease,sasrec")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-accuracy"))
+    ap.add_argument("--no-save-runs", action="store_true",
+                    help="do not keep the Transformers as run folders under WORK/runs")
     args = ap.parse_args()
     if not (args.data_root / DATASETS[args.dataset]).exists():
         sys.exit(f"{args.data_root / DATASETS[args.dataset]} not found: needs ../shared/data")
@@ -222,7 +231,8 @@ def main() -> None:
         else:
             cap = {"train.time_limit_s": str(TIME_LIMIT_S)}
             params, grid = tune(name, [{**p, **cap} for p in grids[name]], data, split, content)
-        rec = run_model(name, params, data, split, args.dataset, content)
+        runs = None if args.no_save_runs else args.work / "runs"
+        rec = run_model(name, params, data, split, args.dataset, content, runs)
         rec["validation_grid"] = grid
         records.append(rec)
         print(f"{name}: test HR@10 {rec['test']['HR@10']:.4f} NDCG@10 {rec['test']['NDCG@10']:.4f} "
