@@ -67,3 +67,16 @@ def test_build_windows_keeps_side_features_aligned():
     assert w.gaps.tolist() == [[1, 3], [0, 1]]  # a window's first event has no visible gap
     t = w.select(np.array([1])).trim()
     assert t.items.tolist() == [[4]] and t.types.tolist() == [[2]]
+
+
+def test_all_windows_make_every_event_but_the_first_a_target_once():
+    from shopformer.train.batches import all_windows
+
+    lists = [list(range(1, 12)), [50, 60], [70], list(range(20, 25))]
+    windows = all_windows(Sequences.from_lists(lists), 4)
+    rows = [windows.row(r).tolist() for r in range(len(windows))]
+    # 1..11 from the end: [8..11], [5..8], [2..5], [1, 2]: consecutive windows share one event
+    assert rows == [[8, 9, 10, 11], [5, 6, 7, 8], [2, 3, 4, 5], [1, 2], [50, 60], [70],
+                    [21, 22, 23, 24], [20, 21]]
+    targets = sorted(x for r in rows for x in r[1:])
+    assert targets == sorted(x for row in lists for x in row[1:])

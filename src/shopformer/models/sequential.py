@@ -17,7 +17,7 @@ from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
-from shopformer.train.batches import Windows, bucketed_batches, build_windows, cloze_mask
+from shopformer.train.batches import Windows, all_windows, bucketed_batches, build_windows, cloze_mask
 from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
 
 
@@ -85,8 +85,15 @@ class SASRecRecommender:
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
 
+        if c.train.crop not in ("random", "last", "all"):
+            raise ValueError(f"unknown crop {c.train.crop!r}: use random, last or all")
+        every_window = all_windows(seqs, length) if c.train.crop == "all" else None
+
         def epoch_batches(epoch: int) -> list[Windows]:
-            w = self._windows(seqs, length, rng if c.train.crop == "random" else None)
+            if every_window is not None:
+                w = self._windows(every_window, length)
+            else:
+                w = self._windows(seqs, length, rng if c.train.crop == "random" else None)
             groups = bucketed_batches((w.items > 0).sum(axis=1), c.train.batch_size, rng)
             return [w.select(g).trim() for g in groups]
 

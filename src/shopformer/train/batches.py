@@ -27,6 +27,29 @@ def window_positions(seqs: Sequences, length: int, rng: np.random.Generator | No
     return np.where(cols >= 0, seqs.offsets[:-1, None] + cols, -1)
 
 
+def all_windows(seqs: Sequences, length: int) -> Sequences:
+    """Every row cut, from its end, into windows of at most ``length`` events that
+    overlap by one: trained causally, each event but a row's first is a target exactly
+    once per epoch, however long the history (``crop="all"``; a random crop trains one
+    window per user)."""
+    if length < 2:
+        raise ValueError(f"windows need at least 2 events, got length={length}")
+    step = length - 1
+    lengths = seqs.lengths
+    n_win = np.maximum(1, -(-(lengths - 1) // step))  # ceil((L - 1) / step), at least 1
+    row = np.repeat(np.arange(len(seqs)), n_win)
+    j = np.arange(int(n_win.sum())) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = the latest window
+    end = lengths[row] - j * step
+    start = np.maximum(0, end - length)
+    sizes = end - start
+    offsets = np.zeros(len(row) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    take = np.repeat(seqs.offsets[:-1][row] + start, sizes) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], sizes))
+    return Sequences(offsets, seqs.items[take],
+                     None if seqs.timestamps is None else seqs.timestamps[take],
+                     None if seqs.event_types is None else seqs.event_types[take])
+
+
 def gather(values: np.ndarray, positions: np.ndarray, fill=0) -> np.ndarray:
     """``values[positions]`` with ``fill`` where ``positions`` is -1."""
     if len(values) == 0:

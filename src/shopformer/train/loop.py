@@ -22,7 +22,8 @@ class TrainConfig:
     loss: "ce" full softmax over the catalog; "sampled" sampled softmax with logQ
         correction (popularity^0.75 proposal); "gbce" generalised BCE.
     crop: "random" trains on a random window of histories longer than max_len each
-        epoch; "last" always on the latest window (the classic SASRec recipe).
+        epoch; "last" always on the latest window (the classic SASRec recipe); "all"
+        on every window (consecutive, from the end), so long histories weigh by length.
     patience: evaluations without a better validation score before stopping.
     time_limit_s: stop (keeping the best weights) after this much wall time; the
         learning-rate decay then runs to the limit or the last epoch, whichever is first.
@@ -39,7 +40,7 @@ class TrainConfig:
     n_negatives: int = 256
     gbce_t: float = 0.75
     cloze_prob: float = 0.2
-    crop: Literal["random", "last"] = "random"
+    crop: Literal["random", "last", "all"] = "random"
     patience: int = 10
     eval_every: int = 1
     time_limit_s: float = 0.0
