@@ -249,6 +249,7 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log", help="Log a line per request (uvicorn's access log).")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes on the port (each loads the model).")] = 1,
 ) -> None:
     """Run the HTTP API (settings from SHOPFORMER_* environment variables)."""
     from dataclasses import replace
@@ -266,7 +267,7 @@ def serve(
         _fail(str(exc))
         return
     console.print(f"serving {settings.run or '(no model yet)'} on http://{host}:{port} (docs: /docs)")
-    run_server(settings, host, port, access_log=access_log)
+    run_server(settings, host, port, access_log=access_log, workers=workers)
 
 
 @app.command()

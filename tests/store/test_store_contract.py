@@ -159,6 +159,15 @@ class StoreContract:
         assert store.user_events("u1", limit=3)["event_id"].to_list() == ["e3", "e1", "e6"]
         assert store.user_events("nobody").height == 0
 
+    def test_serving_state_and_latest_position(self, store):
+        assert store.get_state("run") is None and store.latest_position("u1") == 0
+        store.put_state("run", '{"folder": "a"}')
+        store.put_state("run", '{"folder": "b"}')
+        assert store.get_state("run") == '{"folder": "b"}'
+        store.add_events([ev(1), ev(2, user="u2"), ev(3)])
+        positions = store.events().filter(pl.col("user_id") == "u1")["position"].to_list()
+        assert store.latest_position("u1") == max(positions) and store.latest_position("nobody") == 0
+
     def test_user_history_is_user_events_as_tuples(self, store):
         """The serving read: the same events in the same order, three fields each."""
         store.add_events([ev(1, timestamp=T0 + timedelta(hours=1)), ev(2, timestamp=T0)])

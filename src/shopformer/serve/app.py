@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,18 +46,29 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = EventStore(StoreConfig(url=settings.store_url))
+        follower = None
         try:
             service = RecommendationService(settings, store)
-            if settings.run is not None:
-                served, _ = service.reload(settings.run)
+            if settings.run is not None:  # the configured run wins at start-up
+                served, _ = service.reload(settings.run, publish=True)
                 metrics.set_model(served.name, served.version)
                 log.info("serving %s (%s)", served.name, served.version)
+            elif service.sync():
+                log.info("serving %s, the run the store names", service.served.version)
             else:
                 log.warning("no SHOPFORMER_RUN: recommendation routes answer 503 until a reload")
             metrics.watch_cache(service)
             app.state.service = service
+            stop = threading.Event()
+            if settings.sync_s > 0:
+                follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop),
+                                            name="shopformer-sync", daemon=True)
+                follower.start()
             yield
         finally:
+            if follower is not None:
+                stop.set()
+                follower.join(timeout=10)
             store.close()
 
     app = FastAPI(
@@ -116,21 +129,45 @@ def _exception_handlers(app: FastAPI) -> None:
         )
 
 
+def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event) -> None:
+    """Load the run the store names whenever another process published a new one."""
+    while not stop.wait(every_s):
+        try:
+            if service.sync():
+                served = service.served
+                metrics.reloads.labels("ok").inc()
+                metrics.set_model(served.name, served.version)
+                log.info("now serving %s (published by another process)", served.version)
+        except Exception:  # noqa: BLE001 - keep serving the current model, try again later
+            metrics.reloads.labels("failed").inc()
+            log.exception("could not load the run the store names; still serving the current one")
+
+
 def serve(
     settings: ServeSettings | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
     access_log: bool = True,
+    workers: int = 1,
 ) -> None:
-    """Run the API with uvicorn (one process; scale out with replicas behind a load
-    balancer: the store is shared, each replica caches on its own). ``access_log=False``
-    drops uvicorn's line per request (Prometheus ``/metrics`` still counts and times
-    every request). uvicorn uses uvloop and httptools when they are installed
+    """Run the API with uvicorn. ``workers`` > 1 starts that many processes on the same
+    port (each loads the model; they share the store, follow the run it names and
+    check cached histories against it, see :mod:`shopformer.serve.settings`); scale
+    further with replicas behind a load balancer. ``access_log=False`` drops uvicorn's
+    line per request (Prometheus ``/metrics`` still counts and times every request, per
+    process). uvicorn uses uvloop and httptools when they are installed
     (``uvicorn[standard]``, a dependency)."""
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log,
-        loop="auto", http="auto",
-    )
+    common = dict(host=host, port=port, log_level=log_level, access_log=access_log, loop="auto", http="auto")
+    if workers <= 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Worker processes build the app from the environment: hand them these settings.
+    settings = settings or ServeSettings.from_env()
+    os.environ["SHOPFORMER_STORE_URL"] = settings.store_url
+    if settings.run is not None:
+        os.environ["SHOPFORMER_RUN"] = str(settings.run.resolve())
+    os.environ["SHOPFORMER_CACHE_CHECK"] = "1"
+    uvicorn.run("shopformer.serve.app:create_app", factory=True, workers=workers, **common)

@@ -6,11 +6,17 @@ throughout, so a request never mixes the old model with the new vocabulary; a re
 loads and warms the new run completely, then replaces the attribute (an atomic
 assignment): no lock on the read path, no failed request during a swap.
 
+Several processes (``serve --workers N``, replicas) share one store: every load that
+an operator asks for (start-up with a run, ``POST /v1/admin/reload``) is recorded in the
+store, and each process checks that record every ``sync_s`` seconds and loads the same
+run (:meth:`RecommendationService.sync`), so a reload reaches all of them.
+
 Histories: a user's recommendation re-encodes the user's latest ``history_limit``
 events from the store, kept only if their type is one the model was trained on (the
 run's ``DataConfig``) and their item is in the model's vocabulary (unknown items are
 ignored). The encoded history is cached per user and dropped when events for that
-user are posted through this service (or after ``cache_ttl_s``). A user the model has
+user are posted through this service (or after ``cache_ttl_s``; with ``cache_check``,
+also as soon as any process stores an event of that user). A user the model has
 never seen but who has events is personalised from those events; a user with no usable
 history gets the model's empty-history scores (popularity for the baselines).
 
@@ -32,6 +38,7 @@ rebuilds it at a time (others wait for it, or, for titles, read them from the st
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -65,6 +72,8 @@ log = logging.getLogger("shopformer.serve")
 
 #: catalog columns the view reads
 VIEW_COLUMNS = ("item_id", "title", "available", "price", "categories")
+#: serving-state entry naming the run every process serves: {"folder", "version"}
+SERVED_RUN = "served_run"
 
 
 class NoModelError(RuntimeError):
@@ -117,6 +126,7 @@ class History:
     version: str
     sequences: Sequences
     made: float  # time.monotonic()
+    position: int = 0  # the user's newest stored event when read (with settings.cache_check)
 
     @property
     def length(self) -> int:
@@ -192,10 +202,31 @@ class RecommendationService:
             )
         return served
 
-    def reload(self, folder: Path | None = None) -> tuple[Served, Served | None]:
+    def reload(self, folder: Path | None = None, publish: bool = False) -> tuple[Served, Served | None]:
         """Load ``folder`` (default: the run served now, else ``settings.run``) fully,
-        score one empty history to prove it works, then publish it. On any error the
-        previous model keeps serving and the error propagates."""
+        score one empty history to prove it works, then swap it in. On any error the
+        previous model keeps serving and the error propagates. ``publish`` also records
+        it in the store as the run to serve, which every process follows (:meth:`sync`)."""
+        served, previous = self._load(folder)
+        if publish:
+            self.store.put_state(SERVED_RUN, json.dumps({"folder": str(served.run.folder.resolve()),
+                                                         "version": served.version}))
+        return served, previous
+
+    def sync(self) -> bool:
+        """Serve the run the store names (see :meth:`reload`) if it is not the one served
+        now; True when a load happened. Called every ``settings.sync_s`` seconds."""
+        raw = self.store.get_state(SERVED_RUN)
+        if raw is None:
+            return False
+        wanted = json.loads(raw)
+        served = self._served
+        if served is not None and served.version.split("+", 1)[0] == wanted["version"]:
+            return False
+        self._load(Path(wanted["folder"]))
+        return True
+
+    def _load(self, folder: Path | None) -> tuple[Served, Served | None]:
         with self._reload_lock:
             previous = self._served
             if folder is None:
@@ -263,17 +294,21 @@ class RecommendationService:
         ttl = self.settings.cache_ttl_s
         now = time.monotonic()
         use_cache = ttl > 0 and self.settings.cache_size > 0
+        # Read before the history: an event stored in between makes the entry look
+        # stale (read again next time), never fresh.
+        position = self.store.latest_position(user_id) if use_cache and self.settings.cache_check else 0
         if use_cache:
             with self._cache_lock:
                 hit = self._cache.get(user_id)
-                if hit is not None and hit.version == served.version and now - hit.made < ttl:
+                if (hit is not None and hit.version == served.version and now - hit.made < ttl
+                        and hit.position == position):
                     self._cache.move_to_end(user_id)
                     self.cache_hits += 1
                     return hit
                 self.cache_misses += 1
                 seen = self._invalidations
         rows = self.store.user_history(user_id, limit=self.settings.history_limit)
-        hist = History(served.version, self._encode(served, rows), now)
+        hist = History(served.version, self._encode(served, rows), now, position)
         if use_cache:
             with self._cache_lock:
                 # An event posted while we read could be missing from ``events``: keep

@@ -16,6 +16,17 @@ SHOPFORMER_CACHE_TTL_S                     seconds a cached user history / catal
                                            lives (default 60; 0 disables caching)
 SHOPFORMER_CACHE_SIZE                      users kept in the history cache (default 10000)
 SHOPFORMER_MAX_BATCH                       rows accepted per batch write (default 10000)
+SHOPFORMER_CACHE_CHECK                     ``1``: a cached history is used only while the
+                                           user's newest stored event is the one it was
+                                           read with (one indexed query), so events posted
+                                           to OTHER processes (workers, replicas) change
+                                           the next answer at once (default 0; ``serve
+                                           --workers N`` sets it)
+SHOPFORMER_SYNC_S                          seconds between checks of the run that the
+                                           store says to serve (written by every model
+                                           load and reload; each process follows it, so a
+                                           reload reaches all workers and replicas;
+                                           default 2; 0 disables)
 SHOPFORMER_INDEX                           retrieval for the Transformer models: ``faiss``
                                            (default; exact flat search below 100k items,
                                            HNSW above) or ``exact`` (dense scoring of the
@@ -25,10 +36,11 @@ SHOPFORMER_INDEX                           retrieval for the Transformer models:
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
 filters and for the titles in answers (built when a run is loaded). Events and catalog
-updates posted to THIS process invalidate them at once; with several replicas behind a
-load balancer a write that landed on another replica is seen after at most
-``cache_ttl_s`` seconds (titles are read from the store while an expired catalog view
-is rebuilt in the background).
+updates posted to THIS process invalidate them at once; with several processes (``serve
+--workers N``, or replicas behind a load balancer) ``SHOPFORMER_CACHE_CHECK=1`` makes an
+event posted to any of them change the next answer everywhere, while catalog changes
+made through another process are seen after at most ``cache_ttl_s`` seconds (titles are
+read from the store while an expired catalog view is rebuilt in the background).
 """
 
 from __future__ import annotations
@@ -110,6 +122,10 @@ class ServeSettings:
     max_batch: int = 10_000
     #: "faiss" (FaissIndex kind "auto") or "exact" (dense scoring); see SHOPFORMER_INDEX
     index: str = "faiss"
+    #: check cached histories against the store (SHOPFORMER_CACHE_CHECK)
+    cache_check: bool = False
+    #: seconds between checks of the run the store says to serve (SHOPFORMER_SYNC_S)
+    sync_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -145,6 +161,8 @@ class ServeSettings:
             cache_size=_int(env, "SHOPFORMER_CACHE_SIZE", cls.cache_size, 0),
             max_batch=_int(env, "SHOPFORMER_MAX_BATCH", cls.max_batch, 1),
             index=_choice(env, "SHOPFORMER_INDEX", cls.index, INDEX_KINDS),
+            cache_check=_bool(env, "SHOPFORMER_CACHE_CHECK"),
+            sync_s=_float(env, "SHOPFORMER_SYNC_S", cls.sync_s),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -153,5 +171,6 @@ class ServeSettings:
             f"ServeSettings(store_url={_hide_password(self.store_url)!r}, run={self.run!r}, api_key={key}, "
             f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, "
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
-            f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r})"
+            f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
+            f"cache_check={self.cache_check}, sync_s={self.sync_s})"
         )

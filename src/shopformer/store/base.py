@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import polars as pl
@@ -44,7 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
 from .frames import Rows, ValidEvents, check_events, rows_to_frame, validate_products
-from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, events, metadata, products
+from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, events, metadata, products, serving_state
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,24 @@ class EventStore:
         with self._engine.connect() as conn:
             rows = [tuple(r) for r in conn.execute(stmt)]
         return rows if limit is None else rows[::-1]
+
+    def latest_position(self, user_id: str) -> int:
+        """The position of the user's newest stored event; 0 when there is none. Cheap
+        (an index range): it tells whether a cached history is still current."""
+        with self._engine.connect() as conn:
+            stmt = select(func.max(events.c.position)).where(events.c.user_id == user_id)
+            return int(conn.execute(stmt).scalar() or 0)
+
+    def put_state(self, name: str, value: str) -> None:
+        """Set a shared serving value (durable on return)."""
+        ins = self._insert(serving_state).values(name=name, value=value, updated_at=datetime.now(timezone.utc))
+        stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
+                                                                        "updated_at": ins.excluded.updated_at})
+        self._run_write(lambda conn: conn.execute(stmt))
+
+    def get_state(self, name: str) -> str | None:
+        with self._engine.connect() as conn:
+            return conn.execute(select(serving_state.c.value).where(serving_state.c.name == name)).scalar()
 
     def count_events(self) -> int:
         with self._engine.connect() as conn:

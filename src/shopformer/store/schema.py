@@ -9,6 +9,9 @@
     ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, which sorts chronologically); ``context``
     is JSON text, kept verbatim. Indexes: ``(user_id, timestamp, position)`` for a
     user's history and ``item_id``.
+``serving_state``
+    ``name`` -> ``value`` (text): what every API process serving from this store must
+    agree on, such as the run folder to serve.
 ``products``
     keyed by ``item_id``; ``categories`` and ``tags`` are JSON arrays, ``attributes``
     JSON text kept verbatim, ``created_at`` UTC.
@@ -75,6 +78,16 @@ products = Table(
     Column("created_at", _TS),
     Column("available", Boolean),
     Column("tags", _JSON_LIST),
+)
+
+#: Small named values shared by every process serving from this store (e.g. the run
+#: folder to serve, which every API worker follows; see RecommendationService.sync).
+serving_state = Table(
+    "serving_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", _TS, nullable=False),
 )
 
 #: Event columns the caller writes (``position`` is the database's).
