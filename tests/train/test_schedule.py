@@ -32,3 +32,28 @@ def test_time_limit_drives_the_decay_when_it_comes_first() -> None:
 def test_time_is_ignored_without_a_limit() -> None:
     c = TrainConfig(warmup_steps=0, decay="linear")
     assert lr_factor(25, 100, c, elapsed_s=1e9) == pytest.approx(0.75)
+
+
+def test_embeddings_decay_only_when_asked() -> None:
+    """An embedding row no step ever touches keeps its values, unless decay_embeddings:
+    then AdamW's decoupled decay shrinks it by (1 - lr * weight_decay) a step."""
+    import torch
+
+    from shopformer.train.loop import Trainer
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.item_emb = torch.nn.Embedding(3, 2)
+            torch.nn.init.ones_(self.item_emb.weight)
+
+    def shrinkage(decay_embeddings: bool) -> float:
+        module = Tiny()
+        cfg = TrainConfig(epochs=1, lr=0.1, weight_decay=0.5, warmup_steps=0, decay="none", grad_clip=0.0,
+                          decay_embeddings=decay_embeddings)
+        step = lambda _: module.item_emb(torch.tensor([0])).sum()  # noqa: E731 - only row 0 is used
+        Trainer(cfg).fit(module, lambda epoch: [None] * 4, step, None, progress=False)
+        return float(module.item_emb.weight[2, 0].detach())
+
+    assert shrinkage(False) == pytest.approx(1.0)
+    assert shrinkage(True) == pytest.approx((1 - 0.1 * 0.5) ** 4)

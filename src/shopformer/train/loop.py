@@ -27,12 +27,16 @@ class TrainConfig:
     patience: evaluations without a better validation score before stopping.
     time_limit_s: stop (keeping the best weights) after this much wall time; the
         learning-rate decay then runs to the limit or the last epoch, whichever is first.
+    weight_decay: AdamW's decoupled decay of the weight matrices (never biases or
+        LayerNorms); embeddings too when ``decay_embeddings`` (a regulariser for large
+        item tables over sparse data).
     """
 
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    decay_embeddings: bool = False
     warmup_steps: int = 100
     decay: Literal["cosine", "linear", "none"] = "cosine"
     grad_clip: float = 1.0
@@ -107,7 +111,7 @@ class Trainer:
             torch.set_num_threads(c.threads)
         decay, no_decay = [], []
         for name, p in module.named_parameters():
-            (no_decay if p.ndim < 2 or "emb" in name else decay).append(p)
+            (no_decay if p.ndim < 2 or ("emb" in name and not c.decay_embeddings) else decay).append(p)
         # The fused kernel updates every parameter in one pass: on CPU about 5x faster
         # than the per-tensor loop, a sixth of a small-batch step at d_model 256.
         opt = torch.optim.AdamW(
