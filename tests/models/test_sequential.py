@@ -194,3 +194,37 @@ def test_time_gaps_change_the_next_item():
     assert idx[:, 0].tolist() == [6, 8]
     with pytest.raises(ValueError, match="timestamp"):
         model.score(Sequences.from_lists([[4, 5]]))
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(tmp_path):
+    import torch
+
+    from shopformer.models.ensemble import SASRecEnsemble
+
+    model = small(SASRecRecommender, epochs=30)
+    model.config = replace(model.config, members=2)
+    model.fit(cycle_shop(), N, valid=leave_one_out(cycle_shop()).valid)
+    assert isinstance(model.module, SASRecEnsemble) and len(model.module.members) == 2
+    hist = Sequences.from_lists([[3, 4, 5], [5, 4, 3], [11, 12], [2, 1, 12]])
+    # each member on its own, then the mean
+    scores = []
+    for member in model.module.members:
+        single = SASRecRecommender(replace(model.config, members=1))
+        single.module = member
+        scores.append(single.score(hist))
+    np.testing.assert_allclose(model.score(hist)[:, 1:], np.mean(scores, axis=0)[:, 1:], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scores[0], scores[1])  # two seeds, two different networks
+    assert recommend(model, hist, k=1)[0][:, 0].tolist() == [6, 2, 1, 11]
+    assert 0 < model.history.best_valid <= 1 and "member 2" in model.history.stopped
+    # the run folder rebuilds the ensemble alone
+    model.save(tmp_path)
+    back = SASRecRecommender.load(tmp_path)
+    assert back.config.members == 2
+    np.testing.assert_allclose(back.score(hist), model.score(hist), rtol=1e-5)
+    assert back.user_vectors(hist).shape == (4, 64) and back.module.item_table().shape == (N + 1, 64)
+    with pytest.raises(ValueError, match="ensemble"):
+        back.with_new_items(np.zeros((1, 1), dtype=np.int64))
+    with torch.no_grad():  # served through the vector index like a single network
+        from shopformer.serve.retrieval import build_vector_indexes, is_vector_model
+
+        assert is_vector_model(back) and build_vector_indexes(back).kind == "flat"

@@ -15,6 +15,7 @@ import torch
 from shopformer.features.content import ItemContent
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
+from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
 from shopformer.train.batches import Windows, all_windows, bucketed_batches, build_windows, cloze_mask
@@ -29,6 +30,9 @@ class TransformerConfig:
     arch: SASRecConfig = SASRecConfig()
     train: TrainConfig = TrainConfig()
     score_batch: int = 512
+    #: > 1: train this many networks one after the other (seeds seed, seed + 1, ...;
+    #: a time limit is shared between them) and score with the mean of their scores
+    members: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class SASRecRecommender:
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
+        if self.config.members > 1:
+            return self._fit_members(train, n_items, valid)
         c = self.config
         seed_everything(c.train.seed)
         arch = replace(c.arch, n_items=n_items)
@@ -114,6 +120,27 @@ class SASRecRecommender:
         validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
         self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
         self._table = None  # the best weights were restored
+        return self
+
+    def _fit_members(self, train: Sequences, n_items: int, valid: EvalCases | None) -> Self:
+        c = self.config
+        t = c.train
+        share = t.time_limit_s / c.members if t.time_limit_s else 0.0
+        members, records, epochs = [], [], 0
+        for k in range(c.members):
+            cfg = replace(c, members=1, train=replace(t, seed=t.seed + k, time_limit_s=share))
+            member = type(self)(cfg, self.content).fit(train, n_items, valid)
+            members.append(member)
+            wall = records[-1].wall_seconds if records else 0.0  # one curve: members back to back
+            records += [replace(r, epoch=r.epoch + epochs, wall_seconds=r.wall_seconds + wall)
+                        for r in member.history.records]
+            epochs += len(member.history.records)
+        self.config = replace(members[0].config, members=c.members, train=t)
+        self.module, self._table = SASRecEnsemble([m.module for m in members]), None
+        self.history = TrainHistory(records=records, best_epoch=epochs,
+                                    stopped="; ".join(f"member {k + 1}: {m.history.stopped}" for k, m in enumerate(members)))
+        if valid is not None:
+            self.history.best_valid = self._validate(valid, n_items)  # the ensemble's own score
         return self
 
     def _windows(self, seqs: Sequences, length: int, rng=None) -> Windows:
@@ -179,7 +206,7 @@ class SASRecRecommender:
             w.items[:, -1] = module.mask_token
         # Score in batches of similar length so short histories are not padded to long ones.
         order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
-        out = torch.empty(len(w.items), arch.d_model)
+        out = torch.empty(len(w.items), self.item_representations().shape[1])  # D, or the members' sum
         table = self.item_representations()
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
@@ -215,6 +242,8 @@ class SASRecRecommender:
         ``vectors`` come from ``self.content.rows_for(products)``. The original model is
         left untouched (it may be serving)."""
         module = self._require()
+        if isinstance(module, SASRecEnsemble):
+            raise ValueError("an ensemble (members > 1) cannot place new products; train with members=1")
         if module.content is None or self.content is None:
             raise ValueError("only a model trained with product content can place new products")
         n_old, n_add = self.config.arch.n_items, len(tokens)
@@ -270,13 +299,16 @@ class SASRecRecommender:
         raw = json.loads((folder / "config.json").read_text())
         raw.pop("model", None)
         config = cls.config_type(
-            arch=SASRecConfig(**raw["arch"]), train=TrainConfig(**raw["train"]), score_batch=raw["score_batch"]
+            arch=SASRecConfig(**raw["arch"]), train=TrainConfig(**raw["train"]), score_batch=raw["score_batch"],
+            members=raw.get("members", 1),
         )
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)
-        model.module = SASRec(config.arch)
+        model.module = SASRec(config.arch) if config.members == 1 else SASRecEnsemble(
+            [SASRec(config.arch) for _ in range(config.members)])
         state = torch.load(folder / "weights.pt", weights_only=True)
-        state.setdefault("known", model.module.known)  # saved before content fusion: all known
+        if config.members == 1:
+            state.setdefault("known", model.module.known)  # saved before content fusion: all known
         model.module.load_state_dict(state)
         model.module.eval()
         return model

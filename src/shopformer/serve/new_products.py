@@ -23,8 +23,10 @@ from .retrieval import build_vector_indexes
 
 
 def places_new_products(model: object) -> bool:
-    """True when ``model`` was trained with product content and can grow."""
-    return callable(getattr(model, "with_new_items", None)) and getattr(model, "content", None) is not None
+    """True when ``model`` was trained with product content and can grow (one network:
+    an ensemble cannot)."""
+    single = getattr(getattr(model, "config", None), "members", 1) == 1
+    return single and callable(getattr(model, "with_new_items", None)) and getattr(model, "content", None) is not None
 
 
 class TextEncoders:
