@@ -25,6 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
+from results_file import save  # noqa: E402
+
 from shopformer.artifact import make_model, save_run  # noqa: E402
 from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare  # noqa: E402
 from shopformer.evaluate.protocol import EvalConfig  # noqa: E402
@@ -176,13 +178,6 @@ def tune(name: str, grid: list[dict[str, str]], data, split, content: ItemConten
     return best, scores
 
 
-def merge(records: list[dict]) -> list[dict]:
-    path = RESULTS / "accuracy.json"
-    old = json.loads(path.read_text())["results"] if path.exists() else []
-    keys = {(r["dataset"], r["model"]) for r in records}
-    return [r for r in old if (r["dataset"], r["model"]) not in keys] + records
-
-
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [
         "# Accuracy: leave-one-out, full ranking, history items excluded", "",
@@ -242,9 +237,7 @@ def main() -> None:
         print(f"{name}: test HR@10 {rec['test']['HR@10']:.4f} NDCG@10 {rec['test']['NDCG@10']:.4f} "
               f"(fit {rec['fit_seconds']} s)", flush=True)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
-    results = merge(records)
-    (RESULTS / "accuracy.json").write_text(json.dumps({**meta, "results": results}, indent=2))
-    (RESULTS / "accuracy.md").write_text(markdown(results, meta))
+    results = save(RESULTS, "accuracy", meta, records, markdown)
     print(markdown(results, meta))
 
 

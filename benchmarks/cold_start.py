@@ -19,13 +19,14 @@ Writes benchmarks/results/cold_start.{json,md} (merged per dataset).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from results_file import save
 
 from shopformer.artifact import make_model
 from shopformer.dataset import DataConfig, load_events, load_products, prepare
@@ -153,13 +154,7 @@ def main() -> None:
               f"(fit {fit_s:.0f} s)", flush=True)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "protocol": {"held_out_fraction": 0.1, "seed": 42, "ranking": "full catalog, history excluded"}}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "cold_start.json"
-    old = json.loads(path.read_text())["results"] if path.exists() else []
-    keys = {(r["dataset"], r["model"]) for r in records}
-    results = [r for r in old if (r["dataset"], r["model"]) not in keys] + records
-    path.write_text(json.dumps({**meta, "results": results}, indent=2))
-    (RESULTS / "cold_start.md").write_text(markdown(results, meta))
+    results = save(RESULTS, "cold_start", meta, records, markdown)
     print(markdown(results, meta))
 
 

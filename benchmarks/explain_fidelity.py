@@ -40,6 +40,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
+from results_file import merged  # noqa: E402
+
 from shopformer.artifact import load_run, make_model  # noqa: E402
 from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
@@ -227,11 +229,6 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(record: dict, path: Path) -> list[dict]:
-    old = json.loads(path.read_text())["results"] if path.exists() else []
-    return [r for r in old if (r["dataset"], r["label"]) != (record["dataset"], record["label"])] + [record]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, help="a run folder trained on Beauty's training split")
@@ -319,7 +316,7 @@ def main() -> None:
     }
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = merge({**record, **meta}, args.out)
+    results = merged(args.out, [{**record, **meta}], key=lambda r: (r["dataset"], r["label"]))
     args.out.write_text(json.dumps({**meta, "results": results}, indent=2))
     args.out.with_suffix(".md").write_text(markdown(results, meta))
     print(markdown(results, meta))

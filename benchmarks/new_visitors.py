@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from results_file import save
+
 from shopformer.artifact import make_model
 from shopformer.dataset import DataConfig, load_events, prepare
 from shopformer.evaluate.protocol import EvalConfig, evaluate
@@ -157,13 +159,7 @@ def main() -> None:
               + f" (fit {fit_s:.0f} s)", flush=True)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "protocol": asdict(config)}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "new_visitors.json"
-    old = json.loads(path.read_text())["results"] if path.exists() else []
-    keys = {(r["dataset"], r["model"]) for r in records}
-    results = [r for r in old if (r["dataset"], r["model"]) not in keys] + records
-    path.write_text(json.dumps({**meta, "results": results}, indent=2))
-    (RESULTS / "new_visitors.md").write_text(markdown(results, meta))
+    results = save(RESULTS, "new_visitors", meta, records, markdown)
     print(markdown(results, meta))
 
 

@@ -72,6 +72,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from results_file import merged
+
 from shopformer.evaluate.report import machine
 
 HERE = Path(__file__).resolve().parent
@@ -514,12 +516,6 @@ def check_targets(rec: dict) -> list[dict]:
 
 
 # -- report --------------------------------------------------------------------------------
-def merge(record: dict, out: Path) -> list[dict]:
-    path = out / "serve_latency.json"
-    old = json.loads(path.read_text())["results"] if path.exists() else []
-    return [r for r in old if r["scenario"] != record["scenario"]] + [record]
-
-
 def _fmt(v, unit: str = "") -> str:
     if v is None:
         return "-"
@@ -758,7 +754,7 @@ def main() -> None:
     record["targets"] = check_targets(record)
     show(record)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = merge(record, args.out)
+    results = merged(args.out / "serve_latency.json", [record], key=lambda r: (r["scenario"],))
     (args.out / "serve_latency.json").write_text(json.dumps({"benchmark": "serve_latency", "results": results}, indent=2) + "\n")
     (args.out / "serve_latency.md").write_text(markdown(results))
     misses = [t["target"] for t in record["targets"] if not t["pass"]]

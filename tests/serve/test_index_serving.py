@@ -3,7 +3,6 @@ exact path's answers; the baselines keep exact dense scoring."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ gives every history the same scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models import _common
+from shopformer.models.popularity import StaticScores
 
 DAY_S = 86_400.0
 
@@ -51,15 +51,14 @@ def trending_weights(
     return out
 
 
-class Trending:
+class Trending(StaticScores):
     """Scores every item by its time-decayed training popularity (see the module)."""
 
     name = "trending"
+    config_type = TrendingConfig
 
     def __init__(self, config: TrendingConfig) -> None:
-        self.config = config
-        self.n_items: int | None = None
-        self.counts: np.ndarray | None = None  # (n_items + 1,) float32, counts[0] = 0
+        super().__init__(config)
 
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
         """Learn from ``train``; ``valid`` is accepted for the protocol and not used."""
@@ -69,36 +68,3 @@ class Trending:
         self.counts = (w / max(float(w.max(initial=0.0)), 1e-300)).astype(np.float32)
         self.n_items = n_items
         return self
-
-    def _row(self) -> np.ndarray:
-        _common.require_fitted(self)
-        row = self.counts.copy()
-        row[0] = -np.inf
-        return row
-
-    def score(self, history: Sequences) -> np.ndarray:
-        row = self._row()
-        _common.check_items(history, self.n_items, "history")
-        return np.tile(row, (len(history), 1))
-
-    def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The most trending items other than the query."""
-        row = self._row()
-        items = _common.check_query(items, self.n_items)
-        return _common.similar_top_k(np.tile(row, (len(items), 1)), items, k)
-
-    def save(self, folder: Path) -> None:
-        _common.require_fitted(self)
-        folder = Path(folder)
-        _common.write_config(folder, self.name, self.config, n_items=self.n_items)
-        np.savez(folder / "weights.npz", counts=self.counts)
-
-    @classmethod
-    def load(cls, folder: Path) -> Self:
-        folder = Path(folder)
-        config, extra = _common.read_config(folder, cls.name, TrendingConfig)
-        model = cls(config)
-        with np.load(folder / "weights.npz") as w:
-            model.counts = w["counts"].astype(np.float32)
-        model.n_items = int(extra.get("n_items", len(model.counts) - 1))
-        return model
