@@ -37,56 +37,47 @@ a catalog row per item and ``--synthetic-users`` users with 20 random events eac
 100k items the server builds HNSW indexes at start-up (see shopformer.serve.retrieval).
 
 Results merge into benchmarks/results/serve_latency.{json,md}: one record per scenario
-(``demo``, ``run:<folder name>``, ``synthetic-<N>-d<dim>``), replaced when re-run. The client
-runs on the same machine as the server (one Python process, one event loop), so on a
-small machine it takes CPU from the server; the report says how many CPUs there were
-and the load average when the run started.
+(``demo``, ``run:<folder name>``, ``synthetic-<N>-d<dim>``), replaced when re-run. The load
+generator runs on the same machine as the server (wrk: a C process with two threads;
+httpx: one Python process), so on a small machine it takes CPU from the server; the
+report says how many CPUs there were and the load average when the run started.
+``--workers N`` starts ``shopformer serve --workers N`` (N processes on the port).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import random
-import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.parse
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import numpy as np
 import polars as pl
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import httpx_driver
+import wrk_driver
 from results_file import merged
+from serve_server import API_KEY, K, _tail, console, free_port, proc_memory, server_command, stop, wait_ready
 
 from shopformer.evaluate.report import machine
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-API_KEY = "serve-latency-bench-key"
 ENDPOINTS = ("recommend", "similar", "event")
-K = 10
 #: The issue's targets (at 50 clients; the catalog ones at 1M products).
 TARGET_CLIENTS = 50
 TARGET_CATALOG = 1_000_000
 EVENTS_PER_SYNTHETIC_USER = 20
 
-console = Console()
 
 
 # -- what is served ------------------------------------------------------------------------
@@ -226,258 +217,6 @@ def fill_store(sc: Scenario, store_path: Path, users: list[str], items: list[str
         return store.count_events()
 
 
-# -- the server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_command(launcher: str, port: int, access_log: bool = False) -> list[str]:
-    log_flag = "--access-log" if access_log else "--no-access-log"
-    if launcher == "cli":  # exactly `shopformer serve` (uvicorn; uvloop + httptools when installed)
-        return [sys.executable, "-m", "shopformer.cli", "serve", "--host", "127.0.0.1", "--port", str(port), log_flag]
-    return [sys.executable, "-m", "uvicorn", "shopformer.serve:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), log_flag, "--log-level", "warning"]
-
-
-def proc_memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in kB."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    except OSError:
-        pass
-    return out
-
-
-def wait_ready(proc: subprocess.Popen, base: str, timeout: float, log: Path) -> dict:
-    """Poll /health until the model is loaded; returns the health body."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with console.status("waiting for the server (loading the run, building indexes) ...") as status:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with code {proc.returncode}:\n{_tail(log)}")
-            try:
-                r = httpx.get(f"{base}/health", timeout=2)
-                body = r.json()
-                if r.status_code == 200 and body.get("status") == "ok":
-                    return body
-                last = f"{r.status_code} {body}"
-            except (httpx.HTTPError, ValueError) as exc:
-                last = type(exc).__name__
-            rss = proc_memory(proc.pid).get("VmRSS", 0)
-            status.update(f"waiting for the server ({last}; RSS {rss / 1024:,.0f} MB) ...")
-            time.sleep(0.5)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s (last: {last}):\n{_tail(log)}")
-
-
-def _tail(log: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cache_counts(base: str) -> dict[str, float]:
-    """The server's history cache hits / misses (Prometheus text)."""
-    try:
-        text = httpx.get(f"{base}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return {}
-    found = re.findall(r'^shopformer_history_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.M)
-    return {k: float(v) for k, v in found}
-
-
-# -- the load ------------------------------------------------------------------------------
-@dataclass
-class Tally:
-    latencies: list[float] = field(default_factory=list)  # seconds, expected status only
-    errors: Counter = field(default_factory=Counter)  # "status 503", "ReadTimeout", ...
-    started: int = 0
-    done: int = 0
-
-
-def request_maker(endpoint: str, users: list[str], items: list[str], event_type: str, tag: str, seed: int):
-    """() -> (method, url, kwargs, expected status) for one endpoint."""
-    rnd = random.Random(seed)
-    ids = itertools.count()
-    q = urllib.parse.quote
-    if endpoint == "recommend":
-        return lambda: ("GET", f"/v1/users/{q(rnd.choice(users), safe='')}/recommendations", {"params": {"k": K}}, 200)
-    if endpoint == "similar":
-        return lambda: ("GET", f"/v1/items/{q(rnd.choice(items), safe='')}/similar", {"params": {"k": K}}, 200)
-    if endpoint == "event":
-        def make():
-            body = {"event_id": f"bench-{tag}-{next(ids)}", "user_id": rnd.choice(users),
-                    "item_id": rnd.choice(items), "type": event_type}
-            return "POST", "/v1/events", {"json": body, "headers": {"X-API-Key": API_KEY}}, 201
-        return make
-    raise ValueError(endpoint)
-
-
-async def drive(client: httpx.AsyncClient, make, clients: int, seconds: float, max_requests: int,
-                tally: Tally | None) -> float:
-    """``clients`` closed-loop workers for ``seconds`` (or ``max_requests``); returns the
-    wall time until the last answer."""
-    t_start = time.perf_counter()
-    deadline = t_start + seconds
-    sink = tally if tally is not None else Tally()
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline and sink.started < max_requests:
-            sink.started += 1
-            method, url, kw, expect = make()
-            t0 = time.perf_counter()
-            try:
-                r = await client.request(method, url, **kw)
-                dt = time.perf_counter() - t0
-                if r.status_code == expect:
-                    sink.latencies.append(dt)
-                else:
-                    sink.errors[f"status {r.status_code}"] += 1
-            except httpx.HTTPError as exc:
-                sink.errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.01)  # e.g. the server is gone: do not spin
-            sink.done += 1
-
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return time.perf_counter() - t_start
-
-
-async def watch(tally: Tally, pid: int, progress: Progress, task, seconds: float, rss: list[int], stop_evt: asyncio.Event) -> None:
-    t0 = time.perf_counter()
-    while not stop_evt.is_set():
-        mem = proc_memory(pid)
-        if "VmRSS" in mem:
-            rss.append(mem["VmRSS"])
-        elapsed = time.perf_counter() - t0
-        progress.update(task, completed=min(elapsed, seconds),
-                        info=f"{tally.done:,} answers, {sum(tally.errors.values()):,} errors, "
-                             f"RSS {mem.get('VmRSS', 0) / 1024:,.0f} MB")
-        try:
-            await asyncio.wait_for(stop_evt.wait(), 0.25)
-        except TimeoutError:
-            pass
-
-
-def measure_wrk(base: str, pid: int, endpoints: list[str], users: list[str], items: list[str], event_type: str,
-                tag: str, args) -> tuple[dict, list[int]]:
-    """The same phases with wrk (see wrk_driver): each endpoint paced at ``--rate``
-    (after an unrecorded warm-up), then recommend once more in a closed loop (capacity)."""
-    import threading
-
-    import wrk_driver
-
-    think = wrk_driver.think_ms(args.clients, args.rate)
-    results, rss, done = {}, [], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.25):
-            mem = proc_memory(pid)
-            if "VmRSS" in mem:
-                rss.append(mem["VmRSS"])
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    common = dict(clients=args.clients, k=K, key=API_KEY, event_type=event_type, timeout_s=args.request_timeout)
-    phases = [(ep, ep, think) for ep in endpoints]  # (result key, endpoint, think ms)
-    if "recommend" in endpoints and think:
-        phases.append(("recommend_capacity", "recommend", 0))
-    for key, ep, pause in phases:
-        name = f"{key} (think {pause} ms)"
-        if args.warmup > 0:
-            console.print(f"{name}: warm-up {args.warmup:.0f} s")
-            warm = wrk_driver.run(base, ep, users, items, seconds=args.warmup, think=pause, tag=f"{tag}-{key}-w",
-                                  **common)
-        else:
-            warm = {"requests": 0, "ok": 0}
-        cache_before = cache_counts(base) if ep == "recommend" else {}
-        console.print(f"{name}: {args.clients} connections, {args.duration:.0f} s")
-        r = wrk_driver.run(base, ep, users, items, seconds=args.duration, think=pause, tag=f"{tag}-{key}", **common)
-        r["warmup_requests"], r["warmup_ok"] = warm["requests"], warm["ok"]
-        if ep == "recommend":
-            after = cache_counts(base)
-            hits = after.get("hit", 0) - cache_before.get("hit", 0)
-            misses = after.get("miss", 0) - cache_before.get("miss", 0)
-            r["history_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
-        results[key] = r
-        console.print(f"  {r['ok']:,} ok, {r['errors']:,} errors, {r['throughput_rps']:,.1f} req/s, "
-                      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
-    done.set()
-    sampler.join()
-    return results, rss
-
-
-async def measure(base: str, pid: int, endpoints: list[str], makers: dict, args) -> tuple[dict, list[int]]:
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    results, rss = {}, []
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=args.request_timeout) as client:
-        with Progress(TextColumn("{task.description:<10}"), BarColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[info]}"), console=console) as progress:
-            for ep in endpoints:
-                if args.warmup > 0:
-                    task = progress.add_task(f"{ep} warm-up", total=args.warmup, info="")
-                    warm, stop_evt = Tally(), asyncio.Event()
-                    watcher = asyncio.create_task(watch(warm, pid, progress, task, args.warmup, rss, stop_evt))
-                    # the warm-up shares the maker (event ids keep counting), and is not recorded
-                    await drive(client, makers[ep], args.clients, args.warmup, args.max_requests, warm)
-                    stop_evt.set()
-                    await watcher
-                    progress.update(task, completed=args.warmup, visible=False)
-                else:
-                    warm = Tally()
-                tally, stop_evt = Tally(), asyncio.Event()
-                task = progress.add_task(ep, total=args.duration, info="")
-                cache_before = cache_counts(base) if ep == "recommend" else {}
-                watcher = asyncio.create_task(watch(tally, pid, progress, task, args.duration, rss, stop_evt))
-                wall = await drive(client, makers[ep], args.clients, args.duration, args.max_requests, tally)
-                stop_evt.set()
-                await watcher
-                progress.update(task, completed=args.duration)
-                results[ep] = summarize(tally, wall)
-                results[ep]["warmup_requests"] = warm.done
-                results[ep]["warmup_ok"] = len(warm.latencies)
-                if ep == "recommend":
-                    after = cache_counts(base)
-                    hits = after.get("hit", 0) - cache_before.get("hit", 0)
-                    misses = after.get("miss", 0) - cache_before.get("miss", 0)
-                    results[ep]["history_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
-    return results, rss
-
-
-def summarize(t: Tally, wall: float) -> dict:
-    lat = np.asarray(t.latencies) * 1000
-    pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if len(lat) else (lambda q: None)
-    return {
-        "requests": t.done,
-        "ok": len(lat),
-        "errors": sum(t.errors.values()),
-        "error_kinds": dict(t.errors),
-        "seconds": round(wall, 3),
-        "throughput_rps": round(len(lat) / wall, 1) if wall > 0 else 0.0,
-        "p50_ms": pct(50),
-        "p95_ms": pct(95),
-        "p99_ms": pct(99),
-        "max_ms": round(float(lat.max()), 3) if len(lat) else None,
-        "mean_ms": round(float(lat.mean()), 3) if len(lat) else None,
-    }
-
-
 # -- targets -------------------------------------------------------------------------------
 def check_targets(rec: dict) -> list[dict]:
     """Every target that applies to this record, met or not (never dropped)."""
@@ -546,6 +285,7 @@ def markdown(results: list[dict]) -> str:
             f"{rec['store_events']:,} events in the store. {c['clients']} clients, {c['duration_s']} s per endpoint "
             f"after {c['warmup_s']} s warm-up, at most {c['max_requests']:,} requests each, k={c['k']}, "
             f"{c['users_sampled']:,} users / {c['items_sampled']:,} items sampled, launcher `{c['launcher']}`"
+            + (f", {c['workers']} server processes" if c.get("workers", 1) > 1 else "")
             + (f", load from {c['driver']}" if c.get("driver") else ", load from httpx (closed loop)")
             + (f" offering {c['rate_offered']:g} req/s" if c.get("rate_offered") else "")
             + (f", access log {'on' if c['access_log'] else 'off'}" if "access_log" in c else "")
@@ -625,6 +365,7 @@ def main() -> None:
     ap.add_argument("--endpoints", default=",".join(ENDPOINTS), help=f"comma separated, from {','.join(ENDPOINTS)}")
     ap.add_argument("--users", type=int, default=1000, help="known users sampled for requests (default 1000)")
     ap.add_argument("--items", type=int, default=1000, help="items sampled for similar / events (default 1000)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (shopformer serve --workers)")
     ap.add_argument("--launcher", choices=("cli", "uvicorn"), default="cli",
                     help="cli: `shopformer serve` (as documented); "
                          "uvicorn: `uvicorn shopformer.serve:create_app --factory`")
@@ -648,8 +389,6 @@ def main() -> None:
     if args.clients < 1 or args.duration <= 0 or args.max_requests < 1:
         ap.error("--clients, --duration and --max-requests must be positive")
     if args.driver is None:
-        import wrk_driver
-
         args.driver = "wrk" if wrk_driver.available() else "httpx"
         if args.driver == "httpx":
             console.print("wrk is not installed (apt-get install wrk): using the asyncio httpx clients")
@@ -691,7 +430,7 @@ def main() -> None:
         env = {**os.environ, "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_STORE_URL": f"sqlite:///{store_path}",
                "SHOPFORMER_RUN": str(sc.run_dir.resolve())}
         log = Path(tmp) / "server.log"
-        cmd = server_command(args.launcher, port, args.access_log)
+        cmd = server_command(args.launcher, port, args.access_log, args.workers)
         console.print(f"starting: {' '.join(cmd[1:])} (log {log})")
         t_start = time.perf_counter()
         with log.open("wb") as log_fh:
@@ -703,13 +442,14 @@ def main() -> None:
             console.print(f"ready in {ready_s:.1f} s: {health['model']['name']} ({health['model']['retrieval']}), "
                           f"RSS {mem_ready.get('VmRSS', 0) / 1024:,.0f} MB")
             tag = f"{int(time.time())}-{os.getpid()}"
-            makers = {ep: request_maker(ep, users, items, event_type, tag, args.seed + i)
+            makers = {ep: httpx_driver.request_maker(ep, users, items, event_type, tag, args.seed + i)
                       for i, ep in enumerate(endpoints)}
             before = _count_bench_events(store_path, tag)
             if args.driver == "wrk":
-                endpoint_results, rss = measure_wrk(base, proc.pid, endpoints, users, items, event_type, tag, args)
+                endpoint_results, rss = wrk_driver.measure(base, proc.pid, endpoints, users, items, event_type, tag,
+                                                           args, K, API_KEY)
             else:
-                endpoint_results, rss = asyncio.run(measure(base, proc.pid, endpoints, makers, args))
+                endpoint_results, rss = asyncio.run(httpx_driver.measure(base, proc.pid, endpoints, makers, args))
             mem_end = proc_memory(proc.pid)
             if proc.poll() is not None:
                 console.print(f"[bold red]the server died during the run[/]:\n{_tail(log)}")
@@ -732,7 +472,7 @@ def main() -> None:
         "config": {
             "clients": args.clients, "duration_s": args.duration, "warmup_s": args.warmup,
             "max_requests": args.max_requests, "k": K, "endpoints": endpoints, "users_sampled": len(users),
-            "items_sampled": len(items), "driver": args.driver,
+            "items_sampled": len(items), "driver": args.driver, "workers": args.workers,
             "rate_offered": args.rate if args.driver == "wrk" else None, "launcher": args.launcher, "access_log": args.access_log, "command": " ".join(["python", *cmd[1:]]),
             "server_env": passed, "run": str(sc.run_dir), "event_type": event_type, "seed": args.seed,
         },

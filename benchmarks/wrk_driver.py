@@ -17,6 +17,8 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+from serve_server import cache_counts, console, proc_memory
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "serve_load.lua"
 
@@ -68,3 +70,49 @@ def run(base: str, endpoint: str, users: list[str], items: list[str], *, clients
         "think_ms": think,
         "offered_rps": round(clients * 1000.0 / think, 1) if think else None,
     }
+
+
+def measure(base: str, pid: int, endpoints: list[str], users: list[str], items: list[str], event_type: str,
+            tag: str, args, k: int, key: str) -> tuple[dict, list[int]]:
+    """The same phases with wrk (see wrk_driver): each endpoint paced at ``--rate``
+    (after an unrecorded warm-up), then recommend once more in a closed loop (capacity)."""
+    import threading
+
+    think = think_ms(args.clients, args.rate)
+    results, rss, done = {}, [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.25):
+            mem = proc_memory(pid)
+            if "VmRSS" in mem:
+                rss.append(mem["VmRSS"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    common = dict(clients=args.clients, k=k, key=key, event_type=event_type, timeout_s=args.request_timeout)
+    phases = [(ep, ep, think) for ep in endpoints]  # (result key, endpoint, think ms)
+    if "recommend" in endpoints and think:
+        phases.append(("recommend_capacity", "recommend", 0))
+    for key, ep, pause in phases:
+        name = f"{key} (think {pause} ms)"
+        if args.warmup > 0:
+            console.print(f"{name}: warm-up {args.warmup:.0f} s")
+            warm = run(base, ep, users, items, seconds=args.warmup, think=pause, tag=f"{tag}-{key}-w",
+                                  **common)
+        else:
+            warm = {"requests": 0, "ok": 0}
+        cache_before = cache_counts(base) if ep == "recommend" else {}
+        console.print(f"{name}: {args.clients} connections, {args.duration:.0f} s")
+        r = run(base, ep, users, items, seconds=args.duration, think=pause, tag=f"{tag}-{key}", **common)
+        r["warmup_requests"], r["warmup_ok"] = warm["requests"], warm["ok"]
+        if ep == "recommend":
+            after = cache_counts(base)
+            hits = after.get("hit", 0) - cache_before.get("hit", 0)
+            misses = after.get("miss", 0) - cache_before.get("miss", 0)
+            r["history_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
+        results[key] = r
+        console.print(f"  {r['ok']:,} ok, {r['errors']:,} errors, {r['throughput_rps']:,.1f} req/s, "
+                      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    done.set()
+    sampler.join()
+    return results, rss
