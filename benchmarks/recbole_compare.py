@@ -453,7 +453,7 @@ def cmd_run_ours(args) -> None:
     if not (folder / "events.parquet").exists():
         ingest(args.source, fmt="sequence", data_dir=folder)
     data, split = prepare(load_events(folder), DataConfig(protocol="leave_one_out"))
-    params = ours_settings(args.minutes, args.threads, args.batch)
+    params = {**ours_settings(args.minutes, args.threads, args.batch), **dict(kv.split("=", 1) for kv in args.set)}
     model = make_model("sasrec", params)
     data_s = time.perf_counter() - t0
     load_start = list(os.getloadavg())
@@ -666,6 +666,8 @@ def main() -> None:
             p.add_argument("--source", type=Path, default=BEAUTY)
         if name == "run-ours":
             p.add_argument("--batch", type=int, default=BATCH, help="users' windows per batch (see ours_settings)")
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="another SASRec setting (chosen on validation), e.g. arch.pre_norm=false")
         if name in ("run-recbole", "run-ours"):
             p.add_argument("--minutes", type=float, default=45.0)
             p.add_argument("--threads", type=int, default=2)
