@@ -36,8 +36,8 @@ builds (once, cached under ``--work``) a SASRec run folder whose item table is r
 a catalog row per item and ``--synthetic-users`` users with 20 random events each; above
 100k items the server builds HNSW indexes at start-up (see shopformer.serve.retrieval).
 
-Results merge into benchmarks/results/serve_latency.{json,md}: one record per scenario
-(``demo``, ``run:<folder name>``, ``synthetic-<N>-d<dim>``), replaced when re-run. The load
+Results merge into benchmarks/results/serve_latency.{json,md}: one record per scenario and
+``--workers`` (``demo``, ``run:<folder name>``, ``synthetic-<N>-d<dim>``), replaced when re-run. The load
 generator runs on the same machine as the server (wrk: a C process with two threads;
 httpx: one Python process), so on a small machine it takes CPU from the server; the
 report says how many CPUs there were and the load average when the run started.
@@ -494,7 +494,9 @@ def main() -> None:
     record["targets"] = check_targets(record)
     show(record)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = merged(args.out / "serve_latency.json", [record], key=lambda r: (r["scenario"],))
+    # one record per scenario and number of server processes
+    results = merged(args.out / "serve_latency.json", [record],
+                     key=lambda r: (r["scenario"], r["config"].get("workers", 1)))
     (args.out / "serve_latency.json").write_text(json.dumps({"benchmark": "serve_latency", "results": results}, indent=2) + "\n")
     (args.out / "serve_latency.md").write_text(markdown(results))
     misses = [t["target"] for t in record["targets"] if not t["pass"]]
