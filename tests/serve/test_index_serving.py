@@ -234,3 +234,44 @@ def test_titles_come_from_the_catalog_view(pair, monkeypatch):
     monkeypatch.setattr(flat.store, "products", no_store_reads)
     titles = flat.titles(ranked.item_ids, served, ranked.idx)
     assert titles == {i: f"Item {i[1:]}" for i in ranked.item_ids}
+
+
+def test_a_cached_history_keeps_its_user_vector(shop, pair, monkeypatch):
+    _, flat = pair
+    served = flat.require()
+    user = shop["users"][1]
+    calls = []
+    real = type(served.run.model).user_vectors
+
+    def counted(self, history):
+        calls.append(history.n_interactions)
+        return real(self, history)
+
+    monkeypatch.setattr(type(served.run.model), "user_vectors", counted)
+    flat.invalidate_users([user])
+    first, n = flat.recommend_user(served, user, 10, True, None)
+    again, _ = flat.recommend_user(served, user, 10, True, None)
+    assert calls == [n] and again.item_ids == first.item_ids and again.scores == first.scores
+    flat.invalidate_users([user])  # what posting an event of this user does
+    flat.recommend_user(served, user, 10, True, None)
+    assert calls == [n, n]
+
+
+def test_an_event_posted_over_http_changes_the_transformers_next_answer(shop):
+    settings = ServeSettings(store_url=shop["url"], run=shop["root"] / "sasrec", api_key="k")
+    key = {"X-API-Key": "k"}
+
+    def event(item: str, minute: int) -> dict:
+        return {"user_id": "walker", "item_id": item, "event_type": "purchase",
+                "timestamp": f"2024-06-01T10:{minute:02d}:00Z", "event_id": f"walker-{item}"}
+
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/events", json=event("i1", 0), headers=key).status_code == 201
+        first = client.get("/v1/users/walker/recommendations", params={"k": 5}).json()
+        cached = client.get("/v1/users/walker/recommendations", params={"k": 5}).json()
+        assert cached["items"] == first["items"] and first["history_length"] == 1
+        assert client.post("/v1/events", json=event("i31", 1), headers=key).status_code == 201
+        after = client.get("/v1/users/walker/recommendations", params={"k": 5}).json()
+    assert after["history_length"] == 2
+    assert "i31" not in {x["item_id"] for x in after["items"]}
+    assert [x["score"] for x in after["items"]] != [x["score"] for x in first["items"]]

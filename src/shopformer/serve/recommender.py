@@ -16,7 +16,8 @@ events from the store, kept only if their type is one the model was trained on (
 run's ``DataConfig``) and their item is in the model's vocabulary (unknown items are
 ignored). The encoded history is cached per user and dropped when events for that
 user are posted through this service (or after ``cache_ttl_s``; with ``cache_check``,
-also as soon as any process stores an event of that user). A user the model has
+also as soon as any process stores an event of that user), and with it the user vector
+of the dot-product models, so a repeated request costs one index search. A user the model has
 never seen but who has events is personalised from those events; a user with no usable
 history gets the model's empty-history scores (popularity for the baselines).
 
@@ -127,10 +128,19 @@ class History:
     sequences: Sequences
     made: float  # time.monotonic()
     position: int = 0  # the user's newest stored event when read (with settings.cache_check)
+    #: the model's user vector for ``sequences``, once computed: it depends only on the
+    #: history and the model (``version``), so a cached history serves it again
+    _query: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def length(self) -> int:
         return self.sequences.n_interactions
+
+    def query(self, model: object) -> np.ndarray:
+        """The user vector of the dot-product ``model`` this history was encoded for."""
+        if not self._query:
+            self._query.append(user_vector(model, self.sequences))
+        return self._query[0]
 
 
 @dataclass(frozen=True)
@@ -414,7 +424,8 @@ class RecommendationService:
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
-        return self._recommend(served, hist.sequences, k, exclude_history, filters), hist.length
+        query = hist.query(served.run.model) if served.vectors is not None else None
+        return self._recommend(served, hist.sequences, k, exclude_history, filters, query), hist.length
 
     def recommend_items(self, served: Served, item_ids: list[str], k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int, list[str]]:
         """Recommendations for an anonymous session (item ids, oldest first)."""
@@ -423,10 +434,12 @@ class RecommendationService:
         seq = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
         return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
 
-    def _recommend(self, served: Served, seq: Sequences, k: int, exclude_history: bool, filters: Filters | None) -> Ranked:
+    def _recommend(self, served: Served, seq: Sequences, k: int, exclude_history: bool, filters: Filters | None,
+                   query: np.ndarray | None = None) -> Ranked:
+        """``query``: the user vector of ``seq`` when the caller has it (a cached history)."""
         allowed = self.allowed(served, filters)
         if served.vectors is not None:
-            query = user_vector(served.run.model, seq)
+            query = user_vector(served.run.model, seq) if query is None else query
             if np.isfinite(query).all():
                 exclude = seq.items if exclude_history and seq.n_interactions else None
                 idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
