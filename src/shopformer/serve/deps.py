@@ -1,4 +1,8 @@
-"""Request dependencies: the service objects on ``app.state`` and the API-key check."""
+"""Request dependencies: the service objects on ``app.state`` and the API-key check.
+
+They are ``async``: none of them blocks, and FastAPI runs a plain ``def`` dependency in
+its thread pool, a thread hand-off per dependency per request that costs more than the
+work (the routes that do I/O stay plain functions)."""
 
 from __future__ import annotations
 
@@ -17,23 +21,23 @@ from .settings import ServeSettings
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write routes")
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     return request.app.state.settings
 
 
-def get_service(request: Request) -> RecommendationService:
+async def get_service(request: Request) -> RecommendationService:
     return request.app.state.service
 
 
-def get_store(request: Request) -> EventStore:
+async def get_store(request: Request) -> EventStore:
     return request.app.state.service.store
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def require_api_key(
+async def require_api_key(
     key: str | None = Security(api_key_header),
     settings: ServeSettings = Depends(get_settings),
 ) -> None:
