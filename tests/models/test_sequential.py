@@ -228,3 +228,23 @@ def test_an_ensemble_scores_the_mean_of_its_members(tmp_path):
         from shopformer.serve.retrieval import build_vector_indexes, is_vector_model
 
         assert is_vector_model(back) and build_vector_indexes(back).kind == "flat"
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_last_only_forward_equals_the_full_forwards_last_position(causal, pre_norm):
+    import torch
+
+    from shopformer.models.ensemble import SASRecEnsemble
+    from shopformer.models.sasrec import SASRec
+
+    torch.manual_seed(0)
+    cfg = SASRecConfig(n_items=30, max_len=12, d_model=16, n_layers=2, n_heads=2, causal=causal, pre_norm=pre_norm)
+    nets = [SASRec(cfg).eval(), SASRec(cfg).eval()]
+    items = torch.tensor([[0, 0, 0, 3, 7, 2, 9], [4, 5, 6, 7, 8, 9, 10], [0, 0, 0, 0, 0, 0, 1]])  # (B, T)
+    with torch.no_grad():
+        for net in (nets[0], SASRecEnsemble(nets)):
+            full = net(items)  # (B, T, D)
+            last = net(items, last_only=True)  # (B, 1, D)
+            assert last.shape == (3, 1, full.shape[-1])
+            torch.testing.assert_close(last[:, 0], full[:, -1], rtol=1e-5, atol=1e-5)

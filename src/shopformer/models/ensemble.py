@@ -41,10 +41,12 @@ class SASRecEnsemble(nn.Module):
         types: torch.Tensor | None = None,
         gaps: torch.Tensor | None = None,
         table: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        # items: (B, T) -> (B, T, sum of widths); h . table = mean of the members' scores
+        # items: (B, T) -> (B, T, sum of widths), (B, 1, ...) with last_only;
+        # h . table = mean of the members' scores
         parts = [None] * len(self.members) if table is None else table.split(self.widths, dim=1)
-        hidden = [m(items, types, gaps, table=t) for m, t in zip(self.members, parts)]
+        hidden = [m(items, types, gaps, table=t, last_only=last_only) for m, t in zip(self.members, parts)]
         return torch.cat(hidden, dim=-1) / len(self.members)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,15 +17,18 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         # x: (B, T, D); mask: (B, 1, T, T) bool, True = may attend
+        # last_only: only the last position asks (keys and values still read every one)
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # (B, T, D) each
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if last_only:
+            q, mask = q[:, :, -1:], mask[:, :, -1:]  # (B, H, 1, D/H), (B, 1, 1, T)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, D/H)
-        return self.out(y.transpose(1, 2).reshape(B, T, D))
+        )  # (B, H, T or 1, D/H)
+        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], D))
 
 
 class Block(nn.Module):
@@ -48,11 +51,13 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        # last_only: the output at the last position alone, (B, 1, D) (what inference reads)
+        rest = x[:, -1:] if last_only else x
         if not self.pre_norm:
-            x = self.ln1(x + self.drop(self.attn(x, mask)))  # (B, T, D)
+            x = self.ln1(rest + self.drop(self.attn(x, mask, last_only)))  # (B, T, D)
             return self.ln2(x + self.drop(self.ffn(x)))  # (B, T, D)
-        x = x + self.drop(self.attn(self.ln1(x), mask))  # (B, T, D)
+        x = rest + self.drop(self.attn(self.ln1(x), mask, last_only))  # (B, T, D)
         return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
 
 

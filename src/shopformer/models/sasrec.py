@@ -107,9 +107,12 @@ class SASRec(nn.Module):
         types: torch.Tensor | None = None,
         gaps: torch.Tensor | None = None,
         table: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
         # items, types, gaps: (B, T) left-padded with 0, T <= max_len -> hidden (B, T, D)
         # table: item_representations() when the caller already has it (one per step)
+        # last_only: hidden (B, 1, D) at the last position only; the last block then asks
+        #   one query, not T (inference reads nothing else)
         B, T = items.shape
         if table is None:
             table = self.item_representations()  # (N + 2, D)
@@ -123,9 +126,9 @@ class SASRec(nn.Module):
             x = self.ln_f(x)
         x = self.drop(x * (items > 0)[..., None])
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln_f(x) if self.config.pre_norm else x  # (B, T, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only and i == len(self.blocks) - 1)
+        return self.ln_f(x) if self.config.pre_norm else x  # (B, T, D) or (B, 1, D)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items + 1, D) output embeddings; row 0 (padding) is never a valid answer."""

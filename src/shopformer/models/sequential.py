@@ -210,7 +210,7 @@ class SASRecRecommender:
         table = self.item_representations()
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
-            h = module(*_tensors(w.select(rows).trim()), table=table)  # (b, T, D)
+            h = module(*_tensors(w.select(rows).trim()), table=table, last_only=True)  # (b, 1, D)
             out[torch.from_numpy(rows)] = h[:, -1]
         return out
 
