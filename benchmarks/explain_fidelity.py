@@ -28,7 +28,6 @@ dataset and model label, replaced when re-run).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -40,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-from results_file import merged  # noqa: E402
+from results_file import save  # noqa: E402
 
 from shopformer.artifact import load_run, make_model  # noqa: E402
 from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare  # noqa: E402
@@ -315,10 +314,8 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = merged(args.out, [{**record, **meta}], key=lambda r: (r["dataset"], r["label"]))
-    args.out.write_text(json.dumps({**meta, "results": results}, indent=2))
-    args.out.with_suffix(".md").write_text(markdown(results, meta))
+    results = save(args.out.parent, args.out.stem, meta, [{**record, **meta}], markdown,
+                   key=lambda r: (r["dataset"], r["label"]))
     print(markdown(results, meta))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..ingest.api import EVENTS_FILE, PRODUCTS_FILE, _write_atomically, load_folder
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA, conform
 from .base import AddResult, EventStore
