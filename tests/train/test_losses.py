@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +52,29 @@ def test_gbce_with_t_zero_is_plain_bce():
     keep = (neg != y[:, None]).float()
     expected = (F.softplus(-pos) + (F.softplus(negs) * keep).sum(-1)).mean()
     assert torch.allclose(got, expected)
+
+
+@pytest.mark.parametrize("chunk", [512, 4])  # one chunk; several, with a short last one
+def test_full_ce_gradients_match_autograd_reference(chunk, monkeypatch):
+    monkeypatch.setattr(losses._SoftmaxCE, "CHUNK", chunk)
+    torch.manual_seed(1)
+    n, d, p = 30, 6, 9
+    for exclude in (None, torch.rand(n + 1) < 0.2):
+        h = torch.randn(p, d, requires_grad=True)
+        table = torch.randn(n + 1, d, requires_grad=True)
+        y = torch.randint(1, n + 1, (p,))
+        if exclude is not None:
+            exclude[y] = False  # a target is never excluded
+        got = losses.full_ce(h, table, y, exclude)
+        got.backward()
+        gh, gt = h.grad.clone(), table.grad.clone()
+        h.grad = table.grad = None
+        logits = h @ table[1:].T
+        if exclude is not None:
+            logits = logits.masked_fill(exclude[1:], float("-inf"))
+        ref = F.cross_entropy(logits, y - 1)
+        ref.backward()
+        assert torch.allclose(got, ref, atol=1e-6)
+        assert torch.allclose(gh, h.grad, atol=1e-6)
+        assert torch.allclose(gt, table.grad, atol=1e-6)
+        assert gt[0].abs().sum() == 0  # padding row gets no gradient

@@ -7,6 +7,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class FastDropout(nn.Module):
+    """Inverted dropout whose mask costs one random byte per element.
+
+    PyTorch's CPU dropout draws one random number per element through ``bernoulli_``;
+    at SASRec sizes that was a fifth of a training step (seven dropouts a step). Here
+    eight mask bytes come from each random int64, so the drop rate is rounded to a
+    multiple of 1/256 (0.2 -> 0.199; 0.5 stays 0.5) and survivors are scaled by the
+    exact keep rate. Draws come from torch's global generator, so seeds still apply."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.threshold = round(p * 256)  # a byte below this drops its element
+
+    @property
+    def p(self) -> float:
+        return self.threshold / 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        n = x.numel()
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, device=x.device)
+        keep = words.view(torch.uint8)[:n].view(x.shape) >= self.threshold
+        return x * keep * (256 / (256 - self.threshold))
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -46,10 +74,10 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model),
             nn.GELU(),
-            nn.Dropout(dropout),
+            FastDropout(dropout),
             nn.Linear(ffn_mult * d_model, d_model),
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         # last_only: the output at the last position alone, (B, 1, D) (what inference reads)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from shopformer.models.item_encoder import ContentEncoder, id_keep_mask
-from shopformer.models.layers import Block, attention_mask
+from shopformer.models.layers import Block, FastDropout, attention_mask
 from shopformer.types import EVENT_TYPES
 
 
@@ -68,7 +68,7 @@ class SASRec(nn.Module):
         self.type_emb = nn.Embedding(n_types, c.d_model, padding_idx=0) if c.event_types else None
         n_gaps = c.time_gap_buckets + 1
         self.gap_emb = nn.Embedding(n_gaps, c.d_model, padding_idx=0) if c.time_gap_buckets else None
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = FastDropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.dropout, c.attn_dropout, pre_norm=c.pre_norm)
                                     for _ in range(c.n_layers))
         # Pre-norm: one LayerNorm on the output; post-norm: one on the input embeddings.
