@@ -28,6 +28,8 @@ dataset and model label, replaced when re-run).
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -46,7 +48,7 @@ from shopformer.dataset import DataConfig, describe, load_events, load_products,
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.experiment import fit, reload_data  # noqa: E402
 from shopformer.explain import CoCounts, ExplainConfig, Explainer, OcclusionConfig, attribute_many, titles_from  # noqa: E402
-from shopformer.explain.attribution import concat, without  # noqa: E402
+from shopformer.explain.attribution import concat, item_scorer, without  # noqa: E402
 from shopformer.explain.rules import EXCLUDED_HISTORY, history_mask  # noqa: E402
 from shopformer.features.content import ContentConfig, build_content  # noqa: E402
 from shopformer.ingest import ingest  # noqa: E402
@@ -101,7 +103,8 @@ def by_length(k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at:
     return out
 
 
-def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, chunk: int = 512) -> tuple[dict, int]:
+def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, chunk: int = 512,
+             with_best: bool = True) -> tuple[dict, int]:
     """Aggregates per k for the top-attributed and the random removals; also returns
     the number of users explained."""
     top1 = np.concatenate([recommend(model, history.rows(np.arange(s, min(s + chunk, len(history)))), 1, True)[0]
@@ -136,6 +139,7 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
         rank[sel] = ranks_of(sc, item[sel])
     full_at = {u: r for r, (u, t) in enumerate(zip(owner, tags)) if t[0] == 0}
     lengths = history.lengths
+    best = best_removals(model, history, top1) if with_best else None
     out = {}
     for k in KS:
         res = {}
@@ -157,7 +161,99 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
         out[f"k={k}"] = {"users": n, **res, "ratio_top_over_random": ratio,
                          "target_met": bool(t is not None and r is not None and t > 0 and t >= TARGET_RATIO * r),
                          "ratio_by_history_length": by_length(k, tags, owner, score, full_at, lengths)}
+        if best is not None:
+            # the ceiling: the best k events any method could name (exhaustive search;
+            # greedy for long histories), over the same users (L > k)
+            b = best[k]["drops"]
+            ok = lengths > k
+            mean_best = float(np.nanmean(b[ok])) if ok.any() else None
+            out[f"k={k}"]["best"] = {
+                "mean_score_drop": mean_best,
+                "ratio_best_over_random": (mean_best / r) if (mean_best is not None and r and r > 0) else None,
+                "top_share_of_best": (t / mean_best) if (mean_best and t is not None) else None,
+                "greedy_users": int((best[k]["greedy"] & ok).sum()),
+                "ratio_by_history_length": best_by_length(b, k, tags, owner, score, full_at, lengths),
+            }
     return out, len(atts)
+
+
+def best_by_length(best: np.ndarray, k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at: dict,
+                   lengths: np.ndarray) -> dict:
+    """Best-possible / random mean score drop per history-length group."""
+    out = {}
+    for lo, hi in LENGTH_GROUPS:
+        rows = np.array([r for r, t in enumerate(tags) if t == (k, "random") and lo <= lengths[owner[r]] <= hi],
+                        dtype=np.int64)
+        base = np.array([full_at[u] for u in owner[rows]], dtype=np.int64)
+        rand = float((score[base] - score[rows]).mean()) if len(rows) else 0.0
+        users = owner[rows]
+        name = f"{lo}-{hi}" if hi < 10**9 else f">={lo}"
+        out[name] = {"users": len(rows), "ratio": float(np.nanmean(best[users])) / rand if len(rows) and rand > 0 else None}
+    return out
+
+
+#: users whose C(L, k) subsets number at most this are searched exhaustively for the
+#: best removal; longer histories greedily (one event at a time, a lower bound)
+MAX_SUBSETS = 300
+
+
+def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
+    """The largest score drop ANY choice of k events could cause, per k: the ceiling of
+    the top/random ratio, whatever the attribution method. Scores come from the same
+    item-column scorer as the attribution (equal to ``score()``, tested)."""
+    scorer = item_scorer(model)
+    lengths = history.lengths
+    found = {k: np.full(len(lengths), np.nan) for k in KS}
+    greedy = np.zeros(len(lengths), dtype=bool)
+
+    def scores_of(drops_per_user: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """Score of the top-1 item for each user's drop rows; row 0 = the full history."""
+        parts = [without(history, u, d) for u, d in drops_per_user]
+        owner = np.concatenate([[u] * len(d) for u, d in drops_per_user]).astype(np.int64)
+        batch = concat(parts)
+        out = np.empty(len(batch), dtype=np.float64)
+        for a in range(0, len(batch), chunk):
+            sel = np.arange(a, min(a + chunk, len(batch)))
+            out[sel] = scorer(batch.rows(sel), top1[owner[sel]], False)[0][:, 0]
+        bounds = np.cumsum([0] + [len(d) for _, d in drops_per_user])
+        return [out[bounds[i]:bounds[i + 1]] for i in range(len(drops_per_user))]
+
+    exhaustive = []
+    for u, length in enumerate(lengths.tolist()):
+        if length <= min(KS):
+            continue
+        if math.comb(length, max(KS)) > MAX_SUBSETS:
+            greedy[u] = True
+            continue
+        rows, tags = [np.zeros(length, dtype=bool)], [0]
+        for k in KS:
+            for subset in itertools.combinations(range(length), k) if length > k else ():
+                d = np.zeros(length, dtype=bool)
+                d[list(subset)] = True
+                rows.append(d)
+                tags.append(k)
+        exhaustive.append((u, np.stack(rows), np.asarray(tags)))
+    for (u, _, tags), sc in zip(exhaustive, scores_of([(u, d) for u, d, _ in exhaustive])):
+        for k in KS:
+            if (tags == k).any():
+                found[k][u] = sc[0] - sc[tags == k].min()
+    removed = {u: np.zeros(int(lengths[u]), dtype=bool) for u in np.flatnonzero(greedy)}
+    for k in KS:  # greedy: add the event whose removal (with the earlier ones) drops the most
+        users = list(removed)
+        if not users:
+            break
+        asks = []
+        for u in users:
+            left = np.flatnonzero(~removed[u])
+            d = np.repeat(removed[u][None], len(left) + 1, axis=0)
+            d[np.arange(1, len(left) + 1), left] = True
+            d[0] = False
+            asks.append((u, d))
+        for (u, d), sc in zip(asks, scores_of(asks)):
+            best = 1 + int(np.argmin(sc[1:]))
+            removed[u] = d[best]
+            found[k][u] = sc[0] - sc[best]
+    return {k: {"drops": v, "greedy": greedy} for k, v in found.items()}
 
 
 def latency(model, explainer: Explainer, history, n_items: int, warmup: int = 20) -> dict:
@@ -217,6 +313,23 @@ def markdown(results: list[dict], meta: dict) -> str:
             groups = v.get("ratio_by_history_length", {})
             lines.append(f"| {r['label']} | {k[2:]} | " + " | ".join(
                 f"{f(g['ratio'], 2)} ({g['users']})" for g in groups.values()) + " |")
+    if any("best" in v for r in results for v in r["fidelity"].values()):
+        lines += ["", "The ceiling: the largest drop any k events could cause (every k-subset searched; histories",
+                  f"with more than {MAX_SUBSETS} subsets greedily, one event at a time), over the same users. Its ratio",
+                  "to the random drop is the most any attribution method could reach here.", "",
+                  "| model | k | top drop | best possible drop | top / best | best / random | "
+                  + " | ".join(f"L {lo}-{hi}" if hi < 10**9 else f"L >= {lo}" for lo, hi in LENGTH_GROUPS)
+                  + " | greedy users |", "|---|---|---|---|---|---|" + "---|" * len(LENGTH_GROUPS) + "---|"]
+        for r in results:
+            for k, v in r["fidelity"].items():
+                if "best" not in v:
+                    continue
+                b = v["best"]
+                lines.append(
+                    f"| {r['label']} | {k[2:]} | {f(v['top']['mean_score_drop'])} | {f(b['mean_score_drop'])} | "
+                    f"{f(b['top_share_of_best'], 2)} | {f(b['ratio_best_over_random'], 2)} | "
+                    + " | ".join(f"{f(g['ratio'], 2)}" for g in b["ratio_by_history_length"].values())
+                    + f" | {b['greedy_users']} |")
     lines += ["", "| model | requests | top-10 p50 (ms) | top-10 p99 | explain added p50 | p95 | p99 | met |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -238,6 +351,9 @@ def main() -> None:
     ap.add_argument("--latency-users", type=int, default=1000, help="requests timed for latency")
     ap.add_argument("--max-events", type=int, default=OcclusionConfig().max_events,
                     help="latest events occluded per user (0 = all)")
+    ap.add_argument("--no-reuse-prefix", action="store_true",
+                    help="score every occluded history from scratch (the Transformer's shared prefix not reused)")
+    ap.add_argument("--no-best", action="store_true", help="skip the best-possible-removal search")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
@@ -265,7 +381,7 @@ def main() -> None:
         fit_s = round(fit(model, data, split), 1)
         print(f"fitted {args.model} {settings} in {fit_s} s", flush=True)
     label = args.label or model.name
-    config = OcclusionConfig(max_events=args.max_events or None)
+    config = OcclusionConfig(max_events=args.max_events or None, reuse_prefix=not args.no_reuse_prefix)
 
     cases = split.test
     rng = np.random.default_rng(args.seed)
@@ -273,7 +389,8 @@ def main() -> None:
     if args.max_users is not None and args.max_users < len(users):
         users = np.sort(rng.choice(users, args.max_users, replace=False))
     t0 = time.perf_counter()
-    fid, n_users = fidelity(model, cases.history.rows(users), data.n_items, config, args.seed)
+    fid, n_users = fidelity(model, cases.history.rows(users), data.n_items, config, args.seed,
+                            with_best=not args.no_best)
     fid_s = time.perf_counter() - t0
     for k, v in fid.items():
         print(f"{k}: score drop top {v['top']['mean_score_drop']:.4f} random {v['random']['mean_score_drop']:.4f} "

@@ -41,7 +41,7 @@ def main() -> None:
     h = model.history
     out = {
         "dataset": args.dataset, "name": args.name, "model": args.model, "settings": params,
-        "content": CATALOGS[args.dataset][2] if args.content else None,
+        "content": {"fields": CATALOGS[args.dataset][2], "text": CATALOGS[args.dataset][3]} if args.content else None,
         "best_valid_NDCG@10": h.best_valid, "best_epoch": h.best_epoch, "stopped": h.stopped,
         "seconds": round(seconds, 1),
         "curve": [(r.epoch, r.wall_seconds, round(r.loss, 4), r.valid) for r in h.records],

@@ -147,3 +147,25 @@ def test_empty_history_has_no_events_to_occlude(knn):
     a = attribute(knn, Sequences.from_lists([[]]), np.array([4, 1]))
     assert a.values.shape == (0, 2) and a.full == pytest.approx([1.0, 1.0])  # popularity
     assert a.shares().shape == (0, 2)
+
+
+@pytest.mark.parametrize("catalog", [False, True])
+def test_sasrec_prefix_reuse_equals_scoring_every_occluded_history(catalog):
+    model = _tiny_sasrec()  # max_len 5: the longer histories slide their window
+    with torch.no_grad():  # weights large enough that every event matters
+        for p in model.module.parameters():
+            p.mul_(15.0)
+    model._table = None
+    rng = np.random.default_rng(3)
+    hist = Sequences.from_lists([rng.integers(1, 13, size=n).tolist() for n in (0, 1, 2, 4, 5, 6, 9)])
+    items = rng.integers(1, 13, size=(len(hist), 3))
+    for max_events in (None, 2):
+        fast = attribute_many(model, hist, items, OcclusionConfig(max_events=max_events), catalog=catalog)
+        slow = attribute_many(model, hist, items, OcclusionConfig(max_events=max_events, reuse_prefix=False),
+                              catalog=catalog)
+        for a, b in zip(fast, slow):
+            assert a.positions.tolist() == b.positions.tolist()
+            assert a.values == pytest.approx(b.values, abs=1e-4) and a.full == pytest.approx(b.full, abs=1e-4)
+            if catalog:
+                assert a.catalog[1:] == pytest.approx(b.catalog[1:], abs=1e-4)
+        assert any(np.abs(a.values).max() > 1e-2 for a in slow if a.values.size)  # events do move the scores

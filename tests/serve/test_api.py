@@ -381,3 +381,39 @@ def test_settings_from_env(tmp_path):
     assert not ServeSettings.from_env({}).writes_enabled
     with pytest.raises(ValueError, match="SHOPFORMER_HISTORY_LIMIT"):
         ServeSettings.from_env({"SHOPFORMER_HISTORY_LIMIT": "many"})
+
+
+# -- new visitors -----------------------------------------------------------------------
+def _recent_sales(c: TestClient) -> None:
+    """g bought 3 times lately; a 5 times but 4 months earlier (imported events: no time)."""
+    batch = [event(f"old{i}", "a", "purchase", timestamp="2024-01-01T10:00:00Z") for i in range(5)]
+    batch += [event(f"new{i}", "g", "purchase", timestamp="2024-05-01T10:00:00Z") for i in range(3)]
+    assert c.post("/v1/events:batch", json=batch, headers=AUTH).json()["inserted"] == 8
+
+
+@pytest.mark.parametrize("source", ["popular", "trending"])
+def test_new_visitors_get_the_stores_recent_counts(shop, store_url, source):
+    with make_client(store_url, shop["run1"], new_visitors=source, new_visitor_days=30) as c:
+        _recent_sales(c)
+        body = c.get("/v1/users/nobody/recommendations", params={"k": 3}).json()
+        assert body["strategy"] == ("trending" if source == "trending" else "popularity")
+        assert ids(body)[0] == "g"  # 2 imported + 3 recent; "a"'s old sales are outside the window
+        session = c.post("/v1/recommendations/session", json={"item_ids": []}).json()
+        assert ids(session)[0] == "g" and session["strategy"] == body["strategy"]
+        kitchen = c.get("/v1/users/nobody/recommendations", params={"k": 3, "category": "kitchen"}).json()
+        assert set(ids(kitchen)) <= {"a", "b", "c", "d"} and len(kitchen["items"]) == 3
+        known = c.get("/v1/users/u1/recommendations", params={"k": 2}).json()
+        assert known["strategy"] == "history"  # a history is still personalised
+
+
+def test_new_visitor_window_zero_counts_every_event(shop, store_url):
+    with make_client(store_url, shop["run1"], new_visitors="popular", new_visitor_days=0) as c:
+        _recent_sales(c)
+        body = c.get("/v1/users/nobody/recommendations", params={"k": 2, "category": "kitchen"}).json()
+        assert ids(body)[0] == "a"  # 3 imported + 5 old sales
+
+
+def test_new_visitor_source_is_checked():
+    with pytest.raises(ValueError, match="SHOPFORMER_NEW_VISITORS"):
+        ServeSettings.from_env({"SHOPFORMER_NEW_VISITORS": "random"})
+    assert ServeSettings.from_env({"SHOPFORMER_NEW_VISITORS": "Trending"}).new_visitors == "trending"

@@ -159,6 +159,20 @@ class StoreContract:
         assert store.user_events("u1", limit=3)["event_id"].to_list() == ["e3", "e1", "e6"]
         assert store.user_events("nobody").height == 0
 
+    def test_recent_item_events_reads_the_window_before_the_newest_event(self, store):
+        store.add_events([
+            ev(1, item_id="old", timestamp=T0 - timedelta(days=40)),
+            ev(2, item_id="new", timestamp=T0 - timedelta(days=2)),
+            ev(3, item_id="new", timestamp=T0, event_type="purchase"),
+            ev(4, item_id="untimed", timestamp=None),
+            ev(5, item_id=None, event_type="search", query="hat", timestamp=T0),
+        ])
+        recent = store.recent_item_events(30)
+        assert sorted(recent["item_id"].to_list()) == ["new", "new", "untimed"]  # no item: left out
+        assert sorted(store.recent_item_events(0)["item_id"].to_list()) == ["new", "new", "old", "untimed"]
+        assert store.recent_item_events(30, ["purchase"])["item_id"].to_list() == ["new"]
+        assert recent["timestamp"].null_count() == 1 and store.recent_item_events(30).height == 3
+
     def test_serving_state_and_latest_position(self, store):
         assert store.get_state("run") is None and store.latest_position("u1") == 0
         store.put_state("run", '{"folder": "a"}')

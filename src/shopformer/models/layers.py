@@ -45,18 +45,26 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values of ``x`` (..., D), each split into heads: (..., H, D/H)."""
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
+        return tuple(t.unflatten(-1, (self.n_heads, -1)) for t in (q, k, v))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # q: (B, Tq, H, D/H); k, v: (B, T, H, D/H); mask: (B, 1, Tq, T) -> (B, Tq, D)
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, Tq, D/H)
+        return self.out(y.transpose(1, 2).flatten(2))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         # x: (B, T, D); mask: (B, 1, T, T) bool, True = may attend
         # last_only: only the last position asks (keys and values still read every one)
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # (B, T, D) each
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.heads(x)  # (B, T, H, D/H) each
         if last_only:
-            q, mask = q[:, :, -1:], mask[:, :, -1:]  # (B, H, 1, D/H), (B, 1, 1, T)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T or 1, D/H)
-        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], D))
+            q, mask = q[:, -1:], mask[:, :, -1:]  # (B, 1, H, D/H), (B, 1, 1, T)
+        return self.attend(q, k, v, mask)  # (B, T or 1, D)
 
 
 class Block(nn.Module):
@@ -82,11 +90,24 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         # last_only: the output at the last position alone, (B, 1, D) (what inference reads)
         rest = x[:, -1:] if last_only else x
+        q, k, v = self.attn.heads(self.attn_input(x))
+        if last_only:
+            q, mask = q[:, -1:], mask[:, :, -1:]
+        return self.finish(rest, self.attn.attend(q, k, v, mask))  # (B, T or 1, D)
+
+    # The block in two halves, so that a caller may bring keys and values computed
+    # elsewhere (occlusion reuses a shared prefix's, models/occlusion.py).
+    def attn_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the attention projects to queries, keys and values."""
+        return self.ln1(x) if self.pre_norm else x
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The block's output at the positions of ``x`` given their attention output."""
         if not self.pre_norm:
-            x = self.ln1(rest + self.drop(self.attn(x, mask, last_only)))  # (B, T, D)
+            x = self.ln1(x + self.drop(attended))  # (B, T, D)
             return self.ln2(x + self.drop(self.ffn(x)))  # (B, T, D)
-        x = rest + self.drop(self.attn(self.ln1(x), mask, last_only))  # (B, T, D)
-        return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
+        x = x + self.drop(attended)
+        return x + self.drop(self.ffn(self.ln2(x)))
 
 
 def attention_mask(items: torch.Tensor, causal: bool) -> torch.Tensor:

@@ -113,7 +113,15 @@ class SASRec(nn.Module):
         # table: item_representations() when the caller already has it (one per step)
         # last_only: hidden (B, 1, D) at the last position only; the last block then asks
         #   one query, not T (inference reads nothing else)
-        B, T = items.shape
+        x = self.embed(items, types, gaps, table)  # (B, T, D)
+        mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only and i == len(self.blocks) - 1)
+        return self.final(x)  # (B, T, D) or (B, 1, D)
+
+    def embed(self, items, types=None, gaps=None, table=None) -> torch.Tensor:  # noqa: ANN001
+        """(B, T) inputs -> (B, T, D): what the first block reads."""
+        T = items.shape[1]
         if table is None:
             table = self.item_representations()  # (N + 2, D)
         pos = torch.arange(self.config.max_len - T, self.config.max_len, device=items.device)
@@ -124,11 +132,11 @@ class SASRec(nn.Module):
             x = x + self.gap_emb(gaps)
         if not self.config.pre_norm:
             x = self.ln_f(x)
-        x = self.drop(x * (items > 0)[..., None])
-        mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, last_only and i == len(self.blocks) - 1)
-        return self.ln_f(x) if self.config.pre_norm else x  # (B, T, D) or (B, 1, D)
+        return self.drop(x * (items > 0)[..., None])
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output -> hidden states (pre-norm: the final LayerNorm)."""
+        return self.ln_f(x) if self.config.pre_norm else x
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items + 1, D) output embeddings; row 0 (padding) is never a valid answer."""

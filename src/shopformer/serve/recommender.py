@@ -44,7 +44,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,6 +58,7 @@ from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore
 
 from .new_products import TextEncoders, places_new_products, with_products
+from .new_visitors import NewVisitorConfig, RecentPopularity
 from .retrieval import (
     VectorIndexes,
     build_vector_indexes,
@@ -162,6 +163,8 @@ class Ranked:
     scores: list[float]
     #: the model's item indexes of ``item_ids`` (for lookups in the catalog view)
     idx: np.ndarray | None = None
+    #: "history" (personalised), "popularity" or "trending" (no usable history)
+    strategy: str = "history"
 
 
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +200,9 @@ class RecommendationService:
         self.cache_hits = 0
         self.cache_misses = 0
         self._text_encoders = TextEncoders()  # for new products of text-fused models
+        self.new_visitors = RecentPopularity(NewVisitorConfig(
+            settings.new_visitors, settings.new_visitor_days, settings.trending_half_life_days, settings.cache_ttl_s,
+        ), store)
 
     # -- model ----------------------------------------------------------------------
     @property
@@ -419,8 +425,11 @@ class RecommendationService:
         return mask
 
     # -- answers --------------------------------------------------------------------
-    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray) -> Ranked:
-        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx))
+    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, seq: Sequences | None = None) -> Ranked:
+        """``seq``: the history answered; an empty one is the model's empty-history
+        scores (strategy "popularity")."""
+        strategy = "popularity" if seq is not None and not seq.n_interactions else "history"
+        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy)
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
@@ -438,15 +447,20 @@ class RecommendationService:
                    query: np.ndarray | None = None) -> Ranked:
         """``query``: the user vector of ``seq`` when the caller has it (a cached history)."""
         allowed = self.allowed(served, filters)
+        if not seq.n_interactions:  # a new visitor: the store's recent counts, if so configured
+            recent = self.new_visitors.scores(served.version, served.run.items, served.event_types)
+            if recent is not None:
+                idx, top = rank_exact(recent[None], None, allowed, k)
+                return replace(self._ranked(served, idx, top), strategy=self.new_visitors.config.strategy)
         if served.vectors is not None:
             query = user_vector(served.run.model, seq) if query is None else query
             if np.isfinite(query).all():
                 exclude = seq.items if exclude_history and seq.n_interactions else None
                 idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
-                return self._ranked(served, idx, top)
+                return self._ranked(served, idx, top, seq)
         scores = served.run.model.score(seq)
         idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
-        return self._ranked(served, idx, top)
+        return self._ranked(served, idx, top, seq)
 
     def similar(self, served: Served, item_id: str, k: int, filters: Filters | None) -> Ranked:
         if item_id not in served.run.items:

@@ -292,13 +292,15 @@ class ScoredItem(_Out):
 
 
 class RecommendationResponse(_Out):
-    """A ranked list. ``strategy`` is ``history`` (personalised from the events) or
-    ``popularity`` (no usable history: the model's empty-history scores)."""
+    """A ranked list. ``strategy`` is ``history`` (personalised from the events),
+    ``popularity`` (no usable history: the model's empty-history scores, or with
+    SHOPFORMER_NEW_VISITORS=popular the store's recent counts) or ``trending`` (no
+    usable history, SHOPFORMER_NEW_VISITORS=trending)."""
 
     user_id: str | None = None
     items: list[ScoredItem]
     model: ModelInfo
-    strategy: Literal["history", "popularity"]
+    strategy: Literal["history", "popularity", "trending"]
     history_length: int = Field(description="history items the model saw (unknown items left out)")
     known_user: bool | None = Field(default=None, description="the user was in the model's training data")
     ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")

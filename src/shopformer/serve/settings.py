@@ -32,6 +32,14 @@ SHOPFORMER_INDEX                           retrieval for the Transformer models:
                                            HNSW above) or ``exact`` (dense scoring of the
                                            whole catalog). The baselines always score
                                            the whole catalog.
+SHOPFORMER_NEW_VISITORS                    what a visitor with no usable history gets:
+                                           ``model`` (default: the model's empty-history
+                                           scores), ``popular`` or ``trending`` (counts of
+                                           the store's recent events; serve/new_visitors.py)
+SHOPFORMER_NEW_VISITOR_DAYS                recent window those counts read (default 30;
+                                           0 = every event)
+SHOPFORMER_TRENDING_HALF_LIFE_DAYS         ``trending``: an event's weight halves this
+                                           often (default 7)
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -52,6 +60,8 @@ from pathlib import Path
 
 _TRUE = ("1", "true", "yes", "on")
 INDEX_KINDS = ("exact", "faiss")
+#: what visitors with no usable history get (see serve/new_visitors.py)
+NEW_VISITOR_SOURCES = ("model", "popular", "trending")
 _FALSE = ("", "0", "false", "no", "off")
 
 
@@ -126,6 +136,10 @@ class ServeSettings:
     cache_check: bool = False
     #: seconds between checks of the run the store says to serve (SHOPFORMER_SYNC_S)
     sync_s: float = 2.0
+    #: what visitors with no usable history get (SHOPFORMER_NEW_VISITORS and the two below)
+    new_visitors: str = "model"
+    new_visitor_days: float = 30.0
+    trending_half_life_days: float = 7.0
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -140,6 +154,8 @@ class ServeSettings:
             raise ValueError("cache_size must be >= 0 and max_batch >= 1")
         if self.index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        if self.new_visitors not in NEW_VISITOR_SOURCES:
+            raise ValueError(f"new_visitors must be one of {', '.join(NEW_VISITOR_SOURCES)}, got {self.new_visitors!r}")
 
     @property
     def writes_enabled(self) -> bool:
@@ -163,6 +179,9 @@ class ServeSettings:
             index=_choice(env, "SHOPFORMER_INDEX", cls.index, INDEX_KINDS),
             cache_check=_bool(env, "SHOPFORMER_CACHE_CHECK"),
             sync_s=_float(env, "SHOPFORMER_SYNC_S", cls.sync_s),
+            new_visitors=_choice(env, "SHOPFORMER_NEW_VISITORS", cls.new_visitors, NEW_VISITOR_SOURCES),
+            new_visitor_days=_float(env, "SHOPFORMER_NEW_VISITOR_DAYS", cls.new_visitor_days),
+            trending_half_life_days=_float(env, "SHOPFORMER_TRENDING_HALF_LIFE_DAYS", cls.trending_half_life_days),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -172,5 +191,6 @@ class ServeSettings:
             f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, "
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
             f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
-            f"cache_check={self.cache_check}, sync_s={self.sync_s})"
+            f"cache_check={self.cache_check}, sync_s={self.sync_s}, new_visitors={self.new_visitors!r}, "
+            f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days})"
         )

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import polars as pl
@@ -336,6 +336,24 @@ class EventStore:
         with self._engine.connect() as conn:
             stmt = select(func.max(events.c.position)).where(events.c.user_id == user_id)
             return int(conn.execute(stmt).scalar() or 0)
+
+    def recent_item_events(self, days: float, event_types: Sequence[str] | None = None) -> pl.DataFrame:
+        """``item_id`` and ``timestamp`` of the events of the last ``days`` days before the
+        newest stored timestamp (0 = every event; untimed events count as recent), of
+        ``event_types`` only when given: what new visitors' popularity reads."""
+        cols = [events.c.item_id, events.c.timestamp]
+        stmt = select(*cols).where(events.c.item_id.is_not(None))
+        if event_types is not None:
+            stmt = stmt.where(events.c.event_type.in_(list(event_types)))
+        if days > 0:
+            with self._engine.connect() as conn:
+                newest = conn.execute(select(func.max(events.c.timestamp))).scalar()
+            if newest is not None:
+                if isinstance(newest, str):  # SQLite hands back text for an aggregate
+                    newest = datetime.fromisoformat(newest)
+                since = newest - timedelta(days=days)
+                stmt = stmt.where((events.c.timestamp >= since) | events.c.timestamp.is_(None))
+        return self._frame(stmt, {"item_id": EVENT_SCHEMA["item_id"], "timestamp": EVENT_SCHEMA["timestamp"]})
 
     def put_state(self, name: str, value: str) -> None:
         """Set a shared serving value (durable on return)."""

@@ -104,7 +104,7 @@ async def user_recommendations(
         user_id=user_id,
         items=items,
         model=model_info(served),
-        strategy="history" if n else "popularity",
+        strategy=ranked.strategy,
         history_length=n,
         known_user=user_id in served.run.users,
     )
@@ -126,7 +126,7 @@ async def session_recommendations(
     return RecommendationResponse(
         items=items,
         model=model_info(served),
-        strategy="history" if n else "popularity",
+        strategy=ranked.strategy,
         history_length=n,
         ignored_item_ids=ignored,
     )

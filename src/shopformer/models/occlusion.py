@@ -1,0 +1,125 @@
+"""Occlusion for the causal Transformer with the shared prefix computed once.
+
+Occlusion scores a history H (L events) and, for each event i, H without i. Positions
+are right-aligned, so in "H without i" the events after i keep their positions while
+the events before i move one step later: exactly where they sit in S = "H without its
+last event". Causal attention never looks ahead, so those prefix events have the same
+hidden states, in every layer, as S's first events. Each occluded row therefore only
+needs its suffix (the events after i) computed, attending to S's cached keys and
+values for the prefix: about L^2 / 2 tokens instead of L^2 (fewer still when the
+history is longer than the window), with the same numbers as scoring every row from
+scratch (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shopformer.features.sequences import Sequences
+from shopformer.models.layers import attention_mask
+from shopformer.models.sasrec import SASRec
+
+
+@torch.no_grad()
+def shared_prefix_last_hidden(
+    module: SASRec,
+    rows: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+    own: torch.Tensor,
+    source: int,
+    table: torch.Tensor,
+) -> torch.Tensor:
+    """Last-position hidden state of each row, computing only each row's own tokens.
+
+    rows: (items, types, gaps), each (R, T), left-padded as the model reads them.
+    own: (R,) how many of each row's last slots are its own; the slots before them hold
+        the same events, at the same positions, as row ``source`` (whose own tokens are
+        all of its events), so their keys and values are taken from it.
+    Every linear layer runs once per block over all rows' own tokens, packed.
+    Returns (R, D).
+    """
+    if not module.config.causal:
+        raise ValueError("prefix reuse needs a causal model")
+    items = rows[0]
+    R, T = items.shape
+    M = int(own.max())  # query slots: the last M
+    slot = torch.arange(T)
+    mine = slot[None, :] >= (T - own)[:, None]  # (R, T)
+    rr, jj = (mine & (items > 0)).nonzero(as_tuple=True)  # packed own tokens, row-major
+    qj = jj - (T - M)
+    last = jj == T - 1  # one per row, in row order
+    from_source = rr == source
+    src_slots = jj[from_source]
+
+    u = module.embed(*rows, table=table)[rr, jj]  # (P, D)
+    # keys: not padding (the shared prefix's padding is the source's), causal
+    keys = items.clone()
+    keys[~mine] = items[source].expand(R, -1)[~mine]
+    mask = attention_mask(keys, True)  # (R, 1, T, T)
+    n = len(module.blocks)
+    for depth, block in enumerate(module.blocks):
+        q_u, k_u, v_u = block.attn.heads(block.attn_input(u))  # (P, H, D/H)
+        k = k_u.new_zeros(1, T, *k_u.shape[1:])
+        v = torch.zeros_like(k)
+        k[0, src_slots], v[0, src_slots] = k_u[from_source], v_u[from_source]
+        k, v = k.expand(R, -1, -1, -1).clone(), v.expand(R, -1, -1, -1).clone()  # (R, T, H, D/H)
+        k[rr, jj], v[rr, jj] = k_u, v_u
+        if depth < n - 1:
+            q = q_u.new_zeros(R, M, *q_u.shape[1:])  # (R, M, H, D/H)
+            q[rr, qj] = q_u
+            u = block.finish(u, block.attn.attend(q, k, v, mask[:, :, T - M:])[rr, qj])  # (P, D)
+        else:  # the last block: only each row's last position asks
+            attended = block.attn.attend(q_u[last][:, None], k, v, mask[:, :, -1:])  # (R, 1, D)
+            u = block.finish(u[last][:, None], attended)  # (R, 1, D)
+    return module.final(u)[:, 0]  # (R, D)
+
+
+def _tensors(w) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # noqa: ANN001
+    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
+
+
+@torch.no_grad()
+def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray) -> torch.Tensor:  # noqa: ANN001
+    """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
+    without each event in ``positions`` (E indexes into it), as
+    ``model.user_vectors`` would give for those E + 1 histories, with the shared prefix
+    computed once. ``model`` is a fitted causal :class:`SASRecRecommender`."""
+    module = model._require()
+    arch = model.config.arch
+    if not arch.causal or model.config.members != 1:
+        raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
+    if module.training:
+        module.eval()
+    L = int(history.lengths[0])
+    positions = np.asarray(positions, dtype=np.int64)
+    table = model.item_representations()
+    T = min(L, arch.max_len)
+    inside = positions >= L - T  # an event outside the window changes nothing
+    if L < 2 or not inside.any():
+        full = module(*_tensors(model._windows(history, arch.max_len).trim()), table=table, last_only=True)[:, -1]
+        out = full.expand(len(positions) + 1, -1).clone()
+        if L == 1 and len(positions):  # the only event removed: the empty history
+            out[1:] = model.user_vectors(Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+        return out
+
+    # One batch: the full history, S = every event but the last, then the history
+    # without each occluded event inside the window; F and S compute all their tokens,
+    # the occluded rows only the events after the removed one.
+    occl = positions[inside]
+    keep = np.ones((len(occl) + 2, L), dtype=bool)
+    keep[1, L - 1] = False
+    keep[np.arange(2, len(occl) + 2), occl] = False
+    c = np.nonzero(keep)[1]
+    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=offsets[1:])
+    pick = lambda a: None if a is None else a[c]  # noqa: E731
+    batch = Sequences(offsets, pick(history.items), pick(history.timestamps), pick(history.event_types))
+    rows = _tensors(model._windows(batch, arch.max_len).trim())
+    t_s = min(L - 1, arch.max_len)
+    # own tokens of an occluded row: the events after the removed one (the row without
+    # the last event is S itself: its last token alone is recomputed, same numbers)
+    own = torch.from_numpy(np.concatenate([[T, t_s], np.clip(L - 1 - occl, 1, t_s)]))
+    vec = shared_prefix_last_hidden(module, rows, own, 1, table)  # (E' + 2, D)
+    out = vec[:1].expand(len(positions) + 1, -1).clone()
+    out[1:][torch.from_numpy(inside)] = vec[2:]
+    return out

@@ -1,0 +1,66 @@
+"""Prefix-reuse occlusion gives the same user vectors as scoring every occluded history."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from shopformer.explain.attribution import OcclusionConfig, occlusion_batch
+from shopformer.features.sequences import Sequences
+from shopformer.models.occlusion import occlusion_user_vectors
+from shopformer.models.sasrec import SASRec, SASRecConfig
+from shopformer.models.sequential import SASRecRecommender, TransformerConfig
+
+N = 40
+
+
+def random_model(pre_norm: bool, types: bool = False, gaps: int = 0, layers: int = 2) -> SASRecRecommender:
+    torch.manual_seed(0)
+    arch = SASRecConfig(n_items=N, max_len=8, d_model=16, n_layers=layers, n_heads=2, pre_norm=pre_norm,
+                        event_types=types, time_gap_buckets=gaps)
+    model = SASRecRecommender(TransformerConfig(arch=arch))
+    model.module = SASRec(arch).eval()
+    with torch.no_grad():  # weights large enough that every event matters
+        for p in model.module.parameters():
+            p.normal_(0, 0.3)
+    return model
+
+
+def history(length: int, seed: int = 1) -> Sequences:
+    rng = np.random.default_rng(seed)
+    return Sequences(np.array([0, length]), rng.integers(1, N + 1, length),
+                     np.cumsum(rng.integers(1, 10**5, length)).astype(np.float64),
+                     rng.integers(0, 3, length).astype(np.int8))
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+@pytest.mark.parametrize("length", [1, 2, 5, 8, 9, 13])  # around max_len = 8
+@pytest.mark.parametrize("max_events", [None, 3, 11])  # 11 > max_len: old events outside the window
+def test_equals_scoring_each_occluded_history(pre_norm, length, max_events):
+    model = random_model(pre_norm)
+    h = history(length)
+    batch, positions = occlusion_batch(h, 0, OcclusionConfig(max_events=max_events))
+    expected = model.user_vectors(batch)  # (E + 1, D)
+    got = occlusion_user_vectors(model, h, positions)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    if length > 1:  # the check can fail: removing an event changes the vector
+        assert not torch.allclose(expected[0], expected[-1])
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_equals_with_event_types_time_gaps_and_other_depths(layers):
+    model = random_model(True, types=True, gaps=6, layers=layers)
+    for length in (4, 8, 12):
+        h = history(length, seed=length)
+        batch, positions = occlusion_batch(h, 0, OcclusionConfig(max_events=None))
+        torch.testing.assert_close(occlusion_user_vectors(model, h, positions), model.user_vectors(batch),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_refuses_a_bidirectional_model():
+    model = random_model(True)
+    model.config = replace(model.config, arch=replace(model.config.arch, causal=False))
+    model.module = SASRec(model.config.arch).eval()
+    with pytest.raises(ValueError, match="causal"):
+        occlusion_user_vectors(model, history(5), np.arange(5))
