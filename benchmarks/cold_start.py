@@ -129,8 +129,10 @@ def main() -> None:
             model, settings = ContentKNN(content=content), {}
         elif name == "sasrec_ids":
             model, settings = make_model("sasrec", sasrec), sasrec
-        elif name == "sasrec_fused":
+        elif name in ("sasrec_fused", "sasrec_fused_text"):
             settings = {**sasrec, "arch.id_dropout": args.id_dropout}
+            if name == "sasrec_fused_text":  # also scores by raw text similarity to the latest events
+                settings["arch.text_channel"] = "true"
             model = make_model("sasrec", settings)
             model.content = content
         else:
@@ -174,12 +176,14 @@ def markdown(results: list[dict], meta: dict) -> str:
     lines.append("")
     for ds in dict.fromkeys(r["dataset"] for r in results):
         by = {r["model"]: r for r in results if r["dataset"] == ds}
-        if {"random", "content_knn", "sasrec_fused", "sasrec_ids"} <= by.keys():
-            f, rnd, knn, ids = by["sasrec_fused"], by["random"], by["content_knn"], by["sasrec_ids"]
+        for fused in ("sasrec_fused", "sasrec_fused_text"):
+            if not {"random", "content_knn", fused, "sasrec_ids"} <= by.keys():
+                continue
+            f, rnd, knn, ids = by[fused], by["random"], by["content_knn"], by["sasrec_ids"]
             ratio = f["test_cold"]["HR@10"] / max(rnd["test_cold"]["HR@10"], 1e-9)
             warm = f["test_warm"]["NDCG@10"] / max(ids["test_warm"]["NDCG@10"], 1e-9) - 1
             lines += [
-                f"{ds}: fused cold HR@10 = {ratio:.1f}x random (target >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
+                f"{ds}, {fused}: cold HR@10 = {ratio:.1f}x random (target >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
                 f"vs content kNN {f['test_cold']['HR@10']:.4f} vs {knn['test_cold']['HR@10']:.4f} "
                 f"({'above' if f['test_cold']['HR@10'] > knn['test_cold']['HR@10'] else 'NOT above'}); "
                 f"warm NDCG@10 {warm:+.1%} vs ID-only (target within -3%: {'met' if warm >= -0.03 else 'NOT met'}).", "",

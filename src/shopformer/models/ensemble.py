@@ -50,6 +50,7 @@ class SASRecEnsemble(nn.Module):
         return torch.cat(hidden, dim=-1) / len(self.members)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
-        """(n_items + 1, sum of widths) output embeddings; row 0 (padding) is never an answer."""
-        table = self.item_representations() if table is None else table
-        return table[: self.config.n_items + 1]
+        """(n_items + 1, sum of output widths) output embeddings; row 0 (padding) is never
+        an answer. Each member's own ``item_table`` (its text channel included)."""
+        parts = [None] * len(self.members) if table is None else table.split(self.widths, dim=1)
+        return torch.cat([m.item_table(t) for m, t in zip(self.members, parts)], dim=1)

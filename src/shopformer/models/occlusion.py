@@ -71,7 +71,7 @@ def shared_prefix_last_hidden(
         else:  # the last block: only each row's last position asks
             attended = block.attn.attend(q_u[last][:, None], k, v, mask[:, :, -1:])  # (R, 1, D)
             u = block.finish(u[last][:, None], attended)  # (R, 1, D)
-    return module.final(u)[:, 0]  # (R, D)
+    return module.output(module.final(u), items, last_only=True)[:, 0]  # (R, D [+ V])
 
 
 def _tensors(w) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # noqa: ANN001

@@ -37,6 +37,13 @@ class SASRecConfig:
         all 0 = ID-only). Set from an ``ItemContent`` at fit time.
     id_dropout: share of items whose ID embedding is hidden at each training step, so
         that content alone learns to place an item (cold start).
+    text_channel: with content vectors, score items also by the similarity of their
+        (unit-length) vector to the mean vector of the latest ``text_history`` events,
+        times a learned weight: score = h . item + w * (mean recent vector . vector).
+        Both parts are one dot product (the user vector and the item table carry the
+        vectors as extra columns), so retrieval is unchanged. It hands the network the
+        raw text similarity that its d_model-wide content projection cannot keep,
+        which is what places products never seen in training.
     """
 
     n_items: int = 0
@@ -54,6 +61,8 @@ class SASRecConfig:
     content_width: int = 0
     content_dim: int = 0
     id_dropout: float = 0.0
+    text_channel: bool = False
+    text_history: int = 20
 
 
 class SASRec(nn.Module):
@@ -78,6 +87,12 @@ class SASRec(nn.Module):
             self.content = ContentEncoder(c.n_items + 2, c.d_model, c.content_tokens, c.content_width, c.content_dim)
         # Items with training interactions; the others are placed by content alone.
         self.register_buffer("known", torch.ones(c.n_items + 2, dtype=torch.bool))
+        self.text_weight = None
+        if c.text_channel:
+            if not c.content_dim:
+                raise ValueError("text_channel needs content vectors (text or image features)")
+            self.register_buffer("unit_vectors", torch.zeros(c.n_items + 2, c.content_dim))  # (N + 2, V)
+            self.text_weight = nn.Parameter(torch.tensor(1.0))
         self.apply(self._init)
 
     @staticmethod
@@ -117,7 +132,32 @@ class SASRec(nn.Module):
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
-        return self.final(x)  # (B, T, D) or (B, 1, D)
+        return self.output(self.final(x), items, last_only)  # (B, T or 1, D [+ V])
+
+    def output(self, hidden: torch.Tensor, items: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """Hidden states -> what is dotted with ``item_table()``: with the text channel
+        the weighted mean vector of the latest events is appended (see the config)."""
+        if self.text_weight is None:
+            return hidden
+        v = self.unit_vectors[items]  # (B, T, V); padding and [MASK] rows are 0
+        real = (items > 0) & (items <= self.config.n_items)
+        H, T = self.config.text_history, items.shape[1]
+        if last_only:
+            total, count = v[:, -H:].sum(1, keepdim=True), real[:, -H:].sum(1, keepdim=True)[..., None]
+        else:  # causal: position t reads events t - H + 1 .. t (running sums, minus H back)
+            total, count = v.cumsum(1), real.cumsum(1)[..., None].float()
+            total = total - torch.nn.functional.pad(total, (0, 0, H, 0))[:, :T]
+            count = count - torch.nn.functional.pad(count, (0, 0, H, 0))[:, :T]
+        query = self.text_weight * total / count.clamp(min=1)  # (B, T or 1, V)
+        return torch.cat([hidden, query], dim=-1)
+
+    def set_vectors(self, vectors: torch.Tensor) -> None:
+        """Fill the text channel's unit vectors of rows 0..len(vectors)-1 (row 0 stays 0)."""
+        with torch.no_grad():
+            unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
+            self.unit_vectors.zero_()
+            self.unit_vectors[: len(unit)] = unit
+            self.unit_vectors[0] = 0
 
     def embed(self, items, types=None, gaps=None, table=None) -> torch.Tensor:  # noqa: ANN001
         """(B, T) inputs -> (B, T, D): what the first block reads."""
@@ -139,6 +179,10 @@ class SASRec(nn.Module):
         return self.ln_f(x) if self.config.pre_norm else x
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
-        """(n_items + 1, D) output embeddings; row 0 (padding) is never a valid answer."""
+        """(n_items + 1, D [+ V]) output embeddings; row 0 (padding) is never a valid
+        answer. With the text channel each row also carries its unit vector."""
         table = self.item_representations() if table is None else table
-        return table[: self.config.n_items + 1]
+        rows = table[: self.config.n_items + 1]
+        if self.text_weight is None:
+            return rows
+        return torch.cat([rows, self.unit_vectors[: self.config.n_items + 1]], dim=1)

@@ -43,7 +43,7 @@ class BERT4RecConfig(TransformerConfig):
 
 
 #: Entries of SASRec's state dict with one row per item index (padding, items, [MASK]).
-PER_ITEM_STATE = ("item_emb.weight", "known", "content.tokens", "content.vectors")
+PER_ITEM_STATE = ("item_emb.weight", "known", "content.tokens", "content.vectors", "unit_vectors")
 
 
 def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -87,6 +87,8 @@ class SASRecRecommender:
             self.module.content.set_rows(torch.from_numpy(self.content.tokens),
                                          None if vectors is None else torch.from_numpy(vectors))
             self.module.known[: n_items + 1] = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1) > 0)
+            if arch.text_channel:
+                self.module.set_vectors(torch.from_numpy(vectors))
         log_q = losses.popularity_log_q(counts, 0.75)
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
@@ -206,8 +208,8 @@ class SASRecRecommender:
             w.items[:, -1] = module.mask_token
         # Score in batches of similar length so short histories are not padded to long ones.
         order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
-        out = torch.empty(len(w.items), self.item_representations().shape[1])  # D, or the members' sum
         table = self.item_representations()
+        out = torch.empty(len(w.items), module.item_table(table).shape[1])  # D [+ V], or the members' sum
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
             h = module(*_tensors(w.select(rows).trim()), table=table, last_only=True)  # (b, 1, D)
@@ -253,6 +255,7 @@ class SASRecRecommender:
         new_rows = {"content.tokens": torch.as_tensor(tokens, dtype=torch.long)}
         if vectors is not None:
             new_rows["content.vectors"] = torch.as_tensor(vectors, dtype=torch.float32)
+            new_rows["unit_vectors"] = torch.nn.functional.normalize(new_rows["content.vectors"], dim=-1)
         with torch.no_grad():
             for key, old in module.state_dict().items():
                 if key not in PER_ITEM_STATE:
