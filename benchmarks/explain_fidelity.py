@@ -86,20 +86,23 @@ def ranks_of(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
 LENGTH_GROUPS = ((1, 5), (6, 10), (11, 10**9))
 
 
-def by_length(k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at: dict, lengths: np.ndarray) -> dict:
-    """Top/random mean score drop ratio per history-length group (users, ratio)."""
+def by_length(k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at: dict, lengths: np.ndarray,
+              best: np.ndarray | None = None) -> dict:
+    """Per history-length group (users, ratio): the mean score drop of the top-attributed
+    removals, or with ``best`` ((U,) each user's best possible drop) of the best ones,
+    over that of the random removals."""
     out = {}
     for lo, hi in LENGTH_GROUPS:
-        drops = {}
+        rows, drops = {}, {}
         for kind in ("top", "random"):
-            rows = np.array([r for r, t in enumerate(tags) if t == (k, kind) and lo <= lengths[owner[r]] <= hi],
-                            dtype=np.int64)
-            base = np.array([full_at[u] for u in owner[rows]], dtype=np.int64)
-            drops[kind] = score[base] - score[rows]
+            rows[kind] = np.array([r for r, t in enumerate(tags) if t == (k, kind) and lo <= lengths[owner[r]] <= hi],
+                                  dtype=np.int64)
+            base = np.array([full_at[u] for u in owner[rows[kind]]], dtype=np.int64)
+            drops[kind] = score[base] - score[rows[kind]]
+        num = drops["top"] if best is None else best[owner[rows["random"]]]
         name = f"{lo}-{hi}" if hi < 10**9 else f">={lo}"
         r = float(drops["random"].mean()) if len(drops["random"]) else 0.0
-        out[name] = {"users": len(drops["top"]),
-                     "ratio": (float(drops["top"].mean()) / r) if len(drops["top"]) and r > 0 else None}
+        out[name] = {"users": len(num), "ratio": (float(np.nanmean(num)) / r) if len(num) and r > 0 else None}
     return out
 
 
@@ -172,24 +175,9 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
                 "ratio_best_over_random": (mean_best / r) if (mean_best is not None and r and r > 0) else None,
                 "top_share_of_best": (t / mean_best) if (mean_best and t is not None) else None,
                 "greedy_users": int((best[k]["greedy"] & ok).sum()),
-                "ratio_by_history_length": best_by_length(b, k, tags, owner, score, full_at, lengths),
+                "ratio_by_history_length": by_length(k, tags, owner, score, full_at, lengths, best=b),
             }
     return out, len(atts)
-
-
-def best_by_length(best: np.ndarray, k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at: dict,
-                   lengths: np.ndarray) -> dict:
-    """Best-possible / random mean score drop per history-length group."""
-    out = {}
-    for lo, hi in LENGTH_GROUPS:
-        rows = np.array([r for r, t in enumerate(tags) if t == (k, "random") and lo <= lengths[owner[r]] <= hi],
-                        dtype=np.int64)
-        base = np.array([full_at[u] for u in owner[rows]], dtype=np.int64)
-        rand = float((score[base] - score[rows]).mean()) if len(rows) else 0.0
-        users = owner[rows]
-        name = f"{lo}-{hi}" if hi < 10**9 else f">={lo}"
-        out[name] = {"users": len(rows), "ratio": float(np.nanmean(best[users])) / rand if len(rows) and rand > 0 else None}
-    return out
 
 
 #: users whose C(L, k) subsets number at most this are searched exhaustively for the

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shopformer.features.sequences import Sequences
+from shopformer.features.sequences import Sequences, without
 
 #: (histories with R rows, (R, K) item indexes per row, full_row) -> ((R, K) float32
 #: scores, and with ``full_row`` the (N + 1,) scores of row 0 over the whole catalog,
@@ -110,27 +110,6 @@ def concat(parts: list[Sequences]) -> Sequences:
     return Sequences(offsets, np.concatenate([p.items for p in parts]), cat("timestamps"), cat("event_types"))
 
 
-def without(history: Sequences, row: int, drops: np.ndarray) -> Sequences:
-    """One output row per row of ``drops`` ((R, L) bool over row ``row`` of ``history``,
-    True = leave that event out); order, timestamps and event types of the kept events
-    are kept."""
-    start, stop = history.offsets[row], history.offsets[row + 1]
-    drops = np.asarray(drops, dtype=bool)
-    drops = drops[None, :] if drops.ndim == 1 else drops
-    if drops.shape[1] != stop - start:
-        raise ValueError(f"drops has {drops.shape[1]} columns; row {row} has {stop - start} events")
-    r, pos = np.nonzero(~drops)  # row-major: rows in order, positions ascending
-    take = start + pos
-    offsets = np.zeros(len(drops) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r, minlength=len(drops)), out=offsets[1:])
-    return Sequences(
-        offsets,
-        history.items[take],
-        None if history.timestamps is None else history.timestamps[take],
-        None if history.event_types is None else history.event_types[take],
-    )
-
-
 def _occluded_positions(length: int, config: OcclusionConfig) -> np.ndarray:
     first = 0 if config.max_events is None else max(0, length - config.max_events)
     return np.arange(first, length)
@@ -178,14 +157,8 @@ def occluder_for(model: object) -> Occluder | None:
         from shopformer.models.occlusion import occlusion_user_vectors
 
         with torch.no_grad():
-            table = model.module.item_table(model.item_representations())  # (N + 1, D)
             users = occlusion_user_vectors(model, history, positions)  # (E + 1, D)
-            cols = (users @ table[torch.as_tensor(np.asarray(items, dtype=np.int64))].T).numpy()  # (E + 1, K)
-            full = None
-            if full_row:
-                full = (users[:1] @ table.T)[0].numpy().astype(np.float32, copy=True)
-                full[0] = -np.inf  # padding, as score() does
-            return cols.astype(np.float32, copy=False), full
+            return _dot_scores(model, users, np.tile(items, (len(users), 1)), full_row)  # same K items per row
 
     return occlude
 
@@ -205,15 +178,22 @@ def _vector_scores(model, histories: Sequences, items: np.ndarray, full_row: boo
     import torch
 
     with torch.no_grad():
-        table = model.module.item_table(model.item_representations())  # (N + 1, D)
-        users = model.user_vectors(histories)  # (R, D)
-        rows = table[torch.as_tensor(np.asarray(items, dtype=np.int64))]  # (R, K, D)
-        cols = torch.einsum("rd,rkd->rk", users, rows).numpy().astype(np.float32, copy=False)
-        full = None
-        if full_row and len(users):
-            full = (users[:1] @ table.T)[0].numpy().astype(np.float32, copy=True)
-            full[0] = -np.inf  # padding, as score() does
-        return cols, full
+        return _dot_scores(model, model.user_vectors(histories), items, full_row)
+
+
+def _dot_scores(model, users, items: np.ndarray, full_row: bool) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: ANN001
+    """(R, D) user vectors (a torch tensor) x the (R, K) items' rows of the item table,
+    and with ``full_row`` row 0 against the whole table."""
+    import torch
+
+    table = model.module.item_table(model.item_representations())  # (N + 1, D)
+    rows = table[torch.as_tensor(np.asarray(items, dtype=np.int64))]  # (R, K, D)
+    cols = torch.einsum("rd,rkd->rk", users, rows).numpy().astype(np.float32, copy=False)
+    full = None
+    if full_row and len(users):
+        full = (users[:1] @ table.T)[0].numpy().astype(np.float32, copy=True)
+        full[0] = -np.inf  # padding, as score() does
+    return cols, full
 
 
 def _linear_scores(

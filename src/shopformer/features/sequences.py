@@ -101,6 +101,27 @@ class Sequences:
         return cls(offsets, items)
 
 
+def without(history: Sequences, row: int, drops: np.ndarray) -> Sequences:
+    """One output row per row of ``drops`` ((R, L) bool over row ``row`` of ``history``,
+    True = leave that event out); order, timestamps and event types of the kept events
+    are kept."""
+    start, stop = history.offsets[row], history.offsets[row + 1]
+    drops = np.asarray(drops, dtype=bool)
+    drops = drops[None, :] if drops.ndim == 1 else drops
+    if drops.shape[1] != stop - start:
+        raise ValueError(f"drops has {drops.shape[1]} columns; row {row} has {stop - start} events")
+    r, pos = np.nonzero(~drops)  # row-major: rows in order, positions ascending
+    take = start + pos
+    offsets = np.zeros(len(drops) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=len(drops)), out=offsets[1:])
+    return Sequences(
+        offsets,
+        history.items[take],
+        None if history.timestamps is None else history.timestamps[take],
+        None if history.event_types is None else history.event_types[take],
+    )
+
+
 def order_events(events: pl.DataFrame) -> pl.DataFrame:
     """Events sorted per user by time, ties (and missing times) broken by ``position``."""
     return events.sort(["user_id", "timestamp", "position"], nulls_last=False, maintain_order=True)

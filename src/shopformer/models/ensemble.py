@@ -45,12 +45,15 @@ class SASRecEnsemble(nn.Module):
     ) -> torch.Tensor:
         # items: (B, T) -> (B, T, sum of widths), (B, 1, ...) with last_only;
         # h . table = mean of the members' scores
-        parts = [None] * len(self.members) if table is None else table.split(self.widths, dim=1)
+        parts = self._parts(table)
         hidden = [m(items, types, gaps, table=t, last_only=last_only) for m, t in zip(self.members, parts)]
         return torch.cat(hidden, dim=-1) / len(self.members)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items + 1, sum of output widths) output embeddings; row 0 (padding) is never
         an answer. Each member's own ``item_table`` (its text channel included)."""
-        parts = [None] * len(self.members) if table is None else table.split(self.widths, dim=1)
-        return torch.cat([m.item_table(t) for m, t in zip(self.members, parts)], dim=1)
+        return torch.cat([m.item_table(t) for m, t in zip(self.members, self._parts(table))], dim=1)
+
+    def _parts(self, table: torch.Tensor | None) -> list:
+        """Each member's columns of ``item_representations()`` (None: members compute their own)."""
+        return [None] * len(self.members) if table is None else list(table.split(self.widths, dim=1))

@@ -90,10 +90,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         # last_only: the output at the last position alone, (B, 1, D) (what inference reads)
         rest = x[:, -1:] if last_only else x
-        q, k, v = self.attn.heads(self.attn_input(x))
-        if last_only:
-            q, mask = q[:, -1:], mask[:, :, -1:]
-        return self.finish(rest, self.attn.attend(q, k, v, mask))  # (B, T or 1, D)
+        return self.finish(rest, self.attn(self.attn_input(x), mask, last_only))  # (B, T or 1, D)
 
     # The block in two halves, so that a caller may bring keys and values computed
     # elsewhere (occlusion reuses a shared prefix's, models/occlusion.py).

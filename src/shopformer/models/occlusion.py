@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shopformer.features.sequences import Sequences
+from shopformer.features.sequences import Sequences, without
 from shopformer.models.layers import attention_mask
 from shopformer.models.sasrec import SASRec
+from shopformer.models.sequential import _tensors
 
 
 @torch.no_grad()
@@ -74,10 +75,6 @@ def shared_prefix_last_hidden(
     return module.output(module.final(u), items, last_only=True)[:, 0]  # (R, D [+ V])
 
 
-def _tensors(w) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # noqa: ANN001
-    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
-
-
 @torch.no_grad()
 def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray) -> torch.Tensor:  # noqa: ANN001
     """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
@@ -106,15 +103,10 @@ def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray) -> 
     # without each occluded event inside the window; F and S compute all their tokens,
     # the occluded rows only the events after the removed one.
     occl = positions[inside]
-    keep = np.ones((len(occl) + 2, L), dtype=bool)
-    keep[1, L - 1] = False
-    keep[np.arange(2, len(occl) + 2), occl] = False
-    c = np.nonzero(keep)[1]
-    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=1), out=offsets[1:])
-    pick = lambda a: None if a is None else a[c]  # noqa: E731
-    batch = Sequences(offsets, pick(history.items), pick(history.timestamps), pick(history.event_types))
-    rows = _tensors(model._windows(batch, arch.max_len).trim())
+    drops = np.zeros((len(occl) + 2, L), dtype=bool)
+    drops[1, L - 1] = True
+    drops[np.arange(2, len(occl) + 2), occl] = True
+    rows = _tensors(model._windows(without(history, 0, drops), arch.max_len).trim())
     t_s = min(L - 1, arch.max_len)
     # own tokens of an occluded row: the events after the removed one (the row without
     # the last event is S itself: its last token alone is recomputed, same numbers)

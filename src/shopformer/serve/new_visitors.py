@@ -69,16 +69,16 @@ class RecentPopularity:
         caller then falls back to the model)."""
         if self.config.source == "model":
             return None
+        if self._fresh(version):
+            return self._cached[2]
+        with self._lock:  # one read at a time; the others wait for it, then reuse it
+            if not self._fresh(version):
+                self._cached = (version, time.monotonic(), self._compute(items, event_types))
+            return self._cached[2]
+
+    def _fresh(self, version: str) -> bool:
         cached = self._cached
-        if cached is not None and cached[0] == version and time.monotonic() - cached[1] < self.config.ttl_s:
-            return cached[2]
-        with self._lock:  # one read at a time; the others wait for it
-            cached = self._cached
-            if cached is not None and cached[0] == version and time.monotonic() - cached[1] < self.config.ttl_s:
-                return cached[2]
-            scores = self._compute(items, event_types)
-            self._cached = (version, time.monotonic(), scores)
-            return scores
+        return cached is not None and cached[0] == version and time.monotonic() - cached[1] < self.config.ttl_s
 
     def _compute(self, items, event_types: tuple[str, ...]) -> np.ndarray | None:  # noqa: ANN001
         c = self.config

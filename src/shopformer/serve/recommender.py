@@ -44,7 +44,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -425,10 +425,7 @@ class RecommendationService:
         return mask
 
     # -- answers --------------------------------------------------------------------
-    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, seq: Sequences | None = None) -> Ranked:
-        """``seq``: the history answered; an empty one is the model's empty-history
-        scores (strategy "popularity")."""
-        strategy = "popularity" if seq is not None and not seq.n_interactions else "history"
+    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, strategy: str = "history") -> Ranked:
         return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy)
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
@@ -447,20 +444,21 @@ class RecommendationService:
                    query: np.ndarray | None = None) -> Ranked:
         """``query``: the user vector of ``seq`` when the caller has it (a cached history)."""
         allowed = self.allowed(served, filters)
+        strategy = "history" if seq.n_interactions else "popularity"  # the model's empty-history scores
         if not seq.n_interactions:  # a new visitor: the store's recent counts, if so configured
             recent = self.new_visitors.scores(served.version, served.run.items, served.event_types)
             if recent is not None:
                 idx, top = rank_exact(recent[None], None, allowed, k)
-                return replace(self._ranked(served, idx, top), strategy=self.new_visitors.config.strategy)
+                return self._ranked(served, idx, top, self.new_visitors.config.strategy)
         if served.vectors is not None:
             query = user_vector(served.run.model, seq) if query is None else query
             if np.isfinite(query).all():
                 exclude = seq.items if exclude_history and seq.n_interactions else None
                 idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
-                return self._ranked(served, idx, top, seq)
+                return self._ranked(served, idx, top, strategy)
         scores = served.run.model.score(seq)
         idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
-        return self._ranked(served, idx, top, seq)
+        return self._ranked(served, idx, top, strategy)
 
     def similar(self, served: Served, item_id: str, k: int, filters: Filters | None) -> Ranked:
         if item_id not in served.run.items:

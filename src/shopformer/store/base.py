@@ -349,8 +349,6 @@ class EventStore:
             with self._engine.connect() as conn:
                 newest = conn.execute(select(func.max(events.c.timestamp))).scalar()
             if newest is not None:
-                if isinstance(newest, str):  # SQLite hands back text for an aggregate
-                    newest = datetime.fromisoformat(newest)
                 since = newest - timedelta(days=days)
                 stmt = stmt.where((events.c.timestamp >= since) | events.c.timestamp.is_(None))
         return self._frame(stmt, {"item_id": EVENT_SCHEMA["item_id"], "timestamp": EVENT_SCHEMA["timestamp"]})
