@@ -1,5 +1,6 @@
-"""Accuracy benchmark: baselines and Transformers on Beauty, LastFM, MovieLens-1M and
-Amazon Scientific (the last for fused product text against IDs alone).
+"""Accuracy benchmark: baselines and Transformers on Beauty, LastFM, MovieLens-1M, Amazon
+Scientific and UCI Online Retail, each Transformer also with the dataset's item content
+fused into its item embeddings (attributes, product text) against IDs alone.
 
 Leave-one-out, full ranking over every item, training-history items excluded. Every
 model is fitted on the training split; settings are chosen on the validation split
@@ -23,6 +24,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
@@ -37,20 +40,29 @@ from shopformer.features.content import ContentConfig, ItemContent, build_conten
 from shopformer.ingest import ingest  # noqa: E402
 from shopformer.train.loop import plot_history  # noqa: E402
 
+#: Events file, its ingest format and which events become sequences. Online Retail:
+#: each customer's purchases in time order, repeated invoice lines of one product merged.
+_SEQUENCES = DataConfig(protocol="leave_one_out")
 DATASETS = {
-    "beauty": "amazon-beauty/Beauty.txt.gz",
-    "lastfm": "lastfm/LastFM.txt.gz",
-    "ml-1m": "ml-1m/ml-1m_sequences.txt.gz",
-    "scientific": "amazon-scientific/Scientific.txt.gz",
+    "beauty": ("amazon-beauty/Beauty.txt.gz", "sequence", _SEQUENCES),
+    "lastfm": ("lastfm/LastFM.txt.gz", "sequence", _SEQUENCES),
+    "ml-1m": ("ml-1m/ml-1m_sequences.txt.gz", "sequence", _SEQUENCES),
+    "scientific": ("amazon-scientific/Scientific.txt.gz", "sequence", _SEQUENCES),
+    "online-retail": ("online-retail/online_retail.csv.gz", "online-retail",
+                      DataConfig(event_types=("purchase",), dedupe_consecutive=True, protocol="leave_one_out")),
 }
-#: Item content a Transformer may fuse with its IDs (catalog file, ingest format, fields,
-#: whether to embed the product text): the S3-Rec attributes (Beauty: brand and category
-#: ids; LastFM: artist tags), ingested as tags; Scientific: UniSRec's product text
-#: (title, categories, brand) embedded with all-MiniLM-L6-v2.
+#: Item content a Transformer may fuse with its IDs (catalog file, or None for the
+#: catalog the events file itself carries; ingest format; token fields; whether to embed
+#: the product text with all-MiniLM-L6-v2): the S3-Rec attributes (Beauty: brand and
+#: category ids; LastFM: artist tags), ingested as tags; Scientific: UniSRec's product
+#: text (title, categories, brand); MovieLens-1M: MeLU's title, genres, director, actors
+#: and plot; Online Retail: the invoice lines' product descriptions and price bands.
 CATALOGS = {
     "beauty": ("amazon-beauty/Beauty_item2attributes.json.gz", "item2attributes", ("tags",), False),
     "lastfm": ("lastfm/LastFM_item2attributes.json.gz", "item2attributes", ("tags",), False),
     "scientific": ("amazon-scientific/items.tsv.gz", "items-tsv", (), True),
+    "ml-1m": ("ml-1m/movies_extrainfos.dat.gz", "movielens-plots", ("brand", "categories", "tags"), True),
+    "online-retail": (None, "online-retail", (), True),
 }
 
 #: Best published full-ranking leave-one-out results we know (HR@10, NDCG@10).
@@ -59,6 +71,7 @@ PUBLISHED = {
     "lastfm": [("BSARec (AAAI 2024)", 0.0807, 0.0435)],
     "ml-1m": [("LRURec", 0.3264, 0.1930), ("SASRec + full CE (Klenitskiy & Vasilev 2023)", 0.3152, 0.1821)],
     "scientific": [],  # the target here is fused text over IDs alone, measured in the same run
+    "online-retail": [],
 }
 
 BASELINE_GRIDS: dict[str, list[dict[str, str]]] = {
@@ -95,9 +108,17 @@ TRANSFORMER_GRID: dict[str, dict[str, list[dict[str, str]]]] = {
     # 0.1988 in a 30-min one-thread run against 0.1941 for d256 and the 45-min d64 final
     # run's 0.1962), batches of 32 windows, every window of long histories each epoch;
     # 200 epochs whose cosine decay follows the 45-min clock.
+    # sasrec_content: the same setting with MeLU's movie text and tokens (not tuned).
     "ml-1m": {
-        "sasrec": [{"arch.max_len": "200", "arch.d_model": "128", "arch.dropout": "0.2", "train.batch_size": "32",
-                    "train.crop": "all", "train.eval_every": "2", "train.patience": "10"}],
+        name: [{"arch.max_len": "200", "arch.d_model": "128", "arch.dropout": "0.2", "train.batch_size": "32",
+                "train.crop": "all", "train.eval_every": "2", "train.patience": "10"}]
+        for name in ("sasrec", "sasrec_content")
+    },
+    # Small: each entry picks its width on validation; the Beauty small-batch recipe.
+    "online-retail": {
+        name: [{"arch.d_model": d, "arch.max_len": "100", "train.batch_size": "32", "train.epochs": "60",
+                **_SMALL_BATCHES} for d in ("64", "128")]
+        for name in ("sasrec", "sasrec_content")
     },
     # Not tuned here: cold_start.py's setting (chosen on Beauty's tuning records) for IDs
     # alone, IDs + text, and IDs + text with the text channel (arch.text_channel).
@@ -114,10 +135,11 @@ TIME_LIMIT_S = 45 * 60
 
 
 def load(dataset: str, data_root: Path, work: Path):
+    file, fmt, config = DATASETS[dataset]
     folder = work / dataset
     if not (folder / "events.parquet").exists():
-        ingest(data_root / DATASETS[dataset], fmt="sequence", data_dir=folder)
-    return prepare(load_events(folder), DataConfig(protocol="leave_one_out"))
+        ingest(data_root / file, fmt=fmt, data_dir=folder)
+    return prepare(load_events(folder), config)
 
 
 def load_content(dataset: str, data_root: Path, work: Path, items) -> ItemContent:
@@ -125,9 +147,9 @@ def load_content(dataset: str, data_root: Path, work: Path, items) -> ItemConten
     if dataset not in CATALOGS:
         raise ValueError(f"{dataset} has no item content here; datasets with content: {', '.join(CATALOGS)}")
     file, fmt, fields, text = CATALOGS[dataset]
-    folder = work / f"{dataset}-catalog"
+    folder = work / (dataset if file is None else f"{dataset}-catalog")
     if not (folder / "products.parquet").exists():
-        ingest(data_root / file, fmt=fmt, data_dir=folder)
+        ingest(data_root / (file or DATASETS[dataset][0]), fmt=fmt, data_dir=folder)
     products = load_products(folder)
     if not text:
         return build_content(products, items, ContentConfig(fields=fields))
@@ -151,13 +173,13 @@ def build(name: str, params: dict[str, str], content: ItemContent | None):
 
 
 def run_model(name: str, params: dict[str, str], data, split, dataset: str, content: ItemContent | None = None,
-              runs: Path | None = None) -> dict:
+              runs: Path | None = None, tag: str = "") -> dict:
     model = build(name, params, content)
     fit_s = fit(model, data, split)
     if runs is not None and getattr(model, "history", None) is not None:
         # A run folder the serving and explanation benchmarks can load (trained on the
         # training split: it can be evaluated, and it is what the numbers below describe).
-        save_run(runs / f"{dataset}-{name}", model, data.items, data.users, DataConfig(protocol="leave_one_out"),
+        save_run(runs / f"{dataset}-{name}{tag}", model, data.items, data.users, DATASETS[dataset][2],
                  {"dataset": describe(data), "fit_on": "train", "fit_seconds": round(fit_s, 1),
                   "data_dir": str((runs.parent / dataset).resolve())})
     ctx = {"dataset": dataset, "fit_seconds": round(fit_s, 1), "seed": 42, "settings": params}
@@ -166,8 +188,9 @@ def run_model(name: str, params: dict[str, str], data, split, dataset: str, cont
     test = evaluate_model(model, data, split, "test", cfg, ctx, progress=False)
     rec = {
         "dataset": dataset,
-        "model": name,
+        "model": name + tag,
         "settings": params,
+        "threads": torch.get_num_threads(),
         "content": ([*content.config.fields] + ([f"text: {content.config.text_model}"] if content.vector_dim else [])
                     if name in CONTENT_MODELS else None),
         "model_config": asdict(model.config),
@@ -185,8 +208,8 @@ def run_model(name: str, params: dict[str, str], data, split, dataset: str, cont
             "stopped": history.stopped,
             "curve": [(r.epoch, r.wall_seconds, round(r.loss, 4), r.valid) for r in history.records],
         }
-        png = RESULTS / f"accuracy_{dataset}_{name}_training.png"
-        plot_history(history, png, f"{name} on {dataset}")
+        png = RESULTS / f"accuracy_{dataset}_{name}{tag}_training.png"
+        plot_history(history, png, f"{name}{tag} on {dataset}")
         rec["training"]["plot"] = png.name
     return rec
 
@@ -225,7 +248,29 @@ def markdown(results: list[dict], meta: dict) -> str:
             )
         for name, hr, ndcg in PUBLISHED[ds] if rows else []:
             lines.append(f"| {ds} | *published: {name}* | {hr:.4f} | {ndcg:.4f} | | | | | |")
+    pairs = content_pairs(results)
+    if pairs:
+        lines += ["", "## Item content against IDs alone (each content entry beside its ID-only twin)", "",
+                  "| dataset | IDs only | with content | content | test NDCG@10 IDs | with content | change |",
+                  "|---|---|---|---|---|---|---|"]
+        for ids, fused in pairs:
+            a, b = ids["test"]["NDCG@10"], fused["test"]["NDCG@10"]
+            lines.append(f"| {ids['dataset']} | {ids['model']} | {fused['model']} | {', '.join(fused['content'])} | "
+                         f"{a:.4f} | {b:.4f} | {b / a - 1:+.1%} |")
     return "\n".join(lines) + "\n"
+
+
+def content_pairs(results: list[dict]) -> list[tuple[dict, dict]]:
+    """(IDs-only record, content record) for every content entry whose ID-only twin ran:
+    ``sasrec_content_text<tag>`` pairs with ``sasrec<tag>``."""
+    by = {(r["dataset"], r["model"]): r for r in results}
+    pairs = []
+    for (ds, name), r in by.items():
+        entry = max((e for e in CONTENT_MODELS if name.startswith(e)), key=len, default=None)
+        twin = by.get((ds, CONTENT_MODELS[entry] + name[len(entry):])) if entry and r.get("content") else None
+        if twin is not None:
+            pairs.append((twin, r))
+    return pairs
 
 
 def main() -> None:
@@ -236,9 +281,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-accuracy"))
     ap.add_argument("--no-save-runs", action="store_true",
                     help="do not keep the Transformers as run folders under WORK/runs")
+    ap.add_argument("--minutes", type=float, default=TIME_LIMIT_S / 60, help="training cap of each Transformer run")
+    ap.add_argument("--tag", default="", help="suffix of the entry names (paired runs under other conditions, "
+                    "e.g. two runs side by side with OMP_NUM_THREADS=1 each)")
     args = ap.parse_args()
-    if not (args.data_root / DATASETS[args.dataset]).exists():
-        sys.exit(f"{args.data_root / DATASETS[args.dataset]} not found: needs ../shared/data")
+    if not (args.data_root / DATASETS[args.dataset][0]).exists():
+        sys.exit(f"{args.data_root / DATASETS[args.dataset][0]} not found: needs ../shared/data")
     RESULTS.mkdir(exist_ok=True)
     data, split = load(args.dataset, args.data_root, args.work)
     print(f"{args.dataset}: {describe(data)}", flush=True)
@@ -256,10 +304,10 @@ def main() -> None:
         if name in BASELINE_GRIDS:
             params, grid = tune(name, BASELINE_GRIDS[name], data, split)
         else:
-            cap = {"train.time_limit_s": str(TIME_LIMIT_S)}
+            cap = {"train.time_limit_s": str(round(args.minutes * 60))}
             params, grid = tune(name, [{**p, **cap} for p in grids[name]], data, split, content)
         runs = None if args.no_save_runs else args.work / "runs"
-        rec = run_model(name, params, data, split, args.dataset, content, runs)
+        rec = run_model(name, params, data, split, args.dataset, content, runs, args.tag)
         rec["validation_grid"] = grid
         records.append(rec)
         print(f"{name}: test HR@10 {rec['test']['HR@10']:.4f} NDCG@10 {rec['test']['NDCG@10']:.4f} "

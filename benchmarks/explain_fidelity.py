@@ -342,6 +342,7 @@ def main() -> None:
     ap.add_argument("--no-reuse-prefix", action="store_true",
                     help="score every occluded history from scratch (the Transformer's shared prefix not reused)")
     ap.add_argument("--no-best", action="store_true", help="skip the best-possible-removal search")
+    ap.add_argument("--bf16", action="store_true", help="the Transformer's occlusion under bfloat16 autocast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
@@ -369,7 +370,8 @@ def main() -> None:
         fit_s = round(fit(model, data, split), 1)
         print(f"fitted {args.model} {settings} in {fit_s} s", flush=True)
     label = args.label or model.name
-    config = OcclusionConfig(max_events=args.max_events or None, reuse_prefix=not args.no_reuse_prefix)
+    config = OcclusionConfig(max_events=args.max_events or None, reuse_prefix=not args.no_reuse_prefix,
+                             bfloat16=args.bf16)
 
     cases = split.test
     rng = np.random.default_rng(args.seed)

@@ -53,7 +53,8 @@ def _coerce(value: str, annotation: object) -> object:
     if base in (int, float, str):
         return base(value)
     if base in (tuple, list):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
+        item = next((a for a in typing.get_args(annotation) if a is not Ellipsis), str)
+        return tuple(_coerce(v.strip(), item) for v in value.split(",") if v.strip())
     if base in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value.lower() == "none":

@@ -71,3 +71,16 @@ def test_provenance_counts_what_each_rule_removed_above_the_item():
     assert [(r.rule, r.removed_above) for r in six.rules] == [(EXCLUDED_HISTORY, 1), ("filtered: category=x", 2)]
     assert three.applied == (EXCLUDED_HISTORY, "filtered: category=x")
     assert provenance(scores, np.array([1]), {})[0].rules == ()
+
+
+def test_together_equals_the_sparse_product_of_the_columns():
+    rng = np.random.default_rng(0)
+    m = sp.random(300, 51, density=0.1, random_state=1, format="csc")
+    m.data[:] = 1
+    co = CoCounts(m)
+    for _ in range(50):  # indexes 0 and > 50 are outside the matrix: they count 0
+        xs, ys = rng.integers(0, 55, rng.integers(1, 12)), rng.integers(0, 55, rng.integers(1, 11))
+        ok_x, ok_y = (xs > 0) & (xs <= 50), (ys > 0) & (ys <= 50)
+        expected = np.zeros((len(xs), len(ys)), dtype=np.int64)
+        expected[np.ix_(ok_x, ok_y)] = (m[:, xs[ok_x]].T @ m[:, ys[ok_y]]).toarray()
+        np.testing.assert_array_equal(co.together(xs, ys), expected)

@@ -17,6 +17,7 @@ from shopformer.ingest import (
     read_item2attributes,
     read_items_tsv,
     read_movielens_movies,
+    read_movielens_plots,
     read_online_retail,
     read_recbole,
     read_sequences,
@@ -187,6 +188,24 @@ def test_movielens_movies_latin1(tmp_path: Path) -> None:
     assert prods.select("item_id", "title", "categories", "attributes").rows() == [
         ("1", "Toy Story (1995)", ["Animation", "Children's", "Comedy"], '{"year":1995}'),
         ("73", "Misérables, Les (1995)", ["Drama", "War"], '{"year":1995}'),
+    ]
+
+
+def test_movielens_plots(tmp_path: Path) -> None:
+    p = _gz(
+        tmp_path / "movies_extrainfos.dat.gz",
+        "1::Toy Story::1995::G::22 Nov 1995::Animation, Comedy::John Lasseter::John Lasseter (original story by), "
+        "Joss Whedon (screenplay by)::Tom Hanks, Tim Allen::A boy's toys come to life.::https://x/1.jpg\r\n"
+        "9::Nameless::N/A::N/A::N/A::Drama::N/A::N/A::N/A::N/A::N/A\r\n".encode(),
+    )
+    _, prods, rep = read_movielens_plots(p)
+    assert rep.warnings == {}
+    assert prods.select("item_id", "title", "brand", "categories", "tags", "description", "image_uri",
+                        "attributes").rows() == [
+        ("1", "Toy Story (1995)", "John Lasseter", ["Animation", "Comedy"], ["Tom Hanks", "Tim Allen"],
+         "A boy's toys come to life.", "https://x/1.jpg",
+         '{"year":1995,"rated":"G","writers":["John Lasseter","Joss Whedon"]}'),
+        ("9", "Nameless", None, ["Drama"], None, None, None, '{"year":null,"rated":null,"writers":null}'),
     ]
 
 

@@ -43,6 +43,9 @@ def test_catalog_files(shared_data: Path) -> None:
     assert p.height == 3_883
     assert p.row(0, named=True)["categories"] == ["Animation", "Children's", "Comedy"]
     assert p.filter(pl.col("title").str.contains("\ufffd")).height == 0
+    _, p, _ = read(shared_data / "ml-1m" / "movies_extrainfos.dat.gz", "movielens-plots")
+    assert p.height == 3_881 and p.row(0, named=True)["title"] == "Toy Story (1995)"
+    assert p["description"].null_count() < 100  # MeLU has a plot for nearly every movie
     _, p, _ = read(shared_data / "amazon-scientific" / "items.tsv.gz", "items-tsv")
     assert p.height == 4_385 and p["title"].null_count() == 0
     _, p, _ = read(shared_data / "amazon-beauty" / "Beauty_item2attributes.json.gz", "item2attributes")

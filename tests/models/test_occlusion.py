@@ -64,3 +64,20 @@ def test_refuses_a_bidirectional_model():
     model.module = SASRec(model.config.arch).eval()
     with pytest.raises(ValueError, match="causal"):
         occlusion_user_vectors(model, history(5), np.arange(5))
+
+
+def test_bfloat16_occlusion_stays_close_to_float32():
+    from shopformer.explain.attribution import attribute
+
+    model = random_model(True)
+    h = history(12, seed=3)
+    items = np.arange(1, N + 1)
+    exact = attribute(model, h, items, OcclusionConfig(max_events=None))
+    fast = attribute(model, h, items, OcclusionConfig(max_events=None, bfloat16=True))
+    assert fast.values.dtype == np.float32 and fast.values.shape == exact.values.shape
+    scale = np.abs(exact.values).max()
+    assert np.abs(fast.values - exact.values).max() < 0.05 * scale  # bfloat16: ~3 significant digits
+    assert not np.array_equal(fast.values, exact.values)  # it did run in lower precision
+    # the event each item owes most to is mostly the same
+    agree = (fast.values.argmax(axis=0) == exact.values.argmax(axis=0)).mean()
+    assert agree >= 0.8

@@ -50,11 +50,15 @@ class OcclusionConfig:
     memory on big benchmark batches).
     reuse_prefix: for a causal Transformer, compute the prefix the occluded histories
     share once (models/occlusion.py: same numbers, about half the work or less); False
-    scores every occluded history from scratch."""
+    scores every occluded history from scratch.
+    bfloat16: run the Transformer's occlusion forward under bfloat16 autocast (about
+    1.4x faster on CPUs with AVX512-BF16; attributions then carry ~0.2% relative
+    error, measured by the fidelity benchmark's ``--bf16``)."""
 
     max_events: int | None = 20
     batch_rows: int = 4096
     reuse_prefix: bool = True
+    bfloat16: bool = False
 
     def __post_init__(self) -> None:
         if self.max_events is not None and self.max_events < 1:
@@ -143,9 +147,10 @@ def item_scorer(model: object) -> ItemScorer:
     return lambda h, items, full_row=False: sliced_scores(model, h, items, full_row)
 
 
-def occluder_for(model: object) -> Occluder | None:
+def occluder_for(model: object, bfloat16: bool = False) -> Occluder | None:
     """A structure-aware occlusion for ``model``, or None: for one causal Transformer the
-    occluded histories' shared prefix is computed once (models/occlusion.py)."""
+    occluded histories' shared prefix is computed once (models/occlusion.py), under
+    bfloat16 autocast when asked."""
     from shopformer.models.sequential import SASRecRecommender
 
     if not isinstance(model, SASRecRecommender) or model.config.members != 1 or not model.config.arch.causal:
@@ -156,8 +161,9 @@ def occluder_for(model: object) -> Occluder | None:
 
         from shopformer.models.occlusion import occlusion_user_vectors
 
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            users = occlusion_user_vectors(model, history, positions).float()  # (E + 1, D)
         with torch.no_grad():
-            users = occlusion_user_vectors(model, history, positions)  # (E + 1, D)
             return _dot_scores(model, users, np.tile(items, (len(users), 1)), full_row)  # same K items per row
 
     return occlude
@@ -186,7 +192,7 @@ def _dot_scores(model, users, items: np.ndarray, full_row: bool) -> tuple[np.nda
     and with ``full_row`` row 0 against the whole table."""
     import torch
 
-    table = model.module.item_table(model.item_representations())  # (N + 1, D)
+    table = model.output_table()  # (N + 1, D)
     rows = table[torch.as_tensor(np.asarray(items, dtype=np.int64))]  # (R, K, D)
     cols = torch.einsum("rd,rkd->rk", users, rows).numpy().astype(np.float32, copy=False)
     full = None
@@ -262,7 +268,7 @@ def attribute_many(
     ``catalog``, one user per batch: the catalog row is asked of each batch's row 0)."""
     histories = histories.without_padding()  # index 0 is no event the model saw
     items = np.asarray(items, dtype=np.int64).reshape(len(histories), -1)
-    occluder = occluder_for(model) if config.reuse_prefix else None
+    occluder = occluder_for(model, config.bfloat16) if config.reuse_prefix else None
     if occluder is not None:  # one call per user, its shared prefix computed once
         out = []
         for u in range(len(histories)):

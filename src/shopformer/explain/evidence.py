@@ -70,9 +70,21 @@ class CoCounts:
         out = np.zeros((len(xs), len(ys)), dtype=np.int64)
         okx = (xs > 0) & (xs <= self.n_items)
         oky = (ys > 0) & (ys <= self.n_items)
-        if okx.any() and oky.any():
-            both = (self.matrix[:, xs[okx]].T @ self.matrix[:, ys[oky]]).toarray()
-            out[np.ix_(okx, oky)] = np.rint(both).astype(np.int64)
+        if not (okx.any() and oky.any()):
+            return out
+        # the ys' customers as a (Y, users) mask, read at every x's customers: the work is
+        # the xs' column lengths times Y, with no sparse matrix built per request
+        ptr, users = self.matrix.indptr, self.matrix.indices
+        has_y = np.zeros((int(oky.sum()), self.matrix.shape[0]), dtype=bool)
+        for b, y in enumerate(ys[oky].tolist()):
+            has_y[b, users[ptr[y] : ptr[y + 1]]] = True
+        x_ok = xs[okx]
+        sizes = ptr[x_ok + 1] - ptr[x_ok]
+        ends = np.cumsum(sizes)
+        x_users = users[np.repeat(ptr[x_ok] - (ends - sizes), sizes) + np.arange(ends[-1])]  # x after x
+        running = np.zeros((len(has_y), ends[-1] + 1), dtype=np.int64)  # (Y, total + 1)
+        np.cumsum(has_y[:, x_users], axis=1, out=running[:, 1:])
+        out[np.ix_(okx, oky)] = (running[:, ends] - running[:, ends - sizes]).T
         return out
 
     def customers(self, items: np.ndarray) -> np.ndarray:
@@ -118,11 +130,9 @@ def content_evidence(content: ItemContent, history: np.ndarray, items: np.ndarra
     n_rows = len(content.tokens)
     hist_ok = (history > 0) & (history < n_rows)
     hist_tokens = content.tokens[np.where(hist_ok, history, 0)]  # (L, A); row 0 is empty
-    unit = None
-    if content.vectors is not None:
-        v = content.vectors
-        norms = np.linalg.norm(v, axis=1)
-        unit = np.divide(v, norms[:, None], out=np.zeros_like(v), where=norms[:, None] > 0)
+    hist_unit = None
+    if content.vectors is not None:  # unit rows of the history items only (a request reads no more)
+        hist_unit = _unit(content.vectors[np.where(hist_ok, history, 0)])  # (L, V)
     out = []
     for y in items.tolist():  # K items (a page of recommendations)
         if not 0 < y < n_rows:
@@ -137,11 +147,18 @@ def content_evidence(content: ItemContent, history: np.ndarray, items: np.ndarra
                 shared.append(SharedToken(content.token_names[t], tuple(int(p) for p in where)))
         shared.sort(key=lambda s: (-len(s.positions), s.token))
         sim = pos = None
-        if unit is not None and hist_ok.any() and unit[y].any():
-            cos = unit[np.where(hist_ok, history, 0)] @ unit[y]
+        y_unit = None if hist_unit is None else _unit(content.vectors[y][None])[0]
+        if y_unit is not None and hist_ok.any() and y_unit.any():
+            cos = hist_unit @ y_unit
             cos[~hist_ok] = -np.inf
             best = int(np.argmax(cos))
-            if np.isfinite(cos[best]) and unit[history[best]].any():
+            if np.isfinite(cos[best]) and hist_unit[best].any():
                 sim, pos = round(float(cos[best]), 4), best
         out.append(ContentMatch(tuple(shared), sim, pos))
     return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; zero rows stay zero."""
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)

@@ -34,8 +34,9 @@ Formats (``fmt``)
     UCI Online Retail I / II CSV -> purchase/cancel events + a derived GBP catalog.
 ``recbole``
     RecBole atomic ``.inter`` (events) / ``.item`` (products).
-``item2attributes``, ``items-tsv``, ``movielens-movies``
-    Catalog-only formats (S3-Rec attributes JSON, UniSRec item text TSV, movies.dat).
+``item2attributes``, ``items-tsv``, ``movielens-movies``, ``movielens-plots``
+    Catalog-only formats (S3-Rec attributes JSON, UniSRec item text TSV, movies.dat,
+    MeLU movies_extrainfos.dat with plots, director and actors).
 
 Options: ``event_type`` is the type of events whose file has no type column
 (default: ``view``; ``purchase`` for sequence files; ``rate`` for RecBole ratings).
@@ -61,6 +62,7 @@ from .adapters import (
     read_item2attributes,
     read_items_tsv,
     read_movielens_movies,
+    read_movielens_plots,
     read_online_retail,
     read_recbole,
     read_sequences,
@@ -94,6 +96,7 @@ __all__ = [
     "read_item2attributes",
     "read_items_tsv",
     "read_movielens_movies",
+    "read_movielens_plots",
     "read_online_retail",
     "read_products",
     "read_recbole",

@@ -11,6 +11,8 @@
 - :func:`read_items_tsv`: UniSRec-style ``item_id<TAB>asin<TAB>text`` -> products.
 - :func:`read_movielens_movies`: MovieLens ``movies.dat`` (``MovieID::Title::Genres``,
   ISO-8859-1) -> products.
+- :func:`read_movielens_plots`: MeLU's ``movies_extrainfos.dat`` (title, year, rating,
+  genres, director, writers, actors, plot, poster) -> products with a description.
 """
 
 from __future__ import annotations
@@ -381,6 +383,54 @@ def read_movielens_movies(
     products, report = finalize_products(
         staged, source=str(path), fmt="movielens-movies",
         fields={"item_id": "MovieID", "title": "Title"},
+        existing=existing_products, strict=strict,
+    )
+    return Ingested(_no_events(), products, report)
+
+
+#: Fields of MeLU's ``movies_extrainfos.dat``, in order.
+_MELU_FIELDS = ("item_id", "title", "year", "rated", "released", "genres", "director", "writers", "actors",
+                "plot", "poster")
+
+
+def read_movielens_plots(
+    path: str | Path,
+    *,
+    existing_products: pl.DataFrame | None = None,
+    strict: bool = False,
+) -> Ingested:
+    """MeLU's MovieLens ``movies_extrainfos.dat`` (UTF-8, ``::``-separated
+    ``MovieID::title::year::rated::released::genres::director::writers::actors::plot::poster``)
+    -> products with title ``"Title (year)"`` (as in ``movies.dat``), categories = genres,
+    brand = director, tags = actors, description = plot, image_uri = poster and attributes
+    ``{"year", "rated", "writers"}``. ``N/A`` (MeLU's missing value) becomes null."""
+    path = Path(path)
+    lines = read_lines(path).filter(pl.col("text").str.strip_chars().str.len_bytes() > 0)
+    parts = pl.col("text").str.splitn("::", len(_MELU_FIELDS))
+    raw = lines.select(pl.col(LINE), *(
+        parts.struct.field(f"field_{i}").str.strip_chars().alias(name) for i, name in enumerate(_MELU_FIELDS)
+    )).with_columns(pl.col(c).replace("N/A", None) for c in _MELU_FIELDS[1:])
+
+    def names(col: str) -> pl.Expr:  # "A, B (story), C" -> ["A", "B", "C"]
+        return (pl.col(col).str.split(",").list.eval(pl.element().str.replace(r"\s*\(.*\)$", "").str.strip_chars())
+                .list.filter(pl.element().str.len_bytes() > 0).list.unique(maintain_order=True))
+
+    staged = raw.select(
+        pl.col(LINE),
+        "item_id",
+        pl.when(pl.col("year").is_not_null()).then(pl.format("{} ({})", "title", "year"))
+        .otherwise(pl.col("title")).alias("title"),
+        pl.col("plot").alias("description"),
+        names("director").list.first().alias("brand"),
+        names("genres").alias("categories"),
+        names("actors").alias("tags"),
+        pl.col("poster").alias("image_uri"),
+        pl.struct(pl.col("year").cast(pl.Int64, strict=False), "rated",
+                  names("writers").alias("writers")).struct.json_encode().alias("attributes"),
+    )
+    products, report = finalize_products(
+        staged, source=str(path), fmt="movielens-plots",
+        fields={"item_id": "MovieID", "title": "title", "description": "plot", "brand": "director"},
         existing=existing_products, strict=strict,
     )
     return Ingested(_no_events(), products, report)

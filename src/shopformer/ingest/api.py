@@ -15,6 +15,7 @@ from .adapters import (
     read_item2attributes,
     read_items_tsv,
     read_movielens_movies,
+    read_movielens_plots,
     read_online_retail,
     read_recbole,
     read_sequences,
@@ -31,9 +32,10 @@ FORMATS: tuple[str, ...] = (
     "item2attributes",
     "items-tsv",
     "movielens-movies",
+    "movielens-plots",
 )
 #: Formats that only hold products (a source in one of these is ingested as a catalog).
-CATALOG_ONLY_FORMATS: tuple[str, ...] = ("item2attributes", "items-tsv", "movielens-movies")
+CATALOG_ONLY_FORMATS: tuple[str, ...] = ("item2attributes", "items-tsv", "movielens-movies", "movielens-plots")
 
 EVENTS_FILE = "events.parquet"
 PRODUCTS_FILE = "products.parquet"
@@ -116,6 +118,8 @@ def read(
         return read_items_tsv(source, mapping, existing_products=existing_products, strict=strict)
     if f == "movielens-movies":
         return read_movielens_movies(source, existing_products=existing_products, strict=strict)
+    if f == "movielens-plots":
+        return read_movielens_plots(source, existing_products=existing_products, strict=strict)
     raise AssertionError(f)  # pragma: no cover
 
 

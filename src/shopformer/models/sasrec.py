@@ -44,6 +44,10 @@ class SASRecConfig:
         vectors as extra columns), so retrieval is unchanged. It hands the network the
         raw text similarity that its d_model-wide content projection cannot keep,
         which is what places products never seen in training.
+    id_output_scale: weight of the ID embedding in the output table (the input keeps
+        it whole); below 1 it narrows the lead known products have over new ones.
+        Chosen on validation after training (``models.calibration``), as is the text
+        channel's weight.
     """
 
     n_items: int = 0
@@ -63,6 +67,7 @@ class SASRecConfig:
     id_dropout: float = 0.0
     text_channel: bool = False
     text_history: int = 20
+    id_output_scale: float = 1.0
 
 
 class SASRec(nn.Module):
@@ -182,7 +187,10 @@ class SASRec(nn.Module):
         """(n_items + 1, D [+ V]) output embeddings; row 0 (padding) is never a valid
         answer. With the text channel each row also carries its unit vector."""
         table = self.item_representations() if table is None else table
-        rows = table[: self.config.n_items + 1]
+        n, scale = self.config.n_items, self.config.id_output_scale
+        rows = table[: n + 1]
+        if scale != 1.0 and self.content is not None:  # known items' ID part, scaled
+            rows = rows - (1.0 - scale) * self.item_emb.weight[: n + 1] * self.known[: n + 1, None]
         if self.text_weight is None:
             return rows
         return torch.cat([rows, self.unit_vectors[: self.config.n_items + 1]], dim=1)

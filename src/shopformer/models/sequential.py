@@ -15,6 +15,7 @@ import torch
 from shopformer.features.content import ItemContent
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
+from shopformer.models.calibration import Calibration, CalibrationConfig, calibrate
 from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
@@ -33,6 +34,8 @@ class TransformerConfig:
     #: > 1: train this many networks one after the other (seeds seed, seed + 1, ...;
     #: a time limit is shared between them) and score with the mean of their scores
     members: int = 1
+    #: with content: the output ID scale and text weight chosen on validation after fit
+    calibration: CalibrationConfig = CalibrationConfig()
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class SASRecRecommender:
         self.content = content
         self.module: SASRec | None = None
         self._table: torch.Tensor | None = None  # inference item table, see item_representations
+        self._output: tuple[torch.Tensor, torch.Tensor] | None = None  # (_table it came from, output table)
         self.history = TrainHistory()
+        self.calibration: Calibration | None = None
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
@@ -122,7 +127,26 @@ class SASRecRecommender:
         validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
         self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
         self._table = None  # the best weights were restored
+        if c.calibration.enabled and valid is not None and self.module.content is not None:
+            self.apply_calibration(calibrate(self, valid, c.calibration))
         return self
+
+    def apply_calibration(self, cal: Calibration) -> None:
+        """Score with the chosen ID scale and text weight (adds the text channel to a
+        network trained without it when the weight is above 0)."""
+        arch = self.config.arch
+        new_arch = replace(arch, id_output_scale=cal.id_scale, text_channel=arch.text_channel or cal.text_weight > 0)
+        if new_arch.text_channel and not arch.text_channel:
+            grown = SASRec(new_arch)
+            grown.load_state_dict(self.module.state_dict(), strict=False)  # all but the channel's two entries
+            grown.set_vectors(torch.from_numpy(self.content.vectors))
+            self.module = grown.eval()
+        if self.module.text_weight is not None:
+            with torch.no_grad():
+                self.module.text_weight.fill_(cal.text_weight)
+        self.module.config = new_arch  # item_table reads the scale from the network's own config
+        self.config = replace(self.config, arch=new_arch)
+        self._table, self.calibration = None, cal
 
     def _fit_members(self, train: Sequences, n_items: int, valid: EvalCases | None) -> Self:
         c = self.config
@@ -130,7 +154,9 @@ class SASRecRecommender:
         share = t.time_limit_s / c.members if t.time_limit_s else 0.0
         members, records, epochs = [], [], 0
         for k in range(c.members):
-            cfg = replace(c, members=1, train=replace(t, seed=t.seed + k, time_limit_s=share))
+            # members share one architecture (it rebuilds them on load): none is calibrated
+            cfg = replace(c, members=1, train=replace(t, seed=t.seed + k, time_limit_s=share),
+                          calibration=replace(c.calibration, enabled=False))
             member = type(self)(cfg, self.content).fit(train, n_items, valid)
             members.append(member)
             wall = records[-1].wall_seconds if records else 0.0  # one curve: members back to back
@@ -180,6 +206,15 @@ class SASRecRecommender:
             self._table = module.item_representations()
         return self._table
 
+    @torch.no_grad()
+    def output_table(self) -> torch.Tensor:
+        """(N + 1, D [+ V]) output item table (``module.item_table``), computed once per
+        inference table: with calibration or the text channel it is not a plain slice."""
+        table = self.item_representations()
+        if self._output is None or self._output[0] is not table:
+            self._output = table, self._require().item_table(table)
+        return self._output[1]
+
     def _require(self) -> SASRec:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
@@ -209,7 +244,7 @@ class SASRecRecommender:
         # Score in batches of similar length so short histories are not padded to long ones.
         order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
         table = self.item_representations()
-        out = torch.empty(len(w.items), module.item_table(table).shape[1])  # D [+ V], or the members' sum
+        out = torch.empty(len(w.items), self.output_table().shape[1])  # D [+ V], or the members' sum
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
             h = module(*_tensors(w.select(rows).trim()), table=table, last_only=True)  # (b, 1, D)
@@ -218,7 +253,7 @@ class SASRecRecommender:
 
     @torch.no_grad()
     def score(self, history: Sequences) -> np.ndarray:
-        table = self._require().item_table(self.item_representations())  # (N + 1, D)
+        table = self.output_table()  # (N + 1, D)
         scores = (self.user_vectors(history) @ table.T).numpy().astype(np.float32, copy=False)
         scores[:, 0] = -np.inf  # padding is never an answer
         return scores
@@ -228,7 +263,7 @@ class SASRecRecommender:
         """Cosine similarity of output item embeddings."""
         from shopformer.retrieve.exact import top_k
 
-        table = torch.nn.functional.normalize(self._require().item_table(self.item_representations()), dim=-1)
+        table = torch.nn.functional.normalize(self.output_table(), dim=-1)
         items = np.asarray(items, dtype=np.int64)
         if len(items) and (items.max() > self.config.arch.n_items or items.min() < 0):
             raise ValueError(f"item indexes outside 1..{self.config.arch.n_items}")
@@ -291,6 +326,7 @@ class SASRecRecommender:
             "best_valid": self.history.best_valid,
             "stopped": self.history.stopped,
             "records": [asdict(r) for r in self.history.records],
+            "calibration": None if self.calibration is None else asdict(self.calibration),
         }
         (folder / "training.json").write_text(json.dumps(hist, indent=2))
         if self.history.records:
@@ -304,6 +340,8 @@ class SASRecRecommender:
         config = cls.config_type(
             arch=SASRecConfig(**raw["arch"]), train=TrainConfig(**raw["train"]), score_batch=raw["score_batch"],
             members=raw.get("members", 1),
+            calibration=CalibrationConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in raw.get("calibration", {}).items()}),
         )
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)

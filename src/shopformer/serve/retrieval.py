@@ -99,6 +99,9 @@ def _item_table(model: object):  # noqa: ANN202 - a torch.Tensor
     """The model's (N + 1, D) item table, sliced from the inference table the model
     already holds (``item_representations()``, computed once) when it has one, so that
     the index shares its memory instead of holding a recomputed copy."""
+    output = getattr(model, "output_table", None)
+    if callable(output):
+        return output()
     reps = getattr(model, "item_representations", None)
     if callable(reps):
         try:

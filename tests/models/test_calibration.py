@@ -1,0 +1,109 @@
+"""Calibration: the output ID scale and text weight chosen on validation after fit."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from shopformer.evaluate.protocol import EvalConfig, evaluate
+from shopformer.features.content import ContentConfig, build_content
+from shopformer.features.sequences import Sequences
+from shopformer.features.splits import EvalCases
+from shopformer.features.vocab import Vocabulary
+from shopformer.models.calibration import Calibration, CalibrationConfig, calibrate, recent_text_query
+from shopformer.models.sasrec import SASRecConfig
+from shopformer.models.sequential import SASRecRecommender, TransformerConfig
+from shopformer.train.loop import TrainConfig
+
+N, V = 30, 6
+
+
+def test_recent_text_query_is_the_mean_of_the_latest_unit_vectors():
+    unit = np.random.default_rng(0).normal(size=(N + 1, V)).astype(np.float32)
+    h = Sequences.from_lists([[3, 4, 5, 6], [7], []])
+    q = recent_text_query(h, unit, last=3)
+    np.testing.assert_allclose(q[0], unit[[4, 5, 6]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(q[1], unit[7], rtol=1e-6)
+    assert not q[2].any()
+
+
+def _data(seed: int = 1):
+    """Items 1..10 follow each other in a cycle; items 26..30 are never in training."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(120):
+        start = int(rng.integers(1, 11))
+        rows.append([(start + k - 1) % 10 + 1 for k in range(7)])
+    cases = EvalCases(np.arange(40), Sequences.from_lists([r[:-1] for r in rows[:40]]),
+                      Sequences.from_lists([[r[-1]] for r in rows[:40]]))
+    return Sequences.from_lists(rows), cases
+
+
+@pytest.fixture(scope="module")
+def content():
+    vocab = Vocabulary([str(i) for i in range(1, N + 1)])
+    vectors = np.random.default_rng(3).normal(size=(N, V)).astype(np.float32)
+    return build_content(pl.DataFrame({"item_id": vocab.ids}), vocab, ContentConfig(fields=()), vectors)
+
+
+def _model(content, calibration: CalibrationConfig, text_channel: bool = False) -> SASRecRecommender:
+    torch.set_num_threads(1)
+    cfg = TransformerConfig(arch=SASRecConfig(d_model=8, n_heads=1, max_len=8, id_dropout=0.5,
+                                              text_channel=text_channel),
+                            train=TrainConfig(epochs=3, batch_size=16, warmup_steps=2), calibration=calibration)
+    train, valid = _data()
+    return SASRecRecommender(cfg, content).fit(train, N, valid)
+
+
+def test_calibrated_model_scores_what_the_grid_measured(content, tmp_path):
+    grid = CalibrationConfig(id_scales=(1.0, 0.5, 0.0), text_weights=(0.0, 3.0))
+    model = _model(content, grid)
+    cal = model.calibration
+    assert isinstance(cal, Calibration) and len(cal.grid) == 6
+    best = max(g["valid_NDCG@10"] for g in cal.grid)
+    assert cal.valid_ndcg == best
+    assert (cal.id_scale, cal.text_weight) in {(g["id_scale"], g["text_weight"]) for g in cal.grid}
+    _, valid = _data()
+    served = evaluate(model, valid, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert served == pytest.approx(cal.valid_ndcg, abs=1e-6)  # the served model is the one measured
+    assert model.config.arch.id_output_scale == cal.id_scale
+    assert model.config.arch.text_channel == (cal.text_weight > 0)
+    hist = Sequences.from_lists([[3, 4, 5]])
+    model.save(tmp_path)
+    np.testing.assert_allclose(SASRecRecommender.load(tmp_path).score(hist), model.score(hist), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("id_scale, text_weight", [(0.5, 0.0), (1.0, 4.0), (0.3, 2.0)])
+def test_each_candidate_matches_the_model_it_describes(content, id_scale, text_weight):
+    model = _model(content, CalibrationConfig(enabled=False))
+    _, valid = _data()
+    cal = calibrate(model, valid, CalibrationConfig(id_scales=(id_scale,), text_weights=(text_weight,)))
+    model.apply_calibration(cal)
+    served = evaluate(model, valid, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert served == pytest.approx(cal.grid[0]["valid_NDCG@10"], abs=1e-6)
+    # the scale shrinks only the known items' ID part: an unsold item's score is unchanged
+    assert not model.module.known[N]
+    table = model.module.item_table(model.item_representations())
+    reps = model.item_representations()
+    torch.testing.assert_close(table[N, :8], reps[N])
+    torch.testing.assert_close(table[1, :8], reps[1] - (1 - id_scale) * model.module.item_emb.weight[1])
+
+
+def test_a_trained_text_weight_is_a_candidate_and_can_be_kept(content):
+    model = _model(content, CalibrationConfig(enabled=False), text_channel=True)
+    learned = model.module.text_weight.item()
+    _, valid = _data()
+    cal = calibrate(model, valid, CalibrationConfig(id_scales=(1.0,), text_weights=()))
+    assert [g["text_weight"] for g in cal.grid] == [pytest.approx(learned)]
+    before = model.score(valid.history)
+    model.apply_calibration(cal)
+    np.testing.assert_allclose(model.score(valid.history), before, rtol=1e-5, atol=1e-5)
+
+
+def test_no_calibration_without_content_or_validation(content):
+    torch.set_num_threads(1)
+    train, valid = _data()
+    cfg = TransformerConfig(arch=SASRecConfig(d_model=8, n_heads=1, max_len=8),
+                            train=TrainConfig(epochs=1, batch_size=16, warmup_steps=2))
+    assert SASRecRecommender(cfg).fit(train, N, valid).calibration is None
+    assert SASRecRecommender(cfg, content).fit(train, N).calibration is None
