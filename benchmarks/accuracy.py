@@ -114,10 +114,11 @@ TRANSFORMER_GRID: dict[str, dict[str, list[dict[str, str]]]] = {
                 "train.crop": "all", "train.eval_every": "2", "train.patience": "10"}]
         for name in ("sasrec", "sasrec_content")
     },
-    # Small: each entry picks its width on validation; the Beauty small-batch recipe.
+    # The setting new_visitors.py chose on Online Retail's validation visitors (d64, the
+    # small-batch recipe, 30 epochs); 100 positions (p90 history 202, median 41).
     "online-retail": {
-        name: [{"arch.d_model": d, "arch.max_len": "100", "train.batch_size": "32", "train.epochs": "60",
-                **_SMALL_BATCHES} for d in ("64", "128")]
+        name: [{"arch.d_model": "64", "arch.max_len": "100", "train.batch_size": "32", "train.epochs": "30",
+                **_SMALL_BATCHES, "train.patience": "5"}]
         for name in ("sasrec", "sasrec_content")
     },
     # Not tuned here: cold_start.py's setting (chosen on Beauty's tuning records) for IDs
@@ -262,12 +263,14 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 def content_pairs(results: list[dict]) -> list[tuple[dict, dict]]:
     """(IDs-only record, content record) for every content entry whose ID-only twin ran:
-    ``sasrec_content_text<tag>`` pairs with ``sasrec<tag>``."""
+    ``sasrec_content_text<tag>`` pairs with ``sasrec<tag>`` (a ``_calibrated`` record of
+    calibrate_run.py with the twin of the run it came from)."""
     by = {(r["dataset"], r["model"]): r for r in results}
     pairs = []
     for (ds, name), r in by.items():
         entry = max((e for e in CONTENT_MODELS if name.startswith(e)), key=len, default=None)
-        twin = by.get((ds, CONTENT_MODELS[entry] + name[len(entry):])) if entry and r.get("content") else None
+        tag = name[len(entry):].removesuffix("_calibrated") if entry else ""
+        twin = by.get((ds, CONTENT_MODELS[entry] + tag)) if entry and r.get("content") else None
         if twin is not None:
             pairs.append((twin, r))
     return pairs

@@ -342,7 +342,7 @@ def main() -> None:
     ap.add_argument("--no-reuse-prefix", action="store_true",
                     help="score every occluded history from scratch (the Transformer's shared prefix not reused)")
     ap.add_argument("--no-best", action="store_true", help="skip the best-possible-removal search")
-    ap.add_argument("--bf16", action="store_true", help="the Transformer's occlusion under bfloat16 autocast")
+    ap.add_argument("--bf16", action="store_true", help="the Transformer's occlusion by its bfloat16 copy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")

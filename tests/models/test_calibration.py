@@ -56,10 +56,11 @@ def _model(content, calibration: CalibrationConfig, text_channel: bool = False) 
 
 
 def test_calibrated_model_scores_what_the_grid_measured(content, tmp_path):
-    grid = CalibrationConfig(id_scales=(1.0, 0.5, 0.0), text_weights=(0.0, 3.0))
+    grid = CalibrationConfig(id_scales=(1.0, 0.5, 0.0), text_weights=(0.0, 3.0), text_histories=(2, 20))
     model = _model(content, grid)
     cal = model.calibration
-    assert isinstance(cal, Calibration) and len(cal.grid) == 6
+    assert isinstance(cal, Calibration) and len(cal.grid) == 9  # 3 scales x (no channel, weight 3 x 2 histories)
+    assert {(g["text_weight"], g["text_history"]) for g in cal.grid} == {(0.0, 20), (3.0, 2), (3.0, 20)}
     best = max(g["valid_NDCG@10"] for g in cal.grid)
     assert cal.valid_ndcg == best
     assert (cal.id_scale, cal.text_weight) in {(g["id_scale"], g["text_weight"]) for g in cal.grid}
@@ -68,19 +69,23 @@ def test_calibrated_model_scores_what_the_grid_measured(content, tmp_path):
     assert served == pytest.approx(cal.valid_ndcg, abs=1e-6)  # the served model is the one measured
     assert model.config.arch.id_output_scale == cal.id_scale
     assert model.config.arch.text_channel == (cal.text_weight > 0)
+    assert model.config.arch.text_history == cal.text_history
     hist = Sequences.from_lists([[3, 4, 5]])
     model.save(tmp_path)
     np.testing.assert_allclose(SASRecRecommender.load(tmp_path).score(hist), model.score(hist), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("id_scale, text_weight", [(0.5, 0.0), (1.0, 4.0), (0.3, 2.0)])
-def test_each_candidate_matches_the_model_it_describes(content, id_scale, text_weight):
+@pytest.mark.parametrize("id_scale, text_weight, text_history", [(0.5, 0.0, 20), (1.0, 4.0, 2), (0.3, 2.0, 20)])
+def test_each_candidate_matches_the_model_it_describes(content, id_scale, text_weight, text_history):
     model = _model(content, CalibrationConfig(enabled=False))
     _, valid = _data()
-    cal = calibrate(model, valid, CalibrationConfig(id_scales=(id_scale,), text_weights=(text_weight,)))
+    cal = calibrate(model, valid, CalibrationConfig(id_scales=(id_scale,), text_weights=(text_weight,),
+                                                    text_histories=(text_history,)))
+    chosen = [g for g in cal.grid if (g["text_weight"], g["text_history"]) == (text_weight, text_history)]
+    cal = Calibration(id_scale, text_weight, text_history, chosen[0]["valid_NDCG@10"], tuple(chosen))
     model.apply_calibration(cal)
     served = evaluate(model, valid, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
-    assert served == pytest.approx(cal.grid[0]["valid_NDCG@10"], abs=1e-6)
+    assert served == pytest.approx(cal.valid_ndcg, abs=1e-6)
     # the scale shrinks only the known items' ID part: an unsold item's score is unchanged
     assert not model.module.known[N]
     table = model.module.item_table(model.item_representations())
@@ -93,10 +98,11 @@ def test_a_trained_text_weight_is_a_candidate_and_can_be_kept(content):
     model = _model(content, CalibrationConfig(enabled=False), text_channel=True)
     learned = model.module.text_weight.item()
     _, valid = _data()
-    cal = calibrate(model, valid, CalibrationConfig(id_scales=(1.0,), text_weights=()))
-    assert [g["text_weight"] for g in cal.grid] == [pytest.approx(learned)]
+    cal = calibrate(model, valid, CalibrationConfig(id_scales=(1.0,), text_weights=(), text_histories=()))
+    assert [g["text_weight"] for g in cal.grid] == [0.0, pytest.approx(learned)]  # no channel, or as trained
+    kept = next(g for g in cal.grid if g["text_weight"] == pytest.approx(learned))
     before = model.score(valid.history)
-    model.apply_calibration(cal)
+    model.apply_calibration(Calibration(1.0, kept["text_weight"], kept["text_history"], kept["valid_NDCG@10"], (kept,)))
     np.testing.assert_allclose(model.score(valid.history), before, rtol=1e-5, atol=1e-5)
 
 

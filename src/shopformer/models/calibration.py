@@ -9,9 +9,10 @@ not find well:
   its whole ID embedding then ranks it above a new one by more than the evidence says.
 - ``text_weight``, the weight of the raw text similarity to the latest events (the
   text channel, ``SASRecConfig.text_channel``). A scalar under Adam moves about one
-  learning rate per step, so from 1.0 it cannot reach 8 in a run of a thousand steps.
+  learning rate per step, so from 1.0 it cannot reach 8 in a run of a thousand steps;
+  and with it how many of the latest events the text channel averages.
 
-Both are chosen from a small grid by NDCG@10 on the validation cases (the ones early
+All are chosen from a small grid by NDCG@10 on the validation cases (the ones early
 stopping reads, with whatever share of new products they hold); the test split is
 never read. Only the output side changes: user vectors are computed as trained.
 """
@@ -32,11 +33,13 @@ class CalibrationConfig:
     """enabled: calibrate after ``fit`` when the model has content and validation cases.
     id_scales: candidate weights of the ID embedding in the output table.
     text_weights: candidate weights of the text channel (used only with content vectors;
-        0 = no text channel; the trained weight, if any, is always a candidate too)."""
+        0 = no text channel; the trained weight, if any, is always a candidate too).
+    text_histories: candidate numbers of latest events the text channel averages."""
 
     enabled: bool = True
     id_scales: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
     text_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+    text_histories: tuple[int, ...] = (5, 20)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Calibration:
 
     id_scale: float
     text_weight: float
+    text_history: int
     valid_ndcg: float
     grid: tuple[dict, ...]
 
@@ -95,21 +99,26 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
         content_part = table[: n + 1] - id_part
     hidden = model.user_vectors(valid.history)[:, :d].numpy()  # the text channel's columns are rebuilt below
     vectors = model.content.vectors
-    weights = (0.0,)
+    # (text weight, text history) pairs; without vectors only "no text channel"
+    channel = [(0.0, arch.text_history)]
+    queries: dict[int, np.ndarray] = {}
+    unit_t = None
     if vectors is not None:
-        learned = [module.text_weight.item()] if module.text_weight is not None else []
-        weights = tuple(dict.fromkeys([*config.text_weights, *learned]))
+        learned = [(module.text_weight.item(), arch.text_history)] if module.text_weight is not None else []
+        histories = tuple(dict.fromkeys([*config.text_histories, arch.text_history]))
+        channel = list(dict.fromkeys([*channel, *((w, h) for w in config.text_weights if w for h in histories),
+                                      *learned]))
         unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         unit[0] = 0
-        query = recent_text_query(valid.history.without_padding(), unit.astype(np.float32), arch.text_history)
+        history = valid.history.without_padding()
+        queries = {h: recent_text_query(history, unit.astype(np.float32), h) for h in histories}
         unit_t = np.ascontiguousarray(unit.T, dtype=np.float32)
-    else:
-        query = unit_t = None
     grid = []
     for s in config.id_scales:
-        for w in weights:
-            scorer = _GridScorer(hidden, query, content_part.numpy().T, id_part.numpy().T, unit_t, s, w)
+        for w, h in channel:
+            scorer = _GridScorer(hidden, queries.get(h), content_part.numpy().T, id_part.numpy().T, unit_t, s, w)
             res = evaluate(scorer, valid, n, EvalConfig(cutoffs=(10,)), progress=False)
-            grid.append({"id_scale": s, "text_weight": w, "valid_NDCG@10": round(res.metrics["NDCG@10"], 6)})
+            grid.append({"id_scale": s, "text_weight": w, "text_history": h,
+                         "valid_NDCG@10": round(res.metrics["NDCG@10"], 6)})
     best = max(grid, key=lambda g: g["valid_NDCG@10"])  # first of equals: the larger id_scale, smaller weight
-    return Calibration(best["id_scale"], best["text_weight"], best["valid_NDCG@10"], tuple(grid))
+    return Calibration(best["id_scale"], best["text_weight"], best["text_history"], best["valid_NDCG@10"], tuple(grid))

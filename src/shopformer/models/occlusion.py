@@ -76,25 +76,27 @@ def shared_prefix_last_hidden(
 
 
 @torch.no_grad()
-def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray) -> torch.Tensor:  # noqa: ANN001
+def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # noqa: ANN001
+                           bfloat16: bool = False) -> torch.Tensor:
     """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
     without each event in ``positions`` (E indexes into it), as
     ``model.user_vectors`` would give for those E + 1 histories, with the shared prefix
-    computed once. ``model`` is a fitted causal :class:`SASRecRecommender`."""
-    module = model._require()
+    computed once. ``model`` is a fitted causal :class:`SASRecRecommender`; with
+    ``bfloat16`` its bfloat16 copy computes them (float32 out)."""
     arch = model.config.arch
     if not arch.causal or model.config.members != 1:
         raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
+    module = model._require()
     if module.training:
         module.eval()
+    module, table = model.bfloat16_copy() if bfloat16 else (module, model.item_representations())
     L = int(history.lengths[0])
     positions = np.asarray(positions, dtype=np.int64)
-    table = model.item_representations()
     T = min(L, arch.max_len)
     inside = positions >= L - T  # an event outside the window changes nothing
     if L < 2 or not inside.any():
         full = module(*_tensors(model._windows(history, arch.max_len).trim()), table=table, last_only=True)[:, -1]
-        out = full.expand(len(positions) + 1, -1).clone()
+        out = full.float().expand(len(positions) + 1, -1).clone()
         if L == 1 and len(positions):  # the only event removed: the empty history
             out[1:] = model.user_vectors(Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64)))
         return out
@@ -111,7 +113,7 @@ def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray) -> 
     # own tokens of an occluded row: the events after the removed one (the row without
     # the last event is S itself: its last token alone is recomputed, same numbers)
     own = torch.from_numpy(np.concatenate([[T, t_s], np.clip(L - 1 - occl, 1, t_s)]))
-    vec = shared_prefix_last_hidden(module, rows, own, 1, table)  # (E' + 2, D)
+    vec = shared_prefix_last_hidden(module, rows, own, 1, table).float()  # (E' + 2, D)
     out = vec[:1].expand(len(positions) + 1, -1).clone()
     out[1:][torch.from_numpy(inside)] = vec[2:]
     return out

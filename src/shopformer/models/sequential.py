@@ -4,6 +4,7 @@ the losses, the device and save/load; the tensor maths is in ``models/sasrec.py`
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ class SASRecRecommender:
         self.module: SASRec | None = None
         self._table: torch.Tensor | None = None  # inference item table, see item_representations
         self._output: tuple[torch.Tensor, torch.Tensor] | None = None  # (_table it came from, output table)
+        self._bfloat16: tuple | None = None  # (_table it came from, network copy, table copy)
         self.history = TrainHistory()
         self.calibration: Calibration | None = None
 
@@ -135,7 +137,8 @@ class SASRecRecommender:
         """Score with the chosen ID scale and text weight (adds the text channel to a
         network trained without it when the weight is above 0)."""
         arch = self.config.arch
-        new_arch = replace(arch, id_output_scale=cal.id_scale, text_channel=arch.text_channel or cal.text_weight > 0)
+        new_arch = replace(arch, id_output_scale=cal.id_scale, text_channel=arch.text_channel or cal.text_weight > 0,
+                           text_history=cal.text_history)
         if new_arch.text_channel and not arch.text_channel:
             grown = SASRec(new_arch)
             grown.load_state_dict(self.module.state_dict(), strict=False)  # all but the channel's two entries
@@ -214,6 +217,17 @@ class SASRecRecommender:
         if self._output is None or self._output[0] is not table:
             self._output = table, self._require().item_table(table)
         return self._output[1]
+
+    @torch.no_grad()
+    def bfloat16_copy(self) -> tuple[SASRec, torch.Tensor]:
+        """A bfloat16 copy of the network and of its inference item table, made once per
+        set of weights, for work that may be approximate (occlusion): half the memory
+        read per call, no casts at each call as under autocast."""
+        table = self.item_representations()
+        if self._bfloat16 is None or self._bfloat16[0] is not table:
+            module = copy.deepcopy(self._require()).to(torch.bfloat16).eval()
+            self._bfloat16 = table, module, table.to(torch.bfloat16)
+        return self._bfloat16[1], self._bfloat16[2]
 
     def _require(self) -> SASRec:
         if self.module is None:
