@@ -113,3 +113,13 @@ def test_no_calibration_without_content_or_validation(content):
                             train=TrainConfig(epochs=1, batch_size=16, warmup_steps=2))
     assert SASRecRecommender(cfg).fit(train, N, valid).calibration is None
     assert SASRecRecommender(cfg, content).fit(train, N).calibration is None
+
+
+def test_calibration_is_set_from_the_command_line():
+    from shopformer.artifact import make_model
+
+    model = make_model("sasrec", {"calibration.id_scales": "1,0.5", "calibration.text_histories": "3, 7",
+                                  "calibration.enabled": "false"})
+    assert model.config.calibration == CalibrationConfig(enabled=False, id_scales=(1.0, 0.5), text_histories=(3, 7))
+    with pytest.raises(ValueError, match="calibration.id_scales"):
+        make_model("sasrec", {"calibration.id_scales": "1,x"})
