@@ -203,8 +203,7 @@ def run_model(name: str, params: dict[str, str], data, split, dataset: str, cont
     }
     cal = getattr(model, "calibration", None)
     if cal is not None:  # scoring weights chosen on validation (models/calibration.py)
-        rec["calibration"] = {"id_scale": cal.id_scale, "text_weight": cal.text_weight,
-                              "text_history": cal.text_history, "grid": list(cal.grid)}
+        rec["calibration"] = asdict(cal)
     history = getattr(model, "history", None)
     if history is not None and history.records:
         rec["training"] = {

@@ -51,8 +51,7 @@ def main() -> None:
     test = evaluate_model(run.model, data, split, "test", cfg, {}, progress=False)
     rec = {**base, "model": f"{args.entry}_calibrated", "model_config": asdict(run.model.config),
            "valid": valid["metrics"], "test": test["metrics"], "calibrated_from": args.entry,
-           "calibration": {"id_scale": cal.id_scale, "text_weight": cal.text_weight,
-                           "text_history": cal.text_history, "grid": list(cal.grid)}}
+           "calibration": asdict(cal)}
     rec.pop("training", None)  # the curve belongs to the entry it came from
     print(f"{rec['model']}: id_scale {cal.id_scale} text_weight {cal.text_weight} text_history {cal.text_history}; "
           f"valid NDCG@10 {base['valid']['NDCG@10']:.4f} -> {rec['valid']['NDCG@10']:.4f}; "

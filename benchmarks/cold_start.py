@@ -24,6 +24,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def load(dataset: str, data_root: Path, work: Path):
 def tuned_knn(content, split, n_items: int) -> tuple[ContentKNN, dict]:
     """Content kNN with its profile length and text weight chosen on the validation cold
     cases (what it is the reference for): the baseline gets its best shot."""
-    weights = (0.5, 1.0, 2.0) if content.vector_dim else (1.0,)
+    # the text weight only matters beside attribute tokens (both parts are unit-length)
+    weights = (0.5, 1.0, 2.0) if content.vector_dim and content.n_tokens > 1 else (1.0,)
     best = None
     for history in (5, 20, 50):
         for w in weights:
@@ -168,8 +170,7 @@ def main() -> None:
             rec["best_epoch"], rec["epochs_run"] = history.best_epoch, len(history.records)
         cal = getattr(model, "calibration", None)
         if cal is not None:  # scoring weights chosen on every validation case (warm and cold)
-            rec["calibration"] = {"id_scale": cal.id_scale, "text_weight": cal.text_weight,
-                                  "text_history": cal.text_history, "grid": list(cal.grid)}
+            rec["calibration"] = asdict(cal)
         records.append(rec)
         print(f"{name}{args.tag}: valid cold NDCG@10 {rec['valid_cold']['NDCG@10']:.4f} warm "
               f"{rec['valid_warm']['NDCG@10']:.4f} | test cold HR@10 {rec['test_cold']['HR@10']:.4f} NDCG@10 {rec['test_cold']['NDCG@10']:.4f} | "

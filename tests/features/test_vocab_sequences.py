@@ -97,3 +97,12 @@ def test_one_user_encoding_matches_training(rows, types, dedupe):
     assert got.items.tolist() == want.items.tolist()
     assert got.event_types.tolist() == (want.event_types.tolist() if len(want) else [])
     np.testing.assert_array_equal(got.timestamps, want.timestamps if len(want) else np.zeros(0))
+
+
+def test_latest_keeps_each_rows_last_events_with_their_times():
+    s = Sequences(np.array([0, 4, 5, 5, 7]), np.array([1, 2, 3, 4, 5, 6, 7]),
+                  np.arange(7, dtype=np.float64), np.arange(7, dtype=np.int8))
+    last2 = s.latest(2)
+    assert [last2.row(u).tolist() for u in range(4)] == [[3, 4], [5], [], [6, 7]]
+    assert last2.timestamps.tolist() == [2, 3, 4, 5, 6] and last2.event_types.tolist() == [2, 3, 4, 5, 6]
+    assert s.latest(10).items.tolist() == s.items.tolist()

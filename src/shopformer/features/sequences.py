@@ -79,6 +79,12 @@ class Sequences:
             None if self.event_types is None else self.event_types[mask],
         )
 
+    def latest(self, n: int) -> "Sequences":
+        """The same rows holding only their latest ``n`` elements."""
+        lengths = self.lengths
+        within = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], lengths)
+        return self.keep(within >= np.repeat(lengths - n, lengths))
+
     def without_padding(self) -> "Sequences":
         """The same rows without padding / unknown entries (index 0); self when none."""
         return self.keep(self.items > 0) if (self.items == 0).any() else self

@@ -56,22 +56,19 @@ class Calibration:
 def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -> np.ndarray:
     """(U, V) mean unit vector of each row's latest ``last`` events (what the text
     channel dots with the items' unit vectors); zeros for an empty row."""
-    take = np.minimum(history.lengths, last)
-    ends = history.offsets[1:]
-    owner = np.repeat(np.arange(len(history)), take)
-    pos = np.repeat(ends - take, take) + (np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take))
-    total = np.zeros((len(history), unit_vectors.shape[1]), dtype=np.float32)
-    np.add.at(total, owner, unit_vectors[history.items[pos]])
-    return total / np.maximum(take, 1)[:, None]
+    h = history.latest(last)
+    total = np.zeros((len(h), unit_vectors.shape[1]), dtype=np.float32)
+    np.add.at(total, np.repeat(np.arange(len(h)), h.lengths), unit_vectors[h.items])
+    return total / np.maximum(h.lengths, 1)[:, None]
 
 
 class _GridScorer:
     """Scores of precomputed user parts for one candidate, handed out in the order the
     evaluation asks for them (it walks the cases front to back in batches)."""
 
-    def __init__(self, hidden, query, content_t, id_t, unit_t, id_scale: float, text_weight: float):
+    def __init__(self, hidden, query, table_t, unit_t, text_weight: float):
         self.parts = hidden, query
-        self.table = content_t + id_scale * id_t  # (D, N + 1)
+        self.table = table_t  # (D, N + 1): content + id_scale * known IDs
         self.unit_t, self.text_weight = unit_t, text_weight
         self.cursor = 0
 
@@ -87,8 +84,9 @@ class _GridScorer:
 
 
 def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationConfig()) -> Calibration:  # noqa: ANN001
-    """Choose ``id_scale`` and ``text_weight`` for a fitted single ``SASRecRecommender``
-    with content (see the module docstring); the model is not changed here."""
+    """Choose ``id_scale``, ``text_weight`` and ``text_history`` for a fitted single
+    ``SASRecRecommender`` with content (see the module docstring); the model is not
+    changed here."""
     from shopformer.evaluate.protocol import EvalConfig, evaluate
 
     module, arch = model.module, model.config.arch
@@ -114,9 +112,11 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
         queries = {h: recent_text_query(history, unit.astype(np.float32), h) for h in histories}
         unit_t = np.ascontiguousarray(unit.T, dtype=np.float32)
     grid = []
+    content_t, id_t = content_part.numpy().T, id_part.numpy().T
     for s in config.id_scales:
+        table_t = content_t + s * id_t  # (D, N + 1), one per scale
         for w, h in channel:
-            scorer = _GridScorer(hidden, queries.get(h), content_part.numpy().T, id_part.numpy().T, unit_t, s, w)
+            scorer = _GridScorer(hidden, queries.get(h), table_t, unit_t, w)
             res = evaluate(scorer, valid, n, EvalConfig(cutoffs=(10,)), progress=False)
             grid.append({"id_scale": s, "text_weight": w, "text_history": h,
                          "valid_NDCG@10": round(res.metrics["NDCG@10"], 6)})

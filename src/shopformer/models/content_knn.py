@@ -69,12 +69,10 @@ class ContentKNN:
         return self
 
     def _profiles(self, history: Sequences) -> sp.csr_matrix:
-        h = history
-        _common.check_items(h, self.n_items, "history")
-        take = np.minimum(h.lengths, self.config.history)
-        rows = np.repeat(np.arange(len(h)), take)
-        ends = h.offsets[1:]
-        cols = h.items[np.repeat(ends - take, take) + (np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take))]
+        _common.check_items(history, self.n_items, "history")
+        h = history.latest(self.config.history)
+        rows = np.repeat(np.arange(len(h)), h.lengths)
+        cols = h.items
         keep = cols > 0
         sel = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(len(h), self.n_items + 1))
         return sel @ self.matrix  # (U, F) sum of history content rows (same ranking as the mean)

@@ -96,18 +96,12 @@ def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexCon
 
 
 def _item_table(model: object):  # noqa: ANN202 - a torch.Tensor
-    """The model's (N + 1, D) item table, sliced from the inference table the model
-    already holds (``item_representations()``, computed once) when it has one, so that
-    the index shares its memory instead of holding a recomputed copy."""
+    """The model's (N + 1, D) item table: its cached ``output_table()`` when it has one
+    (a slice of the inference table it already holds, so the index shares that memory),
+    else ``module.item_table()``."""
     output = getattr(model, "output_table", None)
     if callable(output):
         return output()
-    reps = getattr(model, "item_representations", None)
-    if callable(reps):
-        try:
-            return model.module.item_table(reps())
-        except TypeError:  # an item_table() that takes no table
-            pass
     return model.module.item_table()
 
 
