@@ -123,3 +123,63 @@ def test_calibration_is_set_from_the_command_line():
     assert model.config.calibration == CalibrationConfig(enabled=False, id_scales=(1.0, 0.5), text_histories=(3, 7))
     with pytest.raises(ValueError, match="calibration.id_scales"):
         make_model("sasrec", {"calibration.id_scales": "1,x"})
+
+
+@pytest.fixture(scope="module")
+def attributes():
+    """Brands only (no vectors): items i and i + 5 share a brand; a few have a category."""
+    vocab = Vocabulary([str(i) for i in range(1, N + 1)])
+    products = pl.DataFrame({"item_id": vocab.ids, "brand": [f"b{i % 5}" for i in range(1, N + 1)],
+                             "categories": [["c1"] if i % 3 == 0 else [] for i in range(1, N + 1)]})
+    return build_content(products, vocab, ContentConfig(fields=("brand", "categories"), price_bands=0))
+
+
+def test_a_catalog_without_vectors_gets_a_channel_on_its_attribute_tokens(attributes, tmp_path):
+    from shopformer.models.content_knn import content_matrix
+
+    model = _model(attributes, CalibrationConfig(enabled=False))
+    _, valid = _data()
+    cal = calibrate(model, valid, CalibrationConfig(id_scales=(1.0, 0.5), text_weights=(3.0,), text_histories=(2,)))
+    assert {(g["text_weight"], g["text_history"]) for g in cal.grid} == {(0.0, 20), (3.0, 2), (3.0, 20)}
+    chosen = next(g for g in cal.grid if g["text_weight"] == 3.0 and g["id_scale"] == 0.5)
+    model.apply_calibration(Calibration(0.5, 3.0, 2, chosen["valid_NDCG@10"], (chosen,), "tokens"))
+    assert model.config.arch.channel_tokens and model.config.arch.text_channel
+    served = evaluate(model, valid, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert served == pytest.approx(chosen["valid_NDCG@10"], abs=1e-6)
+    # the channel compares exactly what content kNN compares (IDF-weighted unit token rows)
+    knn_rows = content_matrix(attributes).toarray()
+    np.testing.assert_allclose(model.module.unit_vectors[: N + 1].numpy(), knn_rows, atol=1e-6)
+    hist = Sequences.from_lists([[3, 4, 5]])
+    model.save(tmp_path)
+    np.testing.assert_allclose(SASRecRecommender.load(tmp_path).score(hist), model.score(hist), rtol=1e-5, atol=1e-6)
+    # a new product of item 3's brand gets item 3's channel row (the IDF kept from training)
+    grown = model.with_new_items(attributes.tokens[[3]])
+    torch.testing.assert_close(grown.module.unit_vectors[N + 1], model.module.unit_vectors[3])
+    np.testing.assert_allclose(grown.score(hist)[:, : N + 1], model.score(hist), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_with_the_text_channel_and_no_vectors_uses_the_tokens(attributes):
+    model = _model(attributes, CalibrationConfig(enabled=False), text_channel=True)
+    assert model.config.arch.channel_tokens
+    assert model.module.unit_vectors.shape == (N + 2, attributes.n_tokens)
+    assert model.module.unit_vectors[1] @ model.module.unit_vectors[11] > 0.99  # same brand, no category
+
+
+def test_the_grid_ndcg_is_evaluates_ndcg():
+    from shopformer.models.calibration import _ndcg_sum
+
+    rng = np.random.default_rng(5)
+    hist = Sequences.from_lists([list(rng.choice(np.arange(1, N + 1), 4, replace=False)) for _ in range(50)])
+    targets = Sequences.from_lists([list(rng.choice(np.arange(1, N + 1), int(rng.integers(1, 4)), replace=False))
+                                    for _ in range(50)])
+    cases = EvalCases(np.arange(50), hist, targets)
+    scores = rng.normal(size=(50, N + 1)).astype(np.float32)
+    scores[:, 0] = -np.inf
+    scores[:, 7] = scores[:, 8]  # ties break as evaluate breaks them
+
+    class Fixed:
+        def score(self, history):
+            return scores.copy()
+
+    expected = evaluate(Fixed(), cases, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert _ndcg_sum(scores.copy(), cases) / 50 == pytest.approx(expected, abs=1e-9)

@@ -44,6 +44,9 @@ def test_equals_scoring_each_occluded_history(pre_norm, length, max_events):
     expected = model.user_vectors(batch)  # (E + 1, D)
     got = occlusion_user_vectors(model, h, positions)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # the whole history's vector handed in (as serving has it) gives the same rows
+    given = occlusion_user_vectors(model, h, positions, full=model.user_vectors(h)[0])
+    torch.testing.assert_close(given, expected, rtol=1e-4, atol=1e-5)
     if length > 1:  # the check can fail: removing an event changes the vector
         assert not torch.allclose(expected[0], expected[-1])
 

@@ -10,7 +10,9 @@ not find well:
 - ``text_weight``, the weight of the raw text similarity to the latest events (the
   text channel, ``SASRecConfig.text_channel``). A scalar under Adam moves about one
   learning rate per step, so from 1.0 it cannot reach 8 in a run of a thousand steps;
-  and with it how many of the latest events the text channel averages.
+  and with it how many of the latest events the text channel averages. A catalog with
+  attributes but no text or image vectors gets the same channel on its IDF-weighted
+  attribute tokens (what content kNN compares), added to a network trained without it.
 
 All are chosen from a small grid by NDCG@10 on the validation cases (the ones early
 stopping reads, with whatever share of new products they hold); the test split is
@@ -26,6 +28,8 @@ import torch
 
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
+from shopformer.models.content_knn import token_idf
+from shopformer.models.item_encoder import token_unit_rows
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,16 @@ class CalibrationConfig:
     id_scales: candidate weights of the ID embedding in the output table.
     text_weights: candidate weights of the text channel (used only with content vectors;
         0 = no text channel; the trained weight, if any, is always a candidate too).
-    text_histories: candidate numbers of latest events the text channel averages."""
+    text_histories: candidate numbers of latest events the text channel averages.
+    max_channel_tokens: a catalog with no vectors gets a channel on its attribute tokens
+        (IDF-weighted, as content kNN compares them) when it has at most this many; each
+        is a column of the served item table."""
 
     enabled: bool = True
     id_scales: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
     text_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
-    text_histories: tuple[int, ...] = (5, 20)
+    text_histories: tuple[int, ...] = (5, 20, 50)
+    max_channel_tokens: int = 2048
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Calibration:
     text_history: int
     valid_ndcg: float
     grid: tuple[dict, ...]
+    channel: str = ""  # what the chosen channel compares: "vectors", "tokens" or "" (none)
 
 
 def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -> np.ndarray:
@@ -62,63 +71,82 @@ def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -
     return total / np.maximum(h.lengths, 1)[:, None]
 
 
-class _GridScorer:
-    """Scores of precomputed user parts for one candidate, handed out in the order the
-    evaluation asks for them (it walks the cases front to back in batches)."""
+def _ndcg_sum(scores: np.ndarray, cases: EvalCases) -> float:
+    """Sum over ``cases`` of NDCG@10 of (b, N + 1) ``scores`` (changed in place), as
+    ``evaluate`` computes it (history excluded, the same top-k and tie order), without
+    the other metrics' full-catalog passes."""
+    from shopformer.evaluate import metrics
+    from shopformer.retrieve.exact import mask_items, top_k
 
-    def __init__(self, hidden, query, table_t, unit_t, text_weight: float):
-        self.parts = hidden, query
-        self.table = table_t  # (D, N + 1): content + id_scale * known IDs
-        self.unit_t, self.text_weight = unit_t, text_weight
-        self.cursor = 0
+    mask_items(scores, cases.history)
+    idx, top = top_k(scores, 10)
+    idx[np.isneginf(top)] = 0
+    t = cases.targets
+    width = int(t.lengths.max()) if len(t) else 0
+    padded = np.zeros((len(t), width), dtype=np.int64)  # targets per row, 0 = none
+    padded[np.repeat(np.arange(len(t)), t.lengths), np.arange(len(t.items)) - np.repeat(t.offsets[:-1], t.lengths)] = t.items
+    hits = ((idx[:, :, None] == padded[:, None, :]) & (idx[:, :, None] > 0)).any(axis=2)
+    return float(metrics.ndcg(hits, t.lengths, 10).sum())
 
-    def score(self, history: Sequences) -> np.ndarray:
-        rows = slice(self.cursor, self.cursor + len(history))
-        self.cursor += len(history)
-        hidden, query = self.parts
-        s = hidden[rows] @ self.table
-        if self.text_weight:
-            s += self.text_weight * (query[rows] @ self.unit_t)
-        s[:, 0] = -np.inf
-        return s
+
+def channel_rows(model, config: CalibrationConfig) -> tuple[str, np.ndarray] | None:  # noqa: ANN001
+    """What the channel compares, as (source, (N + 1, W) unit rows): the text / image
+    vectors when the catalog has them, else the IDF-weighted attribute tokens when there
+    are at most ``config.max_channel_tokens`` of them; None when neither."""
+    content = model.content
+    if content.vectors is not None:
+        unit = content.vectors / np.maximum(np.linalg.norm(content.vectors, axis=1, keepdims=True), 1e-12)
+        unit[0] = 0
+        return "vectors", unit.astype(np.float32)
+    if 1 < content.n_tokens <= config.max_channel_tokens:
+        idf = torch.from_numpy(token_idf(content.tokens, content.n_tokens))
+        return "tokens", token_unit_rows(torch.from_numpy(content.tokens), idf).numpy()
+    return None
 
 
 def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationConfig()) -> Calibration:  # noqa: ANN001
     """Choose ``id_scale``, ``text_weight`` and ``text_history`` for a fitted single
     ``SASRecRecommender`` with content (see the module docstring); the model is not
     changed here."""
-    from shopformer.evaluate.protocol import EvalConfig, evaluate
-
     module, arch = model.module, model.config.arch
     n, d = arch.n_items, arch.d_model
     table = model.item_representations()  # (N + 2, D): known * ID + content
     with torch.no_grad():
         id_part = (module.item_emb.weight * module.known[:, None].float())[: n + 1]
         content_part = table[: n + 1] - id_part
-    hidden = model.user_vectors(valid.history)[:, :d].numpy()  # the text channel's columns are rebuilt below
-    vectors = model.content.vectors
-    # (text weight, text history) pairs; without vectors only "no text channel"
+    hidden = model.user_vectors(valid.history)[:, :d].numpy()  # the channel's columns are rebuilt below
+    # (text weight, text history) pairs; without a channel only "no channel"
     channel = [(0.0, arch.text_history)]
     queries: dict[int, np.ndarray] = {}
-    unit_t = None
-    if vectors is not None:
+    source = channel_rows(model, config)
+    if source is not None:
+        unit = source[1]
         learned = [(module.text_weight.item(), arch.text_history)] if module.text_weight is not None else []
         histories = tuple(dict.fromkeys([*config.text_histories, arch.text_history]))
         channel = list(dict.fromkeys([*channel, *((w, h) for w in config.text_weights if w for h in histories),
                                       *learned]))
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        unit[0] = 0
         history = valid.history.without_padding()
-        queries = {h: recent_text_query(history, unit.astype(np.float32), h) for h in histories}
-        unit_t = np.ascontiguousarray(unit.T, dtype=np.float32)
-    grid = []
+        queries = {h: recent_text_query(history, unit, h) for h in histories}
+        unit_t = np.ascontiguousarray(unit.T)
     content_t, id_t = content_part.numpy().T, id_part.numpy().T
-    for s in config.id_scales:
-        table_t = content_t + s * id_t  # (D, N + 1), one per scale
-        for w, h in channel:
-            scorer = _GridScorer(hidden, queries.get(h), table_t, unit_t, w)
-            res = evaluate(scorer, valid, n, EvalConfig(cutoffs=(10,)), progress=False)
-            grid.append({"id_scale": s, "text_weight": w, "text_history": h,
-                         "valid_NDCG@10": round(res.metrics["NDCG@10"], 6)})
+    tables = {s: content_t + s * id_t for s in config.id_scales}  # (D, N + 1), one per scale
+    # Chunks of cases: each chunk's scores per scale and channel per history are made
+    # once and shared by every candidate; NDCG@10 is a mean over cases, so the chunks'
+    # sums add up to the whole set's.
+    sums = {(s, w, h): 0.0 for s in config.id_scales for w, h in channel}
+    chunk = 2048
+    for start in range(0, len(valid), chunk):
+        rows = np.arange(start, min(start + chunk, len(valid)))
+        cases = EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+        near = {h: q[rows] @ unit_t for h, q in queries.items()}  # (b, N + 1) channel scores
+        for s, table_t in tables.items():
+            base = hidden[rows] @ table_t
+            for w, h in channel:
+                scores = base + w * near[h] if w else base.copy()
+                scores[:, 0] = -np.inf
+                sums[s, w, h] += _ndcg_sum(scores, cases)
+    grid = [{"id_scale": s, "text_weight": w, "text_history": h, "valid_NDCG@10": round(total / len(valid), 6)}
+            for (s, w, h), total in sums.items()]
     best = max(grid, key=lambda g: g["valid_NDCG@10"])  # first of equals: the larger id_scale, smaller weight
-    return Calibration(best["id_scale"], best["text_weight"], best["text_history"], best["valid_NDCG@10"], tuple(grid))
+    return Calibration(best["id_scale"], best["text_weight"], best["text_history"], best["valid_NDCG@10"],
+                       tuple(grid), source[0] if source is not None and best["text_weight"] else "")

@@ -37,12 +37,20 @@ def content_matrix(content: ItemContent, vector_weight: float = 1.0) -> sp.csr_m
     cols = content.tokens.ravel()
     keep = cols > 0
     tok = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n_rows, content.n_tokens))
-    df = np.asarray((tok > 0).sum(axis=0)).ravel()
-    idf = np.log((1 + n_rows) / (1 + df)).astype(np.float32)
-    parts = [_unit_rows(tok @ sp.diags(idf))]
+    parts = [_unit_rows(tok @ sp.diags(token_idf(content.tokens, content.n_tokens)))]
     if content.vectors is not None:
         parts.append(_unit_rows(sp.csr_matrix(content.vectors)) * np.float32(vector_weight))
     return sp.hstack(parts, format="csr")
+
+
+def token_idf(tokens: np.ndarray, n_tokens: int) -> np.ndarray:
+    """(n_tokens,) float32 inverse document frequency of each token over the catalog rows
+    (token 0 = none counts nowhere)."""
+    rows = np.repeat(np.arange(len(tokens)), tokens.shape[1])
+    cols = tokens.ravel()
+    pairs = np.unique(rows[cols > 0] * n_tokens + cols[cols > 0])  # a token twice in a row counts once
+    df = np.bincount(pairs % n_tokens, minlength=n_tokens)
+    return np.log((1 + len(tokens)) / (1 + df)).astype(np.float32)
 
 
 def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:

@@ -53,3 +53,12 @@ def id_keep_mask(known: torch.Tensor, id_dropout: float, training: bool) -> torc
     if training and id_dropout > 0:
         keep = keep & (torch.rand(known.shape, device=known.device) >= id_dropout)
     return keep[:, None].float()
+
+
+def token_unit_rows(tokens: torch.Tensor, idf: torch.Tensor) -> torch.Tensor:
+    """(R, A) token ids + (n_tokens,) IDF -> (R, n_tokens) unit-length rows: each row's
+    tokens weighted by their IDF (token 0 = none is dropped; a row without tokens is 0)."""
+    rows = torch.zeros(tokens.shape[0], len(idf))
+    rows.scatter_(1, tokens, idf[tokens])  # a token twice in a row counts once
+    rows[:, 0] = 0
+    return torch.nn.functional.normalize(rows, dim=1)

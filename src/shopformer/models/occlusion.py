@@ -77,12 +77,15 @@ def shared_prefix_last_hidden(
 
 @torch.no_grad()
 def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # noqa: ANN001
-                           bfloat16: bool = False) -> torch.Tensor:
+                           bfloat16: bool = False, full: torch.Tensor | None = None) -> torch.Tensor:
     """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
     without each event in ``positions`` (E indexes into it), as
     ``model.user_vectors`` would give for those E + 1 histories, with the shared prefix
     computed once. ``model`` is a fitted causal :class:`SASRecRecommender`; with
-    ``bfloat16`` its bfloat16 copy computes them (float32 out)."""
+    ``bfloat16`` its bfloat16 copy computes them (float32 out). ``full``: the (D,) user
+    vector of the whole history when the caller has it (serving ranked with it), so
+    that row is not computed again (ignored with ``bfloat16``, whose rows must all come
+    from the copy for their differences to mean anything)."""
     arch = model.config.arch
     if not arch.causal or model.config.members != 1:
         raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
@@ -101,19 +104,22 @@ def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # 
             out[1:] = model.user_vectors(Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64)))
         return out
 
-    # One batch: the full history, S = every event but the last, then the history
-    # without each occluded event inside the window; F and S compute all their tokens,
-    # the occluded rows only the events after the removed one.
+    # One batch: the full history F (unless given), S = every event but the last, then
+    # the history without each occluded event inside the window; F and S compute all
+    # their tokens, the occluded rows only the events after the removed one.
+    given = full is not None and not bfloat16
+    f = 0 if given else 1  # rows before S
     occl = positions[inside]
-    drops = np.zeros((len(occl) + 2, L), dtype=bool)
-    drops[1, L - 1] = True
-    drops[np.arange(2, len(occl) + 2), occl] = True
+    drops = np.zeros((len(occl) + f + 1, L), dtype=bool)
+    drops[f, L - 1] = True
+    drops[np.arange(f + 1, len(occl) + f + 1), occl] = True
     rows = _tensors(model._windows(without(history, 0, drops), arch.max_len).trim())
     t_s = min(L - 1, arch.max_len)
     # own tokens of an occluded row: the events after the removed one (the row without
     # the last event is S itself: its last token alone is recomputed, same numbers)
-    own = torch.from_numpy(np.concatenate([[T, t_s], np.clip(L - 1 - occl, 1, t_s)]))
-    vec = shared_prefix_last_hidden(module, rows, own, 1, table).float()  # (E' + 2, D)
-    out = vec[:1].expand(len(positions) + 1, -1).clone()
-    out[1:][torch.from_numpy(inside)] = vec[2:]
+    own = torch.from_numpy(np.concatenate([[T, t_s][1 - f:], np.clip(L - 1 - occl, 1, t_s)]))
+    vec = shared_prefix_last_hidden(module, rows, own, f, table).float()  # (f + 1 + E', D)
+    first = torch.as_tensor(full, dtype=torch.float32).reshape(1, -1) if given else vec[:1]
+    out = first.expand(len(positions) + 1, -1).clone()
+    out[1:][torch.from_numpy(inside)] = vec[f + 1:]
     return out

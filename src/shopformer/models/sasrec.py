@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from shopformer.models.item_encoder import ContentEncoder, id_keep_mask
+from shopformer.models.item_encoder import ContentEncoder, id_keep_mask, token_unit_rows
 from shopformer.models.layers import Block, FastDropout, attention_mask
 from shopformer.types import EVENT_TYPES
 
@@ -44,6 +44,8 @@ class SASRecConfig:
         vectors as extra columns), so retrieval is unchanged. It hands the network the
         raw text similarity that its d_model-wide content projection cannot keep,
         which is what places products never seen in training.
+    channel_tokens: the channel compares IDF-weighted attribute tokens (unit rows, one
+        column per token) instead of vectors: for catalogs with attributes only.
     id_output_scale: weight of the ID embedding in the output table (the input keeps
         it whole); below 1 it narrows the lead known products have over new ones.
         Chosen on validation after training (``models.calibration``), as is the text
@@ -67,6 +69,7 @@ class SASRecConfig:
     id_dropout: float = 0.0
     text_channel: bool = False
     text_history: int = 20
+    channel_tokens: bool = False
     id_output_scale: float = 1.0
 
 
@@ -94,9 +97,12 @@ class SASRec(nn.Module):
         self.register_buffer("known", torch.ones(c.n_items + 2, dtype=torch.bool))
         self.text_weight = None
         if c.text_channel:
-            if not c.content_dim:
-                raise ValueError("text_channel needs content vectors (text or image features)")
-            self.register_buffer("unit_vectors", torch.zeros(c.n_items + 2, c.content_dim))  # (N + 2, V)
+            width = c.content_tokens if c.channel_tokens else c.content_dim
+            if width <= 1:
+                raise ValueError("text_channel needs content vectors (text or image features) or attribute tokens")
+            self.register_buffer("unit_vectors", torch.zeros(c.n_items + 2, width))  # (N + 2, V)
+            if c.channel_tokens:
+                self.register_buffer("token_idf", torch.zeros(c.content_tokens))
             self.text_weight = nn.Parameter(torch.tensor(1.0))
         self.apply(self._init)
 
@@ -162,6 +168,15 @@ class SASRec(nn.Module):
             unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
             self.unit_vectors.zero_()
             self.unit_vectors[: len(unit)] = unit
+            self.unit_vectors[0] = 0
+
+    def set_token_channel(self, idf: torch.Tensor | None = None) -> None:
+        """Fill the channel's rows from the items' content tokens and the tokens' IDF
+        (kept, so rows added later, for new products, are weighted the same way)."""
+        with torch.no_grad():
+            if idf is not None:
+                self.token_idf.copy_(idf)
+            self.unit_vectors.copy_(token_unit_rows(self.content.tokens, self.token_idf))
             self.unit_vectors[0] = 0
 
     def embed(self, items, types=None, gaps=None, table=None) -> torch.Tensor:  # noqa: ANN001

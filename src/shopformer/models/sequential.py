@@ -17,6 +17,7 @@ from shopformer.features.content import ItemContent
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.calibration import Calibration, CalibrationConfig, calibrate
+from shopformer.models.content_knn import token_idf
 from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
@@ -82,7 +83,8 @@ class SASRecRecommender:
             if len(self.content.tokens) != n_items + 1:
                 raise ValueError(f"content has {len(self.content.tokens)} rows; the catalog needs {n_items + 1}")
             arch = replace(arch, content_tokens=self.content.n_tokens, content_width=self.content.tokens.shape[1],
-                           content_dim=self.content.vector_dim)
+                           content_dim=self.content.vector_dim,
+                           channel_tokens=arch.text_channel and self.content.vectors is None)
         self.config = replace(c, arch=arch)
         self.module, self._table = SASRec(arch), None
         rng = np.random.default_rng(c.train.seed)
@@ -95,7 +97,7 @@ class SASRecRecommender:
                                          None if vectors is None else torch.from_numpy(vectors))
             self.module.known[: n_items + 1] = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1) > 0)
             if arch.text_channel:
-                self.module.set_vectors(torch.from_numpy(vectors))
+                self._fill_channel(self.module)
         log_q = losses.popularity_log_q(counts, 0.75)
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
@@ -140,9 +142,10 @@ class SASRecRecommender:
         new_arch = replace(arch, id_output_scale=cal.id_scale, text_channel=arch.text_channel or cal.text_weight > 0,
                            text_history=cal.text_history)
         if new_arch.text_channel and not arch.text_channel:
+            new_arch = replace(new_arch, channel_tokens=self.content.vectors is None)
             grown = SASRec(new_arch)
-            grown.load_state_dict(self.module.state_dict(), strict=False)  # all but the channel's two entries
-            grown.set_vectors(torch.from_numpy(self.content.vectors))
+            grown.load_state_dict(self.module.state_dict(), strict=False)  # all but the channel's entries
+            self._fill_channel(grown)
             self.module = grown.eval()
         if self.module.text_weight is not None:
             with torch.no_grad():
@@ -150,6 +153,13 @@ class SASRecRecommender:
         self.module.config = new_arch  # item_table reads the scale from the network's own config
         self.config = replace(self.config, arch=new_arch)
         self._table, self.calibration = None, cal
+
+    def _fill_channel(self, module: SASRec) -> None:
+        """The channel's rows: unit text / image vectors, or IDF-weighted tokens."""
+        if module.config.channel_tokens:
+            module.set_token_channel(torch.from_numpy(token_idf(self.content.tokens, self.content.n_tokens)))
+        else:
+            module.set_vectors(torch.from_numpy(self.content.vectors))
 
     def _fit_members(self, train: Sequences, n_items: int, valid: EvalCases | None) -> Self:
         c = self.config
@@ -317,6 +327,8 @@ class SASRecRecommender:
                 if key in new_rows:
                     grow[n_old + 1 : n_old + 1 + n_add] = new_rows[key]
         grown.load_state_dict(state)
+        if arch.text_channel and arch.channel_tokens:  # the new rows' tokens, weighted by the kept IDF
+            grown.set_token_channel()
         c = self.content
         content = ItemContent(
             np.vstack([c.tokens, tokens]), c.token_names,
