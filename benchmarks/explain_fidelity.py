@@ -245,17 +245,26 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
 
 
 def latency(model, explainer: Explainer, history, n_items: int, warmup: int = 20) -> dict:
-    """Per request: top-10 alone, then the explanations the API adds (milliseconds)."""
+    """Per request: top-10 alone, then the explanations the API adds (milliseconds).
+    As the API: a Transformer's answer comes from its user vector (here against the
+    whole table, exact), which the explanations get; they do not get the score row (an
+    index search has none), so provenance reads the history items' scores."""
+    from shopformer.serve.retrieval import is_vector_model, user_vector
+
+    vectors = is_vector_model(model) and getattr(model.config, "members", 1) == 1
+    table = model.output_table().numpy() if vectors else None
     base, added = [], []
     for u in range(-min(warmup, len(history)), len(history)):  # negative u: warm-up, not timed
         h = history.rows(np.array([u % len(history)]))
         t0 = time.perf_counter()
-        scores = np.asarray(model.score(h), dtype=np.float32)
+        query = user_vector(model, h) if vectors else None
+        scores = query @ table.T if vectors else np.asarray(model.score(h), dtype=np.float32)
+        scores[:, 0] = -np.inf
         mask_items(scores, h)
         idx, top = top_k(scores, TOP_N)
         items = idx[0][np.isfinite(top[0])]
         t1 = time.perf_counter()
-        explainer.explain(h, items, None, {EXCLUDED_HISTORY: history_mask(h.items, n_items)})
+        explainer.explain(h, items, None, {EXCLUDED_HISTORY: history_mask(h.items, n_items)}, user_vector=query)
         t2 = time.perf_counter()
         if u >= 0:
             base.append(t1 - t0)

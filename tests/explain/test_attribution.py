@@ -170,3 +170,31 @@ def test_sasrec_prefix_reuse_equals_scoring_every_occluded_history(catalog):
             if catalog:
                 assert a.catalog[1:] == pytest.approx(b.catalog[1:], abs=1e-4)
         assert any(np.abs(a.values).max() > 1e-2 for a in slow if a.values.size)  # events do move the scores
+
+
+@pytest.mark.parametrize("max_removed", [2048, 0])  # from the removed items' scores / from the whole catalog
+def test_explainer_provenance_and_a_given_user_vector_change_no_number(max_removed):
+    from shopformer.explain import ExplainConfig, Explainer
+    from shopformer.explain.rules import EXCLUDED_HISTORY, history_mask
+    from shopformer.features.vocab import Vocabulary
+    from shopformer.retrieve.exact import mask_items, top_k
+
+    model = _tiny_sasrec()
+    with torch.no_grad():  # weights large enough that every event matters
+        for p in model.module.parameters():
+            p.mul_(15.0)
+    model._table = None
+    explainer = Explainer(ExplainConfig(max_removed_scored=max_removed), model, Vocabulary([str(i) for i in range(1, 13)]))
+    for hist in ([4, 7, 2, 9], [5, 5, 1, 11, 3, 8, 6]):
+        h = Sequences.from_lists([hist])
+        scores = model.score(h)
+        mask_items(scores, h)
+        items = top_k(scores, 5)[0][0]
+        removed = {EXCLUDED_HISTORY: history_mask(h.items, 12)}
+        reference = explainer.explain(h, items, model.score(h)[0], removed)
+        for vector in (None, model.user_vectors(h)[0].numpy()):
+            got = explainer.explain(h, items, None, removed, user_vector=vector)
+            assert [x.rules for x in got.items] == [x.rules for x in reference.items]
+            np.testing.assert_allclose(got.attribution.values, reference.attribution.values, atol=1e-4)
+            assert got.attribution.items.tolist() == items.tolist()
+        assert any(x.rules.model_rank > x.rules.final_rank for x in reference.items)  # exclusion moved some up

@@ -34,9 +34,10 @@ from shopformer.features.sequences import Sequences, without
 #: else None). The full row is what rule provenance ranks against; asking for it here
 #: lets a model reuse the work it did for row 0 instead of a second call.
 ItemScorer = Callable[[Sequences, np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]]
-#: (one history, its E occluded positions, (K,) items, full_row) -> ((E + 1, K) scores of
-#: the full history then the history without each event, and the catalog row or None)
-Occluder = Callable[[Sequences, np.ndarray, np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]]
+#: (one history, its E occluded positions, (K,) items, full_row, the history's user
+#: vector or None) -> ((E + 1, K) scores of the full history then the history without
+#: each event, and the catalog row or None)
+Occluder = Callable[[Sequences, np.ndarray, np.ndarray, bool, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,15 @@ def occluder_for(model: object, bfloat16: bool = False) -> Occluder | None:
     if not isinstance(model, SASRecRecommender) or model.config.members != 1 or not model.config.arch.causal:
         return None
 
-    def occlude(history: Sequences, positions: np.ndarray, items: np.ndarray, full_row: bool):  # noqa: ANN202
+    def occlude(history: Sequences, positions: np.ndarray, items: np.ndarray, full_row: bool,  # noqa: ANN202
+                vector: np.ndarray | None = None):
         import torch
 
         from shopformer.models.occlusion import occlusion_user_vectors
 
         with torch.no_grad():
-            users = occlusion_user_vectors(model, history, positions, bfloat16)  # (E + 1, D)
+            full = None if vector is None else torch.as_tensor(vector, dtype=torch.float32)
+            users = occlusion_user_vectors(model, history, positions, bfloat16, full)  # (E + 1, D)
             return _dot_scores(model, users, np.tile(items, (len(users), 1)), full_row)  # same K items per row
 
     return occlude
@@ -247,12 +250,17 @@ def attribute(
     config: OcclusionConfig = OcclusionConfig(),
     scorer: ItemScorer | None = None,
     catalog: bool = False,
+    user_vector: np.ndarray | None = None,
 ) -> Attribution:
     """Occlusion attribution of one history (row 0 of ``history``) for ``items``: one
     model call over the full history plus one copy without each event. With
-    ``catalog`` the result also holds the full history's scores over the catalog."""
+    ``catalog`` the result also holds the full history's scores over the catalog.
+    ``user_vector``: the whole history's (D,) user vector when the caller has it (the
+    served query of a Transformer): the causal Transformer's occlusion then does not
+    recompute it; other models ignore it."""
+    vectors = None if user_vector is None else np.asarray(user_vector, dtype=np.float32).reshape(1, -1)
     return attribute_many(
-        model, history.rows(np.array([0])), np.asarray(items).reshape(1, -1), config, scorer, catalog
+        model, history.rows(np.array([0])), np.asarray(items).reshape(1, -1), config, scorer, catalog, vectors
     )[0]
 
 
@@ -263,10 +271,12 @@ def attribute_many(
     config: OcclusionConfig = OcclusionConfig(),
     scorer: ItemScorer | None = None,
     catalog: bool = False,
+    user_vectors: np.ndarray | None = None,
 ) -> list[Attribution]:
     """:func:`attribute` for U users at once: ``items`` is (U, K); every user's
     occluded histories go into the same batches of ``config.batch_rows`` rows (with
-    ``catalog``, one user per batch: the catalog row is asked of each batch's row 0)."""
+    ``catalog``, one user per batch: the catalog row is asked of each batch's row 0).
+    ``user_vectors``: (U, D) the histories' own user vectors, see :func:`attribute`."""
     histories = histories.without_padding()  # index 0 is no event the model saw
     items = np.asarray(items, dtype=np.int64).reshape(len(histories), -1)
     occluder = occluder_for(model, config.bfloat16) if config.reuse_prefix else None
@@ -275,7 +285,7 @@ def attribute_many(
         for u in range(len(histories)):
             one = histories.rows(np.array([u]))
             pos = _occluded_positions(int(one.lengths[0]), config)
-            block, full = occluder(one, pos, items[u], catalog)
+            block, full = occluder(one, pos, items[u], catalog, None if user_vectors is None else user_vectors[u])
             out.append(Attribution(one.items.copy(), pos, items[u], block[0], block[0][None, :] - block[1:], full))
         return out
     scorer = scorer or item_scorer(model)

@@ -10,7 +10,7 @@ what is served.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from shopformer.explain.reasons import (
     ItemExplanation,
     SharedAttribute,
 )
-from shopformer.explain.rules import provenance
+from shopformer.explain.rules import provenance, provenance_from_removed
 from shopformer.explain.sentence import SentenceConfig, build_sentence
 from shopformer.features.content import ItemContent
 from shopformer.features.sequences import Sequences
@@ -37,12 +37,17 @@ TitleLookup = Callable[[np.ndarray], Sequence[str | None]]
 @dataclass(frozen=True)
 class ExplainConfig:
     """top_events / top_collaborative: reasons of each kind listed per item (the
-    attribution matrix keeps them all)."""
+    attribution matrix keeps them all).
+    max_removed_scored: rule provenance reads the scores of the items the rules removed
+    when they are at most this many (history exclusion: the history's items), with the
+    occlusion's own call; above it (a filter that removes most of the catalog) it scores
+    the whole catalog (``rules.provenance_from_removed`` / ``rules.provenance``)."""
 
     occlusion: OcclusionConfig = OcclusionConfig()
     sentence: SentenceConfig = SentenceConfig()
     top_events: int = 3
     top_collaborative: int = 3
+    max_removed_scored: int = 2048
 
 
 @dataclass(frozen=True)
@@ -80,16 +85,31 @@ class Explainer:
         scores: np.ndarray | None = None,
         removed: Mapping[str, np.ndarray] | None = None,
         titles: TitleLookup | None = None,
+        user_vector: np.ndarray | None = None,
     ) -> Explanation:
         """Explain ``items`` (indexes, answer order) recommended from row 0 of
         ``history``. With ``removed`` (rule label -> (N + 1,) bool mask of items the
         rule removed) the rule provenance is filled, from ``scores`` (the model's
-        (N + 1,) scores of the history; computed here when not given)."""
+        (N + 1,) scores of the history) when given, else from the removed items' scores
+        or the whole catalog's (see the config). ``user_vector``: the history's user
+        vector the answer was retrieved with (a Transformer's query), reused by the
+        occlusion."""
         c = self.config
         h = history.rows(np.array([0])).without_padding()
         items = np.asarray(items, dtype=np.int64).ravel()
         need_row = removed is not None and scores is None  # provenance ranks the whole catalog
-        att = attribute(self.model, h, items, c.occlusion, self.scorer, catalog=need_row)
+        ask, dropped = items, None
+        if need_row:
+            union = np.zeros(0, dtype=np.int64)
+            if removed:
+                union = np.flatnonzero(np.logical_or.reduce([np.asarray(m, dtype=bool) for m in removed.values()]))
+            if len(union) <= c.max_removed_scored:  # their scores ride along the occlusion's call
+                ask, dropped, need_row = np.concatenate([items, union]), union, False
+        att = attribute(self.model, h, ask, c.occlusion, self.scorer, catalog=need_row, user_vector=user_vector)
+        if dropped is not None:
+            k = len(items)
+            dropped_scores = att.full[k:]
+            att = replace(att, items=att.items[:k], full=att.full[:k], values=att.values[:, :k])
         hist = att.history
         kinds = [None] * len(hist) if h.event_types is None else [EVENT_TYPES[int(t)] for t in h.event_types]
         ids = self.items.decode(np.concatenate([hist, items]))
@@ -120,8 +140,12 @@ class Explainer:
                 similar = None if m.text_position is None else hist_ids[m.text_position]
                 content[j] = ContentReason(shared, similar, m.text_similarity)
         rules = [None] * len(items)
-        if removed is not None:
-            rules = provenance(att.catalog if scores is None else scores, items, removed)
+        if removed is not None and scores is not None:
+            rules = provenance(scores, items, removed)
+        elif dropped is not None:
+            rules = provenance_from_removed(items, att.full, dropped, dropped_scores, removed)
+        elif removed is not None:
+            rules = provenance(att.catalog, items, removed)
 
         # top events of every item at once: largest attribution first, ties to the more
         # recent event (rows reversed, then a stable sort)

@@ -44,18 +44,42 @@ def model_ranks(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 def provenance(scores: np.ndarray, items: np.ndarray, removed: Mapping[str, np.ndarray]) -> list[Provenance]:
-    """One :class:`Provenance` per served item (``items`` in answer order)."""
+    """One :class:`Provenance` per served item (``items`` in answer order), from the
+    (N + 1,) model scores of the whole catalog."""
     items = np.asarray(items, dtype=np.int64)
     above = _above(_row(scores), items)
-    ranks = above.sum(axis=1) + 1
     counts = {rule: (above & np.asarray(mask, dtype=bool)[None, :]).sum(axis=1) for rule, mask in removed.items()}
+    return _records(above.sum(axis=1) + 1, counts, removed)
+
+
+def provenance_from_removed(
+    items: np.ndarray, item_scores: np.ndarray, removed_items: np.ndarray, removed_scores: np.ndarray,
+    removed: Mapping[str, np.ndarray],
+) -> list[Provenance]:
+    """:func:`provenance` from the scores of the served items and of the removed ones
+    only. The answer is the top of what the rules left, so every item the model ranks
+    above a served one is either served before it or removed: its model rank is its
+    answer position plus the removed items above it. Exact when retrieval is (exact
+    search, or a flat index); an approximate index may have skipped an item, which
+    this then does not count. For history exclusion that is L scores, not N."""
+    items = np.asarray(items, dtype=np.int64)
+    removed_items = np.asarray(removed_items, dtype=np.int64)
+    mine, theirs = np.asarray(item_scores, np.float64)[:, None], np.asarray(removed_scores, np.float64)[None, :]
+    theirs = np.nan_to_num(theirs, nan=-np.inf)
+    above = (theirs > mine) | ((theirs == mine) & (removed_items[None, :] < items[:, None]))  # (K, R)
+    counts = {rule: (above & np.asarray(mask, dtype=bool)[removed_items][None, :]).sum(axis=1)
+              for rule, mask in removed.items()}
+    return _records(np.arange(1, len(items) + 1) + above.sum(axis=1), counts, removed)
+
+
+def _records(ranks: np.ndarray, counts: Mapping[str, np.ndarray], removed: Mapping[str, np.ndarray]) -> list[Provenance]:
     return [
         Provenance(
             int(ranks[r]), r + 1,
             tuple(RuleEffect(rule, int(n[r])) for rule, n in counts.items() if n[r] > 0),
             tuple(removed),
         )
-        for r in range(len(items))
+        for r in range(len(ranks))
     ]
 
 

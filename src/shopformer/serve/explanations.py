@@ -135,5 +135,5 @@ def explain_ranked(
         return [found.get(i) for i in ids]
 
     removed = rules_removed(service, served, history, exclude_history, filters)
-    result = explainer.explain(history, idx, None, removed, titles)
+    result = explainer.explain(history, idx, None, removed, titles, ranked.query)
     return [Explanation.model_validate(x.to_dict()) for x in result.items]

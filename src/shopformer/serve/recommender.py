@@ -165,6 +165,9 @@ class Ranked:
     idx: np.ndarray | None = None
     #: "history" (personalised), "popularity" or "trending" (no usable history)
     strategy: str = "history"
+    #: (1, D) the user vector the answer was searched with (vector retrieval), which the
+    #: explanations reuse instead of computing it again
+    query: np.ndarray | None = None
 
 
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -425,8 +428,10 @@ class RecommendationService:
         return mask
 
     # -- answers --------------------------------------------------------------------
-    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, strategy: str = "history") -> Ranked:
-        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy)
+    def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, strategy: str = "history",
+                query: np.ndarray | None = None) -> Ranked:
+        return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy,
+                      query)
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
@@ -455,7 +460,7 @@ class RecommendationService:
             if np.isfinite(query).all():
                 exclude = seq.items if exclude_history and seq.n_interactions else None
                 idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
-                return self._ranked(served, idx, top, strategy)
+                return self._ranked(served, idx, top, strategy, query)
         scores = served.run.model.score(seq)
         idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
         return self._ranked(served, idx, top, strategy)
