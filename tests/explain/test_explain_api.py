@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from shopformer.artifact import make_model  # noqa: E402
 from shopformer.dataset import DataConfig  # noqa: E402
 from shopformer.experiment import train_run  # noqa: E402
+from shopformer.explain.rules import model_ranks  # noqa: E402
 from shopformer.features.sequences import Sequences  # noqa: E402
 from shopformer.ingest.api import ingest  # noqa: E402
 from shopformer.serve import ServeSettings, create_app  # noqa: E402
@@ -137,11 +138,14 @@ def test_transformer_attribution_is_the_score_drop_without_each_event(shop, tmp_
         body = c.get("/v1/users/u2/recommendations", params={"k": 2, "explain": "true"}).json()
         served = c.app.state.service.require()
         model, vocab = served.run.model, served.run.items
+    assert served.vectors is not None  # vector retrieval: the occlusion reused the answer's user vector
     hist = vocab.encode(["a", "b", "d"])
     full = model.score(Sequences.from_lists([hist.tolist()]))[0]
     for item in body["items"]:
         x, j = item["explanation"], vocab.index(item["item_id"])
         assert x["score"] == pytest.approx(float(full[j]), abs=1e-4)
+        # provenance from the history items' scores alone: the rank over the whole catalog
+        assert x["rules"]["model_rank"] == int(model_ranks(full, np.array([j]))[0])
         for e in x["events"]:
             rest = np.delete(hist, e["position"])
             drop = full[j] - model.score(Sequences.from_lists([rest.tolist()]))[0, j]

@@ -135,5 +135,11 @@ def explain_ranked(
         return [found.get(i) for i in ids]
 
     removed = rules_removed(service, served, history, exclude_history, filters)
-    result = explainer.explain(history, idx, None, removed, titles, ranked.query)
+    # the answer's user vector, when it is the vector of this very history (an event
+    # stored between ranking and explaining would make them differ)
+    query = None
+    if ranked.query is not None and ranked.query_history is not None:
+        same = ranked.query_history.without_padding().items
+        query = ranked.query if np.array_equal(same, history.without_padding().items) else None
+    result = explainer.explain(history, idx, None, removed, titles, query)
     return [Explanation.model_validate(x.to_dict()) for x in result.items]

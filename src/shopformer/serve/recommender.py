@@ -165,9 +165,10 @@ class Ranked:
     idx: np.ndarray | None = None
     #: "history" (personalised), "popularity" or "trending" (no usable history)
     strategy: str = "history"
-    #: (1, D) the user vector the answer was searched with (vector retrieval), which the
-    #: explanations reuse instead of computing it again
+    #: (1, D) the user vector the answer was searched with (vector retrieval), and the
+    #: history it is the vector of: the explanations reuse it instead of computing it again
     query: np.ndarray | None = None
+    query_history: Sequences | None = None
 
 
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -429,9 +430,9 @@ class RecommendationService:
 
     # -- answers --------------------------------------------------------------------
     def _ranked(self, served: Served, idx: np.ndarray, scores: np.ndarray, strategy: str = "history",
-                query: np.ndarray | None = None) -> Ranked:
+                query: np.ndarray | None = None, seq: Sequences | None = None) -> Ranked:
         return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy,
-                      query)
+                      query, seq)
 
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
@@ -460,7 +461,7 @@ class RecommendationService:
             if np.isfinite(query).all():
                 exclude = seq.items if exclude_history and seq.n_interactions else None
                 idx, top = search_excluding(served.vectors.users, query, k, allowed, exclude)
-                return self._ranked(served, idx, top, strategy, query)
+                return self._ranked(served, idx, top, strategy, query, seq)
         scores = served.run.model.score(seq)
         idx, top = rank_exact(scores, seq if exclude_history else None, allowed, k)
         return self._ranked(served, idx, top, strategy)
