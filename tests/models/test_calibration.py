@@ -183,3 +183,59 @@ def test_the_grid_ndcg_is_evaluates_ndcg():
 
     expected = evaluate(Fixed(), cases, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
     assert _ndcg_sum(scores.copy(), cases) / 50 == pytest.approx(expected, abs=1e-9)
+
+
+def test_new_item_bias_is_the_best_for_new_products_within_the_warm_cost():
+    from shopformer.models.calibration import _choose_bias
+
+    known = np.ones(N + 1, dtype=bool)
+    known[26:] = False  # items 26..30: no training interactions
+    rng = np.random.default_rng(2)
+    hist = Sequences.from_lists([[1, 2]] * 40)
+    targets = Sequences.from_lists([[int(rng.integers(26, 31))] if u < 10 else [int(rng.integers(3, 26))]
+                                    for u in range(40)])
+    valid = EvalCases(np.arange(40), hist, targets)
+    scores = rng.normal(size=(40, N + 1)).astype(np.float32)
+    scores[np.arange(40), targets.items] += 1.5  # the model knows something
+    scores[:, 26:] -= 2.0  # and ranks new products low
+
+    def pick(cost):
+        return _choose_bias(known, valid, CalibrationConfig(new_item_warm_cost=cost), lambda rows: scores[rows], 16)
+
+    bias, grid, ndcg = pick(0.03)
+    assert grid[0]["new_item_bias"] == 0.0 and len(grid) == 1 + len(CalibrationConfig().new_item_biases)
+    base_warm = grid[0]["valid_other_NDCG@10"]
+    allowed = [g for g in grid if g["valid_other_NDCG@10"] >= 0.97 * base_warm - 1e-6]
+    chosen = next(g for g in grid if g["new_item_bias"] == bias)
+    assert chosen in allowed and chosen["valid_new_NDCG@10"] == max(g["valid_new_NDCG@10"] for g in allowed)
+    assert chosen["valid_new_NDCG@10"] > grid[0]["valid_new_NDCG@10"]  # the bias does place new products
+    assert ndcg == chosen["valid_NDCG@10"]
+    overall, grid_all, _ = pick(None)
+    assert overall == max(grid_all, key=lambda g: g["valid_NDCG@10"])["new_item_bias"]
+    assert _choose_bias(np.ones(N + 1, bool), valid, CalibrationConfig(), lambda rows: scores[rows], 16)[1] == ()
+
+
+def test_a_served_new_item_bias_scores_what_was_measured_and_leaves_similar_items(content, tmp_path):
+    model = _model(content, CalibrationConfig(enabled=False))
+    train, valid = _data()
+    # and 10 validation cases whose target (27) was never in training
+    rows = [valid.history.row(u).tolist() for u in range(len(valid))] + [[3, 4, 5]] * 10
+    targets = [valid.targets.row(u).tolist() for u in range(len(valid))] + [[27]] * 10
+    both = EvalCases(np.arange(len(rows)), Sequences.from_lists(rows), Sequences.from_lists(targets))
+    similar_before = model.similar_items(np.array([3, 27]), 5)
+    cal = calibrate(model, both, CalibrationConfig(id_scales=(1.0,), text_weights=(), new_item_warm_cost=None,
+                                                   new_item_biases=(1.0, 4.0, 16.0)))
+    assert len(cal.bias_grid) == 4
+    forced = next(g for g in cal.bias_grid if g["spread_multiple"] == 4.0)
+    model.apply_calibration(Calibration(1.0, 0.0, cal.text_history, forced["valid_NDCG@10"], cal.grid, "",
+                                        forced["new_item_bias"], cal.bias_grid))
+    served = evaluate(model, both, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert served == pytest.approx(forced["valid_NDCG@10"], abs=1e-6)
+    assert model.output_table().shape[1] == 8 + 1  # D + the bias column
+    scores = model.score(Sequences.from_lists([[3, 4, 5]]))[0]
+    assert forced["new_item_bias"] > 0 and scores[27] > scores[6]  # pushed above known items
+    for a, b in zip(model.similar_items(np.array([3, 27]), 5), similar_before):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    model.save(tmp_path)
+    np.testing.assert_allclose(SASRecRecommender.load(tmp_path).score(valid.history), model.score(valid.history),
+                               rtol=1e-5, atol=1e-5)

@@ -41,13 +41,28 @@ class CalibrationConfig:
     text_histories: candidate numbers of latest events the text channel averages.
     max_channel_tokens: a catalog with no vectors gets a channel on its attribute tokens
         (IDF-weighted, as content kNN compares them) when it has at most this many; each
-        is a column of the served item table."""
+        is a column of the served item table.
+    new_item_biases: candidate biases for items with no training interactions
+        (``SASRecConfig.new_item_bias``), in units of the spread of a user's scores over
+        the catalog (their standard deviation, averaged over validation users); tried
+        after the weights above are chosen, and only when validation has cases whose
+        target is such an item ("new-product cases"). Empty = no bias.
+    new_item_warm_cost: the bias chosen is the one with the best NDCG@10 on the
+        new-product cases among those that cost the other cases at most this share of
+        their NDCG@10 (against no bias): how much accuracy on known products a shop
+        gives for ranking new ones. None = the best NDCG@10 over all cases.
+    new_item_warm_floor: instead of that relative cost, the NDCG@10 the other cases
+        must keep (e.g. 97% of an ID-only model's on the same validation cases, which is
+        what the cold-start benchmark asks)."""
 
     enabled: bool = True
     id_scales: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
     text_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
     text_histories: tuple[int, ...] = (5, 20, 50)
     max_channel_tokens: int = 2048
+    new_item_biases: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+    new_item_warm_cost: float | None = 0.03
+    new_item_warm_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,9 @@ class Calibration:
     valid_ndcg: float
     grid: tuple[dict, ...]
     channel: str = ""  # what the chosen channel compares: "vectors", "tokens" or "" (none)
+    new_item_bias: float = 0.0
+    #: every bias tried: its value, validation NDCG@10 on new-product / other / all cases
+    bias_grid: tuple[dict, ...] = ()
 
 
 def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -> np.ndarray:
@@ -72,7 +90,12 @@ def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -
 
 
 def _ndcg_sum(scores: np.ndarray, cases: EvalCases) -> float:
-    """Sum over ``cases`` of NDCG@10 of (b, N + 1) ``scores`` (changed in place), as
+    """Sum over ``cases`` of NDCG@10 of (b, N + 1) ``scores`` (changed in place)."""
+    return float(_ndcg(scores, cases).sum())
+
+
+def _ndcg(scores: np.ndarray, cases: EvalCases) -> np.ndarray:
+    """(b,) NDCG@10 of each case from (b, N + 1) ``scores`` (changed in place), as
     ``evaluate`` computes it (history excluded, the same top-k and tie order), without
     the other metrics' full-catalog passes."""
     from shopformer.evaluate import metrics
@@ -86,7 +109,7 @@ def _ndcg_sum(scores: np.ndarray, cases: EvalCases) -> float:
     padded = np.zeros((len(t), width), dtype=np.int64)  # targets per row, 0 = none
     padded[np.repeat(np.arange(len(t)), t.lengths), np.arange(len(t.items)) - np.repeat(t.offsets[:-1], t.lengths)] = t.items
     hits = ((idx[:, :, None] == padded[:, None, :]) & (idx[:, :, None] > 0)).any(axis=2)
-    return float(metrics.ndcg(hits, t.lengths, 10).sum())
+    return metrics.ndcg(hits, t.lengths, 10)
 
 
 def channel_rows(model, config: CalibrationConfig) -> tuple[str, np.ndarray] | None:  # noqa: ANN001
@@ -148,5 +171,52 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
     grid = [{"id_scale": s, "text_weight": w, "text_history": h, "valid_NDCG@10": round(total / len(valid), 6)}
             for (s, w, h), total in sums.items()]
     best = max(grid, key=lambda g: g["valid_NDCG@10"])  # first of equals: the larger id_scale, smaller weight
-    return Calibration(best["id_scale"], best["text_weight"], best["text_history"], best["valid_NDCG@10"],
-                       tuple(grid), source[0] if source is not None and best["text_weight"] else "")
+    s, w, h = best["id_scale"], best["text_weight"], best["text_history"]
+
+    def chosen_scores(rows: np.ndarray) -> np.ndarray:
+        scores = hidden[rows] @ tables[s]
+        if w:
+            scores += w * (queries[h][rows] @ unit_t)
+        return scores
+
+    bias, bias_grid, valid_ndcg = _choose_bias(module.known[: n + 1].numpy(), valid, config, chosen_scores, chunk)
+    return Calibration(s, w, h, best["valid_NDCG@10"] if not bias_grid else valid_ndcg, tuple(grid),
+                       source[0] if source is not None and w else "", bias, bias_grid)
+
+
+def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig, scores_of, chunk: int):  # noqa: ANN001
+    """(bias, its grid, its validation NDCG@10) for items with no training interactions
+    (see ``CalibrationConfig.new_item_warm_cost``); (0, (), 0) when there is nothing to
+    choose from."""
+    new = (~known).astype(np.float32)
+    new[0] = 0
+    t = valid.targets  # a new-product case: every target is such an item
+    n_new = np.bincount(np.repeat(np.arange(len(t)), t.lengths), weights=new[t.items], minlength=len(t))
+    cold = (t.lengths > 0) & (n_new == t.lengths)
+    if not config.new_item_biases or not new.any() or not cold.any() or cold.all():
+        return 0.0, (), 0.0
+    spread = float(np.mean(scores_of(np.arange(min(chunk, len(valid)))).std(axis=1)))
+    multiples = (0.0, *config.new_item_biases)
+    cold_sum, warm_sum = np.zeros(len(multiples)), np.zeros(len(multiples))
+    for start in range(0, len(valid), chunk):
+        rows = np.arange(start, min(start + chunk, len(valid)))
+        cases = EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+        base = scores_of(rows)
+        for i, m in enumerate(multiples):
+            scores = base + np.float32(round(m * spread, 6)) * new  # the value recorded and served
+            scores[:, 0] = -np.inf
+            per_case = _ndcg(scores, cases)
+            cold_sum[i] += per_case[cold[rows]].sum()
+            warm_sum[i] += per_case[~cold[rows]].sum()
+    n_cold, n_warm = int(cold.sum()), int((~cold).sum())
+    grid = tuple({"new_item_bias": round(m * spread, 6), "spread_multiple": m,
+                  "valid_new_NDCG@10": round(float(c) / n_cold, 6), "valid_other_NDCG@10": round(float(wm) / n_warm, 6),
+                  "valid_NDCG@10": round(float(c + wm) / len(valid), 6)} for m, c, wm in zip(multiples, cold_sum, warm_sum))
+    if config.new_item_warm_floor is None and config.new_item_warm_cost is None:
+        pick = max(range(len(grid)), key=lambda i: grid[i]["valid_NDCG@10"])
+    else:
+        floor = (config.new_item_warm_floor * n_warm if config.new_item_warm_floor is not None
+                 else (1 - config.new_item_warm_cost) * warm_sum[0])
+        allowed = [i for i in range(len(grid)) if warm_sum[i] >= floor] or [0]  # none: no bias
+        pick = max(allowed, key=lambda i: cold_sum[i])
+    return grid[pick]["new_item_bias"], grid, grid[pick]["valid_NDCG@10"]

@@ -50,6 +50,10 @@ class SASRecConfig:
         it whole); below 1 it narrows the lead known products have over new ones.
         Chosen on validation after training (``models.calibration``), as is the text
         channel's weight.
+    new_item_bias: added to the score of every item with no training interactions (new
+        products, placed by content alone), so they can be ranked where content says
+        against products whose IDs have been trained; one more column in the user vector
+        (the bias) and the item table (1 for such items). Chosen on validation.
     """
 
     n_items: int = 0
@@ -71,6 +75,7 @@ class SASRecConfig:
     text_history: int = 20
     channel_tokens: bool = False
     id_output_scale: float = 1.0
+    new_item_bias: float = 0.0
 
 
 class SASRec(nn.Module):
@@ -147,7 +152,14 @@ class SASRec(nn.Module):
 
     def output(self, hidden: torch.Tensor, items: torch.Tensor, last_only: bool) -> torch.Tensor:
         """Hidden states -> what is dotted with ``item_table()``: with the text channel
-        the weighted mean vector of the latest events is appended (see the config)."""
+        the weighted mean vector of the latest events is appended, then with a new-item
+        bias a column holding it (see the config)."""
+        if self.config.new_item_bias:
+            bias = hidden.new_full((*hidden.shape[:2], 1), self.config.new_item_bias)  # (B, T or 1, 1)
+            return torch.cat([self._with_channel(hidden, items, last_only), bias], dim=-1)
+        return self._with_channel(hidden, items, last_only)
+
+    def _with_channel(self, hidden: torch.Tensor, items: torch.Tensor, last_only: bool) -> torch.Tensor:
         if self.text_weight is None:
             return hidden
         v = self.unit_vectors[items]  # (B, T, V); padding and [MASK] rows are 0
@@ -199,13 +211,18 @@ class SASRec(nn.Module):
         return self.ln_f(x) if self.config.pre_norm else x
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:
-        """(n_items + 1, D [+ V]) output embeddings; row 0 (padding) is never a valid
-        answer. With the text channel each row also carries its unit vector."""
+        """(n_items + 1, D [+ V] [+ 1]) output embeddings; row 0 (padding) is never a valid
+        answer. With the text channel each row also carries its unit vector, with a
+        new-item bias a last column that is 1 for items with no training interactions."""
         table = self.item_representations() if table is None else table
         n, scale = self.config.n_items, self.config.id_output_scale
         rows = table[: n + 1]
         if scale != 1.0 and self.content is not None:  # known items' ID part, scaled
             rows = rows - (1.0 - scale) * self.item_emb.weight[: n + 1] * self.known[: n + 1, None]
-        if self.text_weight is None:
-            return rows
-        return torch.cat([rows, self.unit_vectors[: self.config.n_items + 1]], dim=1)
+        if self.text_weight is not None:
+            rows = torch.cat([rows, self.unit_vectors[: n + 1]], dim=1)
+        if self.config.new_item_bias:
+            new = (~self.known[: n + 1]).to(rows.dtype)[:, None]  # (N + 1, 1)
+            new[0] = 0
+            rows = torch.cat([rows, new], dim=1)
+        return rows

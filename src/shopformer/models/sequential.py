@@ -140,7 +140,7 @@ class SASRecRecommender:
         network trained without it when the weight is above 0)."""
         arch = self.config.arch
         new_arch = replace(arch, id_output_scale=cal.id_scale, text_channel=arch.text_channel or cal.text_weight > 0,
-                           text_history=cal.text_history)
+                           text_history=cal.text_history, new_item_bias=cal.new_item_bias)
         if new_arch.text_channel and not arch.text_channel:
             new_arch = replace(new_arch, channel_tokens=self.content.vectors is None)
             grown = SASRec(new_arch)
@@ -229,6 +229,13 @@ class SASRecRecommender:
         return self._output[1]
 
     @torch.no_grad()
+    def similarity_table(self) -> torch.Tensor:
+        """``output_table()`` without the new-item bias column (a score offset, not a
+        likeness): what similar items compare."""
+        table = self.output_table()
+        return table[:, :-1] if self.config.arch.new_item_bias else table
+
+    @torch.no_grad()
     def bfloat16_copy(self) -> tuple[SASRec, torch.Tensor]:
         """A bfloat16 copy of the network and of its inference item table, made once per
         set of weights, for work that may be approximate (occlusion): half the memory
@@ -287,7 +294,7 @@ class SASRecRecommender:
         """Cosine similarity of output item embeddings."""
         from shopformer.retrieve.exact import top_k
 
-        table = torch.nn.functional.normalize(self.output_table(), dim=-1)
+        table = torch.nn.functional.normalize(self.similarity_table(), dim=-1)
         items = np.asarray(items, dtype=np.int64)
         if len(items) and (items.max() > self.config.arch.n_items or items.min() < 0):
             raise ValueError(f"item indexes outside 1..{self.config.arch.n_items}")

@@ -493,7 +493,7 @@ class RecommendationService:
         import torch
 
         with torch.no_grad():
-            row = served.run.model.output_table()[index : index + 1].detach().float().cpu()
+            row = served.run.model.similarity_table()[index : index + 1].detach().float().cpu()
             return torch.nn.functional.normalize(row, dim=-1).numpy()
 
     def titles(self, item_ids: list[str], served: Served | None = None, idx: np.ndarray | None = None) -> dict[str, str | None]:

@@ -84,7 +84,9 @@ def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexCon
 
     with torch.no_grad():
         table = _item_table(model).detach().float().cpu()  # (N + 1, D), the model's own memory
-        unit = torch.nn.functional.normalize(table, dim=-1)  # exactly as similar_items
+        likeness = getattr(model, "similarity_table", None)  # without a new-item bias column
+        unit = torch.nn.functional.normalize(likeness().detach().float().cpu() if callable(likeness) else table,
+                                             dim=-1)  # exactly as similar_items
     faiss.omp_set_num_threads(_all_cpus())
     try:
         users = FaissIndex(config).build(table.numpy(), copy=False)
