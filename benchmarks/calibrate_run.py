@@ -53,7 +53,8 @@ def main() -> None:
            "valid": valid["metrics"], "test": test["metrics"], "calibrated_from": args.entry,
            "calibration": asdict(cal)}
     rec.pop("training", None)  # the curve belongs to the entry it came from
-    print(f"{rec['model']}: id_scale {cal.id_scale} text_weight {cal.text_weight} text_history {cal.text_history}; "
+    print(f"{rec['model']}: id_scale {cal.id_scale} text_weight {cal.text_weight} text_history {cal.text_history} "
+          f"new_item_bias {cal.new_item_bias}; "
           f"valid NDCG@10 {base['valid']['NDCG@10']:.4f} -> {rec['valid']['NDCG@10']:.4f}; "
           f"test NDCG@10 {base['test']['NDCG@10']:.4f} -> {rec['test']['NDCG@10']:.4f}", flush=True)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}

@@ -47,10 +47,11 @@ class CalibrationConfig:
         the catalog (their standard deviation, averaged over validation users); tried
         after the weights above are chosen, and only when validation has cases whose
         target is such an item ("new-product cases"). Empty = no bias.
-    new_item_warm_cost: the bias chosen is the one with the best NDCG@10 on the
-        new-product cases among those that cost the other cases at most this share of
-        their NDCG@10 (against no bias): how much accuracy on known products a shop
-        gives for ranking new ones. None = the best NDCG@10 over all cases.
+    new_item_warm_cost: None (the default): the bias with the best NDCG@10 over all
+        validation cases (no bias when that is best). A share instead: the bias with the
+        best NDCG@10 on the new-product cases among those that cost the other cases at
+        most this share of their NDCG@10 (against no bias): how much accuracy on known
+        products a shop gives for ranking new ones.
     new_item_warm_floor: instead of that relative cost, the NDCG@10 the other cases
         must keep (e.g. 97% of an ID-only model's on the same validation cases, which is
         what the cold-start benchmark asks)."""
@@ -61,7 +62,7 @@ class CalibrationConfig:
     text_histories: tuple[int, ...] = (5, 20, 50)
     max_channel_tokens: int = 2048
     new_item_biases: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
-    new_item_warm_cost: float | None = 0.03
+    new_item_warm_cost: float | None = None
     new_item_warm_floor: float | None = None
 
 
