@@ -252,7 +252,7 @@ def latency(model, explainer: Explainer, history, n_items: int, warmup: int = 20
     from shopformer.serve.retrieval import is_vector_model, user_vector
 
     vectors = is_vector_model(model) and getattr(model.config, "members", 1) == 1
-    table = model.output_table().numpy() if vectors else None
+    table = model.output_table().detach().numpy() if vectors else None
     base, added = [], []
     for u in range(-min(warmup, len(history)), len(history)):  # negative u: warm-up, not timed
         h = history.rows(np.array([u % len(history)]))

@@ -183,6 +183,11 @@ def test_the_grid_ndcg_is_evaluates_ndcg():
 
     expected = evaluate(Fixed(), cases, N, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
     assert _ndcg_sum(scores.copy(), cases) / 50 == pytest.approx(expected, abs=1e-9)
+    small = scores[:, :7].copy()  # a catalog of 6 items, fewer than the cutoff
+    small_cases = EvalCases(np.arange(50), Sequences.from_lists([[1]] * 50), Sequences.from_lists([[2]] * 50))
+    scores = small
+    expected = evaluate(Fixed(), small_cases, 6, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"]
+    assert _ndcg_sum(small.copy(), small_cases) / 50 == pytest.approx(expected, abs=1e-9)
 
 
 def test_new_item_bias_is_the_best_for_new_products_within_the_warm_cost():

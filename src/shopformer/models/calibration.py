@@ -105,6 +105,8 @@ def _ndcg(scores: np.ndarray, cases: EvalCases) -> np.ndarray:
     mask_items(scores, cases.history)
     idx, top = top_k(scores, 10)
     idx[np.isneginf(top)] = 0
+    if idx.shape[1] < 10:  # a catalog smaller than the cutoff: "no item" in the rest, as evaluate does
+        idx = np.pad(idx, ((0, 0), (0, 10 - idx.shape[1])))
     t = cases.targets
     width = int(t.lengths.max()) if len(t) else 0
     padded = np.zeros((len(t), width), dtype=np.int64)  # targets per row, 0 = none
