@@ -56,16 +56,23 @@ class OcclusionConfig:
     bfloat16: run the Transformer's occlusion on a bfloat16 copy of the network (half
     the memory read per call). Off by default: on Beauty it was 9% faster at the
     median, attributions then carry ~0.2% relative error and the explained score
-    differs from the served one in the third digit."""
+    differs from the served one in the third digit.
+    int8: the occluded histories by a copy of the Transformer whose linear layers run
+    int8 weights (a quarter of the bytes: occlusion is bound by reading the weights);
+    the explained score stays the served one when the caller hands in the user vector,
+    the attributions carry the quantization error (see the fidelity benchmark)."""
 
     max_events: int | None = 10
     batch_rows: int = 4096
     reuse_prefix: bool = True
     bfloat16: bool = False
+    int8: bool = False
 
     def __post_init__(self) -> None:
         if self.max_events is not None and self.max_events < 1:
             raise ValueError(f"max_events must be >= 1 or None, got {self.max_events}")
+        if self.bfloat16 and self.int8:
+            raise ValueError("choose bfloat16 or int8 for the occlusion, not both")
         if self.batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
 
@@ -150,7 +157,7 @@ def item_scorer(model: object) -> ItemScorer:
     return lambda h, items, full_row=False: sliced_scores(model, h, items, full_row)
 
 
-def occluder_for(model: object, bfloat16: bool = False) -> Occluder | None:
+def occluder_for(model: object, bfloat16: bool = False, int8: bool = False) -> Occluder | None:
     """A structure-aware occlusion for ``model``, or None: for one causal Transformer the
     occluded histories' shared prefix is computed once (models/occlusion.py), by the
     model's bfloat16 copy when asked."""
@@ -167,7 +174,7 @@ def occluder_for(model: object, bfloat16: bool = False) -> Occluder | None:
 
         with torch.no_grad():
             full = None if vector is None else torch.as_tensor(vector, dtype=torch.float32)
-            users = occlusion_user_vectors(model, history, positions, bfloat16, full)  # (E + 1, D)
+            users = occlusion_user_vectors(model, history, positions, bfloat16, full, int8)  # (E + 1, D)
             return _dot_scores(model, users, np.tile(items, (len(users), 1)), full_row)  # same K items per row
 
     return occlude
@@ -279,7 +286,7 @@ def attribute_many(
     ``user_vectors``: (U, D) the histories' own user vectors, see :func:`attribute`."""
     histories = histories.without_padding()  # index 0 is no event the model saw
     items = np.asarray(items, dtype=np.int64).reshape(len(histories), -1)
-    occluder = occluder_for(model, config.bfloat16) if config.reuse_prefix else None
+    occluder = occluder_for(model, config.bfloat16, config.int8) if config.reuse_prefix else None
     if occluder is not None:  # one call per user, its shared prefix computed once
         out = []
         for u in range(len(histories)):

@@ -77,7 +77,8 @@ def shared_prefix_last_hidden(
 
 @torch.no_grad()
 def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # noqa: ANN001
-                           bfloat16: bool = False, full: torch.Tensor | None = None) -> torch.Tensor:
+                           bfloat16: bool = False, full: torch.Tensor | None = None,
+                           int8: bool = False) -> torch.Tensor:
     """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
     without each event in ``positions`` (E indexes into it), as
     ``model.user_vectors`` would give for those E + 1 histories, with the shared prefix
@@ -85,14 +86,20 @@ def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # 
     ``bfloat16`` its bfloat16 copy computes them (float32 out). ``full``: the (D,) user
     vector of the whole history when the caller has it (serving ranked with it), so
     that row is not computed again (ignored with ``bfloat16``, whose rows must all come
-    from the copy for their differences to mean anything)."""
+    from the copy for their differences to mean anything). ``int8``: the occluded rows
+    by the network's int8 copy (``SASRecRecommender.int8_copy``); the full history's row
+    stays the exact one when given."""
     arch = model.config.arch
     if not arch.causal or model.config.members != 1:
         raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
     module = model._require()
     if module.training:
         module.eval()
+    if bfloat16 and int8:
+        raise ValueError("choose bfloat16 or int8, not both")
     module, table = model.bfloat16_copy() if bfloat16 else (module, model.item_representations())
+    if int8:
+        module = model.int8_copy()
     L = int(history.lengths[0])
     positions = np.asarray(positions, dtype=np.int64)
     T = min(L, arch.max_len)
