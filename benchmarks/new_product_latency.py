@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-newproduct"))
+    ap.add_argument("--set", action="append", default=[],
+                    help="extra SASRec setting KEY=VALUE, e.g. arch.text_channel=true arch.new_item_bias=1.0 "
+                         "(what calibration gives a Beauty model: an attribute channel and a new-product bias)")
     args = ap.parse_args()
     if not (args.data_root / BEAUTY[0]).exists():
         sys.exit(f"{args.data_root / BEAUTY[0]} not found: needs ../shared/data")
@@ -60,7 +63,7 @@ def main() -> None:
         ingest(args.data_root / BEAUTY[1], fmt="item2attributes", data_dir=data)
     run = args.work / "run"
     settings = {"arch.d_model": str(args.d_model), "arch.id_dropout": "0.9", "train.epochs": str(args.epochs),
-                "train.batch_size": "256"}
+                "train.batch_size": "256", **dict(kv.split("=", 1) for kv in args.set)}
     t0 = time.perf_counter()
     train_run(make_model("sasrec", settings), data, DataConfig(), run, fit_on="all",
               content=ContentConfig(fields=("tags",)))
