@@ -19,6 +19,7 @@ from shopformer.features.splits import EvalCases
 from shopformer.models.calibration import Calibration, CalibrationConfig, calibrate
 from shopformer.models.content_knn import token_idf
 from shopformer.models.ensemble import SASRecEnsemble
+from shopformer.models.item_encoder import token_unit_rows
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
 from shopformer.train.batches import Windows, all_windows, bucketed_batches, build_windows, cloze_mask
@@ -349,7 +350,9 @@ class SASRecRecommender:
                     grow[n_old + 1 : n_old + 1 + n_add] = new_rows[key]
         grown.load_state_dict(state)
         if arch.text_channel and arch.channel_tokens:  # the new rows' tokens, weighted by the kept IDF
-            grown.set_token_channel()
+            with torch.no_grad():
+                new = slice(n_old + 1, n_old + 1 + n_add)
+                grown.unit_vectors[new] = token_unit_rows(grown.content.tokens[new], grown.token_idf)
         c = self.content
         content = ItemContent(
             np.vstack([c.tokens, tokens]), c.token_names,
