@@ -205,7 +205,7 @@ def test_new_item_bias_is_the_best_for_new_products_within_the_warm_cost():
     scores[:, 26:] -= 2.0  # and ranks new products low
 
     def pick(cost):
-        return _choose_bias(known, valid, CalibrationConfig(new_item_warm_cost=cost), lambda rows: scores[rows], 16)
+        return _choose_bias(known, valid, CalibrationConfig(new_item_warm_cost=cost), lambda rows: scores[rows])
 
     bias, grid, ndcg = pick(0.03)
     assert grid[0]["new_item_bias"] == 0.0 and len(grid) == 1 + len(CalibrationConfig().new_item_biases)
@@ -217,7 +217,7 @@ def test_new_item_bias_is_the_best_for_new_products_within_the_warm_cost():
     assert ndcg == chosen["valid_NDCG@10"]
     overall, grid_all, _ = pick(None)
     assert overall == max(grid_all, key=lambda g: g["valid_NDCG@10"])["new_item_bias"]
-    assert _choose_bias(np.ones(N + 1, bool), valid, CalibrationConfig(), lambda rows: scores[rows], 16)[1] == ()
+    assert _choose_bias(np.ones(N + 1, bool), valid, CalibrationConfig(), lambda rows: scores[rows])[1] == ()
 
 
 def test_a_served_new_item_bias_scores_what_was_measured_and_leaves_similar_items(content, tmp_path):

@@ -28,13 +28,18 @@ def _row(scores: np.ndarray) -> np.ndarray:
 
 
 def _above(s: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """(K, N + 1) bool: item i is ranked above ``items[k]`` (higher score, or the same
-    score and a lower index, as :func:`~shopformer.retrieve.exact.top_k` breaks ties)."""
-    mine = s[items][:, None]
-    idx = np.arange(len(s))[None, :]
-    above = (s[None, :] > mine) | ((s[None, :] == mine) & (idx < items[:, None]))
+    """(K, N + 1) bool: item i is ranked above ``items[k]`` in the (N + 1,) row ``s``."""
+    above = _ranked_above(s[items], items, s, np.arange(len(s)))
     above[:, 0] = False
     return above
+
+
+def _ranked_above(mine: np.ndarray, items: np.ndarray, theirs: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """(K, R) bool: item ``others[r]`` (score ``theirs[r]``) is ranked above ``items[k]``
+    (score ``mine[k]``): a higher score, or the same score and a lower index, as
+    :func:`~shopformer.retrieve.exact.top_k` breaks ties."""
+    mine, theirs = mine[:, None], theirs[None, :]
+    return (theirs > mine) | ((theirs == mine) & (others[None, :] < items[:, None]))
 
 
 def model_ranks(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -64,9 +69,8 @@ def provenance_from_removed(
     this then does not count. For history exclusion that is L scores, not N."""
     items = np.asarray(items, dtype=np.int64)
     removed_items = np.asarray(removed_items, dtype=np.int64)
-    mine, theirs = np.asarray(item_scores, np.float64)[:, None], np.asarray(removed_scores, np.float64)[None, :]
-    theirs = np.nan_to_num(theirs, nan=-np.inf)
-    above = (theirs > mine) | ((theirs == mine) & (removed_items[None, :] < items[:, None]))  # (K, R)
+    theirs = np.nan_to_num(np.asarray(removed_scores, np.float64), nan=-np.inf)
+    above = _ranked_above(np.asarray(item_scores, np.float64), items, theirs, removed_items)  # (K, R)
     counts = {rule: (above & np.asarray(mask, dtype=bool)[removed_items][None, :]).sum(axis=1)
               for rule, mask in removed.items()}
     return _records(np.arange(1, len(items) + 1) + above.sum(axis=1), counts, removed)

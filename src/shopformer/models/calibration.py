@@ -160,10 +160,7 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
     # once and shared by every candidate; NDCG@10 is a mean over cases, so the chunks'
     # sums add up to the whole set's.
     sums = {(s, w, h): 0.0 for s in config.id_scales for w, h in channel}
-    chunk = 2048
-    for start in range(0, len(valid), chunk):
-        rows = np.arange(start, min(start + chunk, len(valid)))
-        cases = EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+    for rows, cases in _chunks(valid):
         near = {h: q[rows] @ unit_t for h, q in queries.items()}  # (b, N + 1) channel scores
         for s, table_t in tables.items():
             base = hidden[rows] @ table_t
@@ -182,12 +179,20 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
             scores += w * (queries[h][rows] @ unit_t)
         return scores
 
-    bias, bias_grid, valid_ndcg = _choose_bias(module.known[: n + 1].numpy(), valid, config, chosen_scores, chunk)
+    bias, bias_grid, valid_ndcg = _choose_bias(module.known[: n + 1].numpy(), valid, config, chosen_scores)
     return Calibration(s, w, h, best["valid_NDCG@10"] if not bias_grid else valid_ndcg, tuple(grid),
                        source[0] if source is not None and w else "", bias, bias_grid)
 
 
-def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig, scores_of, chunk: int):  # noqa: ANN001
+def _chunks(valid: EvalCases, size: int = 2048):  # noqa: ANN202
+    """(row indexes, their cases) of ``valid`` in chunks: the grid's scores are made a
+    chunk at a time."""
+    for start in range(0, len(valid), size):
+        rows = np.arange(start, min(start + size, len(valid)))
+        yield rows, EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+
+
+def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig, scores_of):  # noqa: ANN001
     """(bias, its grid, its validation NDCG@10) for items with no training interactions
     (see ``CalibrationConfig.new_item_warm_cost``); (0, (), 0) when there is nothing to
     choose from."""
@@ -198,13 +203,13 @@ def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig,
     cold = (t.lengths > 0) & (n_new == t.lengths)
     if not config.new_item_biases or not new.any() or not cold.any() or cold.all():
         return 0.0, (), 0.0
-    spread = float(np.mean(scores_of(np.arange(min(chunk, len(valid)))).std(axis=1)))
     multiples = (0.0, *config.new_item_biases)
     cold_sum, warm_sum = np.zeros(len(multiples)), np.zeros(len(multiples))
-    for start in range(0, len(valid), chunk):
-        rows = np.arange(start, min(start + chunk, len(valid)))
-        cases = EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+    spread = None
+    for rows, cases in _chunks(valid):
         base = scores_of(rows)
+        if spread is None:  # the unit of the biases: from the first chunk's users
+            spread = float(np.mean(base.std(axis=1)))
         for i, m in enumerate(multiples):
             scores = base + np.float32(round(m * spread, 6)) * new  # the value recorded and served
             scores[:, 0] = -np.inf

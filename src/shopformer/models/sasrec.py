@@ -182,12 +182,11 @@ class SASRec(nn.Module):
             self.unit_vectors[: len(unit)] = unit
             self.unit_vectors[0] = 0
 
-    def set_token_channel(self, idf: torch.Tensor | None = None) -> None:
+    def set_token_channel(self, idf: torch.Tensor) -> None:
         """Fill the channel's rows from the items' content tokens and the tokens' IDF
         (kept, so rows added later, for new products, are weighted the same way)."""
         with torch.no_grad():
-            if idf is not None:
-                self.token_idf.copy_(idf)
+            self.token_idf.copy_(idf)
             self.unit_vectors.copy_(token_unit_rows(self.content.tokens, self.token_idf))
             self.unit_vectors[0] = 0
 
