@@ -15,10 +15,13 @@ events lowers the score at least 3x more (mean) than removing random ones, for e
 Latency: for a sample of test users, one top-10 request (score the catalog, exclude
 the history, top 10) and then its explanations as the API computes them (occlusion,
 co-customers, shared attributes, rule provenance, sentences), one user at a time with
-one torch thread, as the server runs. Target: explanations add <= 10 ms p99.
+one torch thread, as the server runs; the same requests are timed ``--latency-repeats``
+times (3) in new orders, since this host's speed moves between minutes. Target:
+explanations add <= 10 ms p99, in every repeat.
 
     python benchmarks/explain_fidelity.py --model ease --set l2=500
     python benchmarks/explain_fidelity.py --run RUN_FOLDER   # e.g. a SASRec trained on Beauty
+    python benchmarks/explain_fidelity.py --run RUN_FOLDER --precision int8   # int8 occlusion, float32 beside it
     python benchmarks/explain_fidelity.py --model ease --max-users 50 --latency-users 50   # a smoke run
 
 Results merge into benchmarks/results/explain_fidelity.{json,md} (one record per
@@ -48,7 +51,7 @@ from shopformer.dataset import DataConfig, describe, load_events, load_products,
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.experiment import fit, reload_data  # noqa: E402
 from shopformer.explain import CoCounts, ExplainConfig, Explainer, OcclusionConfig, attribute_many, titles_from  # noqa: E402
-from shopformer.explain.attribution import concat, item_scorer, without  # noqa: E402
+from shopformer.explain.attribution import PRECISIONS, concat, item_scorer, without  # noqa: E402
 from shopformer.explain.rules import EXCLUDED_HISTORY, history_mask  # noqa: E402
 from shopformer.features.content import ContentConfig, build_content  # noqa: E402
 from shopformer.ingest import ingest  # noqa: E402
@@ -106,13 +109,38 @@ def by_length(k: int, tags: list, owner: np.ndarray, score: np.ndarray, full_at:
     return out
 
 
+def agreement(atts: list, refs: list) -> dict:
+    """How close approximate attributions (``atts``) are to the exact ones (``refs``,
+    same users and items): the share of users whose top-k attributed events are the
+    same set, for each k (users with more than k occluded events), and the relative
+    error of the attribution vector ||a - a_exact|| / ||a_exact||."""
+    out: dict = {"users": len(atts)}
+    for k in KS:
+        same = [set(a.positions[a.ranked(0)[:k]].tolist()) == set(r.positions[r.ranked(0)[:k]].tolist())
+                for a, r in zip(atts, refs) if len(r.positions) > k]
+        out[f"top{k}_same"] = float(np.mean(same)) if same else None
+    err = np.array([np.linalg.norm(a.values[:, 0] - r.values[:, 0]) / np.linalg.norm(r.values[:, 0])
+                    for a, r in zip(atts, refs) if np.linalg.norm(r.values[:, 0]) > 0])
+    out["relative_error"] = {"median": float(np.median(err)), "p99": float(np.percentile(err, 99)),
+                             "max": float(err.max())} if len(err) else None
+    return out
+
+
 def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, chunk: int = 512,
-             with_best: bool = True) -> tuple[dict, int]:
+             with_best: bool = True) -> tuple[dict, int, dict | None]:
     """Aggregates per k for the top-attributed and the random removals; also returns
-    the number of users explained."""
+    the number of users explained and, for an occlusion other than float32, its
+    :func:`agreement` with the float32 one."""
     top1 = np.concatenate([recommend(model, history.rows(np.arange(s, min(s + chunk, len(history)))), 1, True)[0]
                            for s in range(0, len(history), chunk)])  # (U, 1)
-    atts = attribute_many(model, history, top1, config)
+    close, vectors = None, None
+    if config.precision != "float32":
+        # as served: the answer's own (float32) user vector is handed to the occlusion
+        vectors = np.concatenate([model.user_vectors(history.rows(np.arange(s, min(s + chunk, len(history))))).numpy()
+                                  for s in range(0, len(history), chunk)])
+    atts = attribute_many(model, history, top1, config, user_vectors=vectors)
+    if config.precision != "float32":
+        close = agreement(atts, attribute_many(model, history, top1, replace(config, precision="float32")))
     rng = np.random.default_rng(seed)
     parts, owner, tags = [], [], []  # tags: (k, kind) per row; k = 0 is the full history
     for u, a in enumerate(atts):  # per user: a few small array ops
@@ -166,7 +194,7 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
                          "ratio_by_history_length": by_length(k, tags, owner, score, full_at, lengths)}
         if best is not None:
             # the ceiling: the best k events any method could name (exhaustive search;
-            # greedy for long histories), over the same users (L > k)
+            # a beam search for long histories), over the same users (L > k)
             b = best[k]["drops"]
             ok = lengths > k
             mean_best = float(np.nanmean(b[ok])) if ok.any() else None
@@ -174,15 +202,18 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
                 "mean_score_drop": mean_best,
                 "ratio_best_over_random": (mean_best / r) if (mean_best is not None and r and r > 0) else None,
                 "top_share_of_best": (t / mean_best) if (mean_best and t is not None) else None,
-                "greedy_users": int((best[k]["greedy"] & ok).sum()),
+                "beam_users": int((best[k]["beam"] & ok).sum()),
                 "ratio_by_history_length": by_length(k, tags, owner, score, full_at, lengths, best=b),
             }
-    return out, len(atts)
+    return out, len(atts), close
 
 
 #: users whose C(L, k) subsets number at most this are searched exhaustively for the
-#: best removal; longer histories greedily (one event at a time, a lower bound)
-MAX_SUBSETS = 300
+#: best removal (every history up to 32 events for k = 3); longer ones by a beam search
+#: of BEAM sets (a lower bound: plain greedy, one event at a time, fell 0.5 short of the
+#: exhaustive k = 3 drop on average, up to 9.3, on 40 histories of 14-28 events)
+MAX_SUBSETS = 5000
+BEAM = 8
 
 
 def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
@@ -192,7 +223,7 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
     scorer = item_scorer(model)
     lengths = history.lengths
     found = {k: np.full(len(lengths), np.nan) for k in KS}
-    greedy = np.zeros(len(lengths), dtype=bool)
+    searched = np.zeros(len(lengths), dtype=bool)  # by the beam, not exhaustively
 
     def scores_of(drops_per_user: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Score of the top-1 item for each user's drop rows; row 0 = the full history."""
@@ -211,7 +242,7 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
         if length <= min(KS):
             continue
         if math.comb(length, max(KS)) > MAX_SUBSETS:
-            greedy[u] = True
+            searched[u] = True
             continue
         rows, tags = [np.zeros(length, dtype=bool)], [0]
         for k in KS:
@@ -221,27 +252,33 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
                 rows.append(d)
                 tags.append(k)
         exhaustive.append((u, np.stack(rows), np.asarray(tags)))
-    for (u, _, tags), sc in zip(exhaustive, scores_of([(u, d) for u, d, _ in exhaustive])):
+    for (u, _, tags), sc in zip(exhaustive, scores_of([(u, d) for u, d, _ in exhaustive]) if exhaustive else []):
         for k in KS:
             if (tags == k).any():
                 found[k][u] = sc[0] - sc[tags == k].min()
-    removed = {u: np.zeros(int(lengths[u]), dtype=bool) for u in np.flatnonzero(greedy)}
-    for k in KS:  # greedy: add the event whose removal (with the earlier ones) drops the most
-        users = list(removed)
-        if not users:
+    # beam search: each step extends each of the BEAM best sets of k - 1 events by one
+    # more event, keeps the BEAM best sets of k
+    beams = {u: [np.zeros(int(lengths[u]), dtype=bool)] for u in np.flatnonzero(searched)}
+    for k in KS:
+        if not beams:
             break
         asks = []
-        for u in users:
-            left = np.flatnonzero(~removed[u])
-            d = np.repeat(removed[u][None], len(left) + 1, axis=0)
-            d[np.arange(1, len(left) + 1), left] = True
-            d[0] = False
-            asks.append((u, d))
+        for u, sets in beams.items():
+            seen, rows = set(), [np.zeros(int(lengths[u]), dtype=bool)]  # row 0: the full history
+            for base in sets:
+                for e in np.flatnonzero(~base):
+                    d = base.copy()
+                    d[e] = True
+                    key = d.tobytes()
+                    if key not in seen:
+                        seen.add(key)
+                        rows.append(d)
+            asks.append((u, np.stack(rows)))
         for (u, d), sc in zip(asks, scores_of(asks)):
-            best = 1 + int(np.argmin(sc[1:]))
-            removed[u] = d[best]
-            found[k][u] = sc[0] - sc[best]
-    return {k: {"drops": v, "greedy": greedy} for k, v in found.items()}
+            order = 1 + np.argsort(sc[1:], kind="stable")[:BEAM]  # the lowest scores: the largest drops
+            beams[u] = [d[i] for i in order]
+            found[k][u] = sc[0] - sc[order[0]]
+    return {k: {"drops": v, "beam": searched} for k, v in found.items()}
 
 
 def latency(model, explainer: Explainer, history, n_items: int, warmup: int = 20,
@@ -251,7 +288,8 @@ def latency(model, explainer: Explainer, history, n_items: int, warmup: int = 20
     whole table, exact), which the explanations get; they do not get the score row (an
     index search has none), so provenance reads the history items' scores. With
     ``reference`` (the float32 occlusion beside an approximate one) each request is also
-    explained by it, in alternating order, so both are timed under the same host load."""
+    explained by it, in alternating order, so both are timed under the same host load (the
+    two networks then share the CPU caches: both run slower than either alone)."""
     from shopformer.serve.retrieval import is_vector_model, user_vector
 
     vectors = is_vector_model(model) and getattr(model.config, "members", 1) == 1
@@ -322,11 +360,11 @@ def markdown(results: list[dict], meta: dict) -> str:
                 f"{f(g['ratio'], 2)} ({g['users']})" for g in groups.values()) + " |")
     if any("best" in v for r in results for v in r["fidelity"].values()):
         lines += ["", "The ceiling: the largest drop any k events could cause (every k-subset searched; histories",
-                  f"with more than {MAX_SUBSETS} subsets greedily, one event at a time), over the same users. Its ratio",
+                  f"with more than {MAX_SUBSETS} subsets by a beam search of {BEAM} sets: a lower bound), over the same users. Its ratio",
                   "to the random drop is the most any attribution method could reach here.", "",
                   "| model | k | top drop | best possible drop | top / best | best / random | "
                   + " | ".join(f"L {lo}-{hi}" if hi < 10**9 else f"L >= {lo}" for lo, hi in LENGTH_GROUPS)
-                  + " | greedy users |", "|---|---|---|---|---|---|" + "---|" * len(LENGTH_GROUPS) + "---|"]
+                  + " | beam-searched users |", "|---|---|---|---|---|---|" + "---|" * len(LENGTH_GROUPS) + "---|"]
         for r in results:
             for k, v in r["fidelity"].items():
                 if "best" not in v:
@@ -336,18 +374,32 @@ def markdown(results: list[dict], meta: dict) -> str:
                     f"| {r['label']} | {k[2:]} | {f(v['top']['mean_score_drop'])} | {f(b['mean_score_drop'])} | "
                     f"{f(b['top_share_of_best'], 2)} | {f(b['ratio_best_over_random'], 2)} | "
                     + " | ".join(f"{f(g['ratio'], 2)}" for g in b["ratio_by_history_length"].values())
-                    + f" | {b['greedy_users']} |")
-    lines += ["", "| model | requests | top-10 p50 (ms) | top-10 p99 | explain added p50 | p95 | p99 | met |",
-              "|---|---|---|---|---|---|---|---|"]
+                    + f" | {b.get('beam_users', b.get('greedy_users'))} |")
+    lines += ["", "Latency: with several repeats (the same requests in a new order each time) the row is the repeat",
+              "with the worst p99, and the target must hold in every repeat.", "",
+              "| model | measured | requests | top-10 p50 (ms) | top-10 p99 | explain added p50 | p95 | p99 | met |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lat = r["latency"]
         a, b = lat["explain_added_ms"], lat["top10_ms"]
-        lines.append(f"| {r['label']} | {lat['requests']} | {b['p50']} | {b['p99']} | {a['p50']} | {a['p95']} | "
-                     f"{a['p99']} | {'yes' if lat['target_met'] else 'no'} |")
+        every = lat.get("repeats", [])
+        p99s = f" (repeats: {', '.join(str(x['explain_added_ms']['p99']) for x in every)})" if len(every) > 1 else ""
+        lines.append(f"| {r['label']} | {r.get('date', '')[:16]} | {lat['requests']} | {b['p50']} | {b['p99']} | "
+                     f"{a['p50']} | {a['p95']} | {a['p99']}{p99s} | {'yes' if lat['target_met'] else 'no'} |")
         ref = lat.get("float32_interleaved_added_ms")
         if ref:  # the same requests explained by the float32 occlusion, interleaved
-            lines.append(f"| {r['label']}: float32 beside it | {lat['requests']} | | | {ref['p50']} | {ref['p95']} | "
+            lines.append(f"| {r['label']}: float32 beside it | | {lat['requests']} | | | {ref['p50']} | {ref['p95']} | "
                          f"{ref['p99']} | {'yes' if ref['p99'] <= TARGET_P99_MS else 'no'} |")
+    close = [r for r in results if r.get("agreement_with_float32")]
+    if close:
+        lines += ["", "Approximate occlusion against float32 on the same users and items: the share of users whose",
+                  "top-k attributed events are the same set, and the relative error of the attribution vector.", "",
+                  "| model | precision | users | top-1 same | top-2 same | top-3 same | rel. error median | p99 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in close:
+            a, e = r["agreement_with_float32"], r["agreement_with_float32"]["relative_error"] or {}
+            lines.append(f"| {r['label']} | {r['occlusion'].get('precision')} | {a['users']} | {f(a['top1_same'], 3)} | "
+                         f"{f(a['top2_same'], 3)} | {f(a['top3_same'], 3)} | {f(e.get('median'))} | {f(e.get('p99'))} |")
     lines += ["", "Settings per record (users sampled, occlusion config, model settings) are in explain_fidelity.json."]
     return "\n".join(lines) + "\n"
 
@@ -360,15 +412,20 @@ def main() -> None:
     ap.add_argument("--label", help="name of the record (default: the model name)")
     ap.add_argument("--max-users", type=int, help="sample this many test users for fidelity (default: all)")
     ap.add_argument("--latency-users", type=int, default=1000, help="requests timed for latency")
+    ap.add_argument("--latency-repeats", type=int, default=3,
+                    help="time the same requests this many times, in a new order each time (the host's speed "
+                    "moves between minutes: the record keeps every repeat and the worst p99)")
     ap.add_argument("--max-events", type=int, default=OcclusionConfig().max_events,
                     help="latest events occluded per user (0 = all)")
     ap.add_argument("--no-reuse-prefix", action="store_true",
                     help="score every occluded history from scratch (the Transformer's shared prefix not reused)")
     ap.add_argument("--no-best", action="store_true", help="skip the best-possible-removal search")
-    ap.add_argument("--bf16", action="store_true", help="the Transformer's occlusion by its bfloat16 copy")
-    ap.add_argument("--int8", action="store_true", help="the Transformer's occluded rows by its int8 copy")
+    ap.add_argument("--precision", choices=PRECISIONS, default=OcclusionConfig().precision,
+                    help="what computes the Transformer's occluded histories (OcclusionConfig.precision); "
+                    "other than float32, the float32 occlusion is measured beside it")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while latency is timed (the server "
+                    "uses 1); the fidelity part uses every core")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-explain"))
     ap.add_argument("--out", type=Path, default=RESULTS / "explain_fidelity.json")
@@ -376,7 +433,7 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    fidelity_threads = torch.get_num_threads()  # the offline part uses every core
     t_start = time.perf_counter()
     if args.run is not None:
         run = load_run(args.run)
@@ -395,7 +452,7 @@ def main() -> None:
         print(f"fitted {args.model} {settings} in {fit_s} s", flush=True)
     label = args.label or model.name
     config = OcclusionConfig(max_events=args.max_events or None, reuse_prefix=not args.no_reuse_prefix,
-                             bfloat16=args.bf16, int8=args.int8)
+                             precision=args.precision)
 
     cases = split.test
     rng = np.random.default_rng(args.seed)
@@ -403,9 +460,11 @@ def main() -> None:
     if args.max_users is not None and args.max_users < len(users):
         users = np.sort(rng.choice(users, args.max_users, replace=False))
     t0 = time.perf_counter()
-    fid, n_users = fidelity(model, cases.history.rows(users), data.n_items, config, args.seed,
+    fid, n_users, close = fidelity(model, cases.history.rows(users), data.n_items, config, args.seed,
                             with_best=not args.no_best)
     fid_s = time.perf_counter() - t0
+    if close is not None:
+        print(f"{config.precision} against float32: {close}", flush=True)
     for k, v in fid.items():
         print(f"{k}: score drop top {v['top']['mean_score_drop']:.4f} random {v['random']['mean_score_drop']:.4f} "
               f"ratio {v['ratio_top_over_random']} (by history length: "
@@ -413,6 +472,7 @@ def main() -> None:
               f"{v['random']['mean_rank_drop']:.1f}; left top-10 {v['top']['left_top10']:.3f} vs "
               f"{v['random']['left_top10']:.3f}", flush=True)
 
+    torch.set_num_threads(args.threads)  # latency: as the server runs
     products = load_products(data_dir)
     content = getattr(model, "content", None)
     if content is None and products.height:
@@ -422,10 +482,19 @@ def main() -> None:
     lat_users = np.sort(np.random.default_rng(args.seed + 1).choice(len(cases), min(args.latency_users, len(cases)),
                                                                     replace=False))
     reference = None
-    if config.int8 or config.bfloat16:  # the float32 occlusion, timed beside it
-        reference = Explainer(ExplainConfig(occlusion=replace(config, int8=False, bfloat16=False)), model, data.items,
+    if config.precision != "float32":  # the float32 occlusion, timed beside it
+        reference = Explainer(ExplainConfig(occlusion=replace(config, precision="float32")), model, data.items,
                               explainer.cocounts, content, explainer.titles)
-    lat = latency(model, explainer, cases.history.rows(lat_users), data.n_items, reference=reference)
+    repeats = []
+    for r in range(args.latency_repeats):
+        order = np.random.default_rng(args.seed + 2 + r).permutation(lat_users)
+        repeats.append(latency(model, explainer, cases.history.rows(order), data.n_items, reference=reference))
+        print(f"latency repeat {r + 1}: explanations add {repeats[-1]['explain_added_ms']} ms", flush=True)
+    lat = max(repeats, key=lambda x: x["explain_added_ms"]["p99"])  # the worst repeat is the record's
+    lat = {**lat, "repeats": [{"top10_ms": x["top10_ms"], "explain_added_ms": x["explain_added_ms"],
+                               **({"float32_interleaved_added_ms": x["float32_interleaved_added_ms"]}
+                                  if reference is not None else {})} for x in repeats],
+           "target_met": all(x["target_met"] for x in repeats)}
     print(f"latency: top-10 {lat['top10_ms']}, explanations add {lat['explain_added_ms']} ms"
           + (f" (float32 beside it: {lat['float32_interleaved_added_ms']})" if reference is not None else ""), flush=True)
 
@@ -443,7 +512,9 @@ def main() -> None:
         "occlusion": asdict(config),
         "seed": args.seed,
         "torch_threads": args.threads,
+        "fidelity_threads": fidelity_threads,
         "fidelity": fid,
+        "agreement_with_float32": close,
         "fidelity_seconds": round(fid_s, 1),
         "latency": lat,
         "targets": {"ratio_top_over_random": TARGET_RATIO, "explain_added_p99_ms": TARGET_P99_MS},

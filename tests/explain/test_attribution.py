@@ -160,7 +160,7 @@ def test_sasrec_prefix_reuse_equals_scoring_every_occluded_history(catalog):
     hist = Sequences.from_lists([rng.integers(1, 13, size=n).tolist() for n in (0, 1, 2, 4, 5, 6, 9)])
     items = rng.integers(1, 13, size=(len(hist), 3))
     for max_events in (None, 2):
-        fast = attribute_many(model, hist, items, OcclusionConfig(max_events=max_events, bfloat16=False),
+        fast = attribute_many(model, hist, items, OcclusionConfig(max_events=max_events),
                               catalog=catalog)
         slow = attribute_many(model, hist, items, OcclusionConfig(max_events=max_events, reuse_prefix=False),
                               catalog=catalog)

@@ -150,3 +150,25 @@ def test_transformer_attribution_is_the_score_drop_without_each_event(shop, tmp_
             rest = np.delete(hist, e["position"])
             drop = full[j] - model.score(Sequences.from_lists([rest.tolist()]))[0, j]
             assert e["attribution"] == pytest.approx(float(drop), abs=1e-4)
+
+
+def test_explain_precision_setting_reaches_the_occlusion(shop, tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with EventStore(StoreConfig(url)) as store:
+        import_folder(store, shop["data"])
+    settings = ServeSettings(store_url=url, run=shop["sasrec"], api_key="k", explain_precision="int8")
+    with TestClient(create_app(settings)) as c:
+        assert c.app.state.explainers.config.occlusion.precision == "int8"
+        body = c.get("/v1/users/u2/recommendations", params={"k": 2, "explain": "true"}).json()
+        model, vocab = c.app.state.service.require().run.model, c.app.state.service.require().run.items
+    full = model.score(Sequences.from_lists([vocab.encode(["a", "b", "d"]).tolist()]))[0]
+    for item in body["items"]:  # the served score stays the float32 one; events still named
+        x = item["explanation"]
+        assert x["score"] == pytest.approx(float(full[vocab.index(item["item_id"])]), abs=1e-4)
+        assert x["events_tested"] == 3
+    assert model._int8 is not None  # the occluded rows came from the int8 copy
+    with pytest.raises(ValueError, match="explain_precision"):
+        ServeSettings(explain_precision="fp4")
+    assert ServeSettings.from_env({"SHOPFORMER_EXPLAIN_PRECISION": "Int8"}).explain_precision == "int8"
+    with pytest.raises(ValueError, match="SHOPFORMER_EXPLAIN_PRECISION"):
+        ServeSettings.from_env({"SHOPFORMER_EXPLAIN_PRECISION": "half"})

@@ -75,8 +75,8 @@ def test_bfloat16_occlusion_stays_close_to_float32():
     model = random_model(True)
     h = history(12, seed=3)
     items = np.arange(1, N + 1)
-    exact = attribute(model, h, items, OcclusionConfig(max_events=None, bfloat16=False))
-    fast = attribute(model, h, items, OcclusionConfig(max_events=None, bfloat16=True))
+    exact = attribute(model, h, items, OcclusionConfig(max_events=None))
+    fast = attribute(model, h, items, OcclusionConfig(max_events=None, precision="bfloat16"))
     assert fast.values.dtype == np.float32 and fast.values.shape == exact.values.shape
     scale = np.abs(exact.values).max()
     assert np.abs(fast.values - exact.values).max() < 0.05 * scale  # bfloat16: ~3 significant digits
@@ -94,10 +94,10 @@ def test_int8_occlusion_stays_close_and_keeps_the_given_full_row():
     items = np.arange(1, N + 1)
     full = model.user_vectors(h)[0].numpy()
     exact = attribute(model, h, items, OcclusionConfig(max_events=None), user_vector=full)
-    fast = attribute(model, h, items, OcclusionConfig(max_events=None, int8=True), user_vector=full)
+    fast = attribute(model, h, items, OcclusionConfig(max_events=None, precision="int8"), user_vector=full)
     np.testing.assert_allclose(fast.full, exact.full, rtol=1e-6)  # the served score, untouched
     scale = np.abs(exact.values).max()
     assert scale > 0.1 and np.abs(fast.values - exact.values).max() < 0.1 * scale
     assert not np.array_equal(fast.values, exact.values)  # it did run the int8 copy
-    with pytest.raises(ValueError, match="not both"):
-        OcclusionConfig(bfloat16=True, int8=True)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        OcclusionConfig(precision="int4")

@@ -45,9 +45,21 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys, values of ``x`` (..., D), each split into heads: (..., H, D/H)."""
-        q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
+    def heads(self, x: torch.Tensor, queries: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values of ``x`` (..., D), each split into heads: (..., H, D/H).
+        ``queries``: indexes into x's first axis; only those rows' queries are returned
+        (and, for a float projection, computed)."""
+        D = x.shape[-1]
+        if queries is None:
+            q, k, v = self.qkv(x).split(D, dim=-1)
+        elif isinstance(self.qkv, nn.Linear):  # one projection for keys and values, one for the few queries
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[queries], w[:D], b[:D])
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=-1)
+        else:  # e.g. a quantized copy: its weight is not sliced
+            q, k, v = self.qkv(x).split(D, dim=-1)
+            q = q[queries]
         return tuple(t.unflatten(-1, (self.n_heads, -1)) for t in (q, k, v))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from shopformer.features.sequences import Sequences, without
-from shopformer.models.layers import attention_mask
 from shopformer.models.sasrec import SASRec
 from shopformer.models.sequential import _tensors
 
@@ -36,70 +35,66 @@ def shared_prefix_last_hidden(
     own: (R,) how many of each row's last slots are its own; the slots before them hold
         the same events, at the same positions, as row ``source`` (whose own tokens are
         all of its events), so their keys and values are taken from it.
-    Every linear layer runs once per block over all rows' own tokens, packed.
+    Every row's own tokens are packed into one sequence of P tokens that attends to
+    itself under a (P, P) mask: a token sees the earlier own tokens of its row and the
+    source's tokens in the slots before its row's own ones, which is exactly what it
+    sees in its row alone (padding never packed, never seen). So each layer is one
+    projection and one attention over P tokens, with no per-row key or query padding;
+    the last layer projects queries for the R last tokens only.
     Returns (R, D).
     """
     if not module.config.causal:
         raise ValueError("prefix reuse needs a causal model")
     items = rows[0]
     R, T = items.shape
-    M = int(own.max())  # query slots: the last M
     slot = torch.arange(T)
-    mine = slot[None, :] >= (T - own)[:, None]  # (R, T)
+    first_own = T - own  # (R,)
+    mine = slot[None, :] >= first_own[:, None]  # (R, T)
     rr, jj = (mine & (items > 0)).nonzero(as_tuple=True)  # packed own tokens, row-major
-    qj = jj - (T - M)
-    last = jj == T - 1  # one per row, in row order
-    from_source = rr == source
-    src_slots = jj[from_source]
+    last = (jj == T - 1).nonzero(as_tuple=True)[0]  # (R,) one per row, in row order
+
+    same_row = (rr[:, None] == rr[None, :]) & (jj[None, :] <= jj[:, None])  # causal within the row
+    prefix = (rr[None, :] == source) & (rr[:, None] != source) & (jj[None, :] < first_own[rr][:, None])
+    mask = (same_row | prefix)[None, None]  # (1, 1, P, P), True = may attend
 
     u = module.embed(*rows, table=table)[rr, jj]  # (P, D)
-    # keys: not padding (the shared prefix's padding is the source's), causal
-    keys = items.clone()
-    keys[~mine] = items[source].expand(R, -1)[~mine]
-    mask = attention_mask(keys, True)  # (R, 1, T, T)
     n = len(module.blocks)
     for depth, block in enumerate(module.blocks):
-        q_u, k_u, v_u = block.attn.heads(block.attn_input(u))  # (P, H, D/H)
-        k = k_u.new_zeros(1, T, *k_u.shape[1:])
-        v = torch.zeros_like(k)
-        k[0, src_slots], v[0, src_slots] = k_u[from_source], v_u[from_source]
-        k, v = k.expand(R, -1, -1, -1).clone(), v.expand(R, -1, -1, -1).clone()  # (R, T, H, D/H)
-        k[rr, jj], v[rr, jj] = k_u, v_u
+        x = block.attn_input(u)
         if depth < n - 1:
-            q = q_u.new_zeros(R, M, *q_u.shape[1:])  # (R, M, H, D/H)
-            q[rr, qj] = q_u
-            u = block.finish(u, block.attn.attend(q, k, v, mask[:, :, T - M:])[rr, qj])  # (P, D)
-        else:  # the last block: only each row's last position asks
-            attended = block.attn.attend(q_u[last][:, None], k, v, mask[:, :, -1:])  # (R, 1, D)
-            u = block.finish(u[last][:, None], attended)  # (R, 1, D)
-    return module.output(module.final(u), items, last_only=True)[:, 0]  # (R, D [+ V])
+            q, k, v = block.attn.heads(x)  # (P, H, D/H)
+            u = block.finish(u, block.attn.attend(q[None], k[None], v[None], mask)[0])  # (P, D)
+        else:  # the last block: only each row's last token asks
+            q, k, v = block.attn.heads(x, queries=last)  # q (R, H, D/H); k, v (P, H, D/H)
+            u = block.finish(u[last], block.attn.attend(q[None], k[None], v[None], mask[:, :, last])[0])  # (R, D)
+    return module.output(module.final(u[:, None]), items, last_only=True)[:, 0]  # (R, D [+ V])
 
 
 @torch.no_grad()
 def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # noqa: ANN001
-                           bfloat16: bool = False, full: torch.Tensor | None = None,
-                           int8: bool = False) -> torch.Tensor:
+                           full: torch.Tensor | None = None, precision: str = "float32") -> torch.Tensor:
     """(E + 1, D) user vectors of ``history`` (one row, no padding) and of the history
     without each event in ``positions`` (E indexes into it), as
     ``model.user_vectors`` would give for those E + 1 histories, with the shared prefix
-    computed once. ``model`` is a fitted causal :class:`SASRecRecommender`; with
-    ``bfloat16`` its bfloat16 copy computes them (float32 out). ``full``: the (D,) user
-    vector of the whole history when the caller has it (serving ranked with it), so
-    that row is not computed again (ignored with ``bfloat16``, whose rows must all come
-    from the copy for their differences to mean anything). ``int8``: the occluded rows
-    by the network's int8 copy (``SASRecRecommender.int8_copy``); the full history's row
-    stays the exact one when given."""
+    computed once. ``model`` is a fitted causal :class:`SASRecRecommender`. ``full``:
+    the (D,) user vector of the whole history when the caller has it (serving ranked
+    with it), so that row is not computed again (ignored in bfloat16, whose rows must
+    all come from the copy for their differences to mean anything). ``precision``
+    (float32 out either way): ``"bfloat16"``, the network's bfloat16 copy computes every
+    row; ``"int8"``, its int8 copy (``SASRecRecommender.int8_copy``) the occluded rows,
+    the full history's row staying the exact one when given."""
     arch = model.config.arch
     if not arch.causal or model.config.members != 1:
         raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
     module = model._require()
     if module.training:
         module.eval()
-    if bfloat16 and int8:
-        raise ValueError("choose bfloat16 or int8, not both")
+    bfloat16 = precision == "bfloat16"
     module, table = model.bfloat16_copy() if bfloat16 else (module, model.item_representations())
-    if int8:
+    if precision == "int8":
         module = model.int8_copy()
+    elif precision not in ("float32", "bfloat16"):
+        raise ValueError(f"unknown precision {precision!r}")
     L = int(history.lengths[0])
     positions = np.asarray(positions, dtype=np.int64)
     T = min(L, arch.max_len)

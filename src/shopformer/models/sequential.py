@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Self
@@ -256,8 +257,13 @@ class SASRecRecommender:
         table as is."""
         table = self.item_representations()
         if self._int8 is None or self._int8[0] is not table:
-            module = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self._require()).eval(), {torch.nn.Linear},
-                                                            dtype=torch.qint8)
+            # PyTorch marks this eager-mode API deprecated (torchao's is the successor); it
+            # is an opt-in path whose docs say so (OcclusionConfig.precision), so its
+            # warnings are not repeated in a server's log
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self._require()).eval(),
+                                                                {torch.nn.Linear}, dtype=torch.qint8)
             self._int8 = table, module
         return self._int8[1]
 

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from shopformer.explain import ExplainConfig, OcclusionConfig
 from shopformer.store import EventStore, StoreConfig, StoreError
 
 from .explanations import ExplainerCache
@@ -79,7 +80,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.explainers = ExplainerCache()  # explain=true: one Explainer per served run
+    # explain=true: one Explainer per served run
+    app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in (recommend.router, events.router, catalog.router, admin.router):
         app.include_router(router)

@@ -40,6 +40,10 @@ SHOPFORMER_NEW_VISITOR_DAYS                recent window those counts read (defa
                                            0 = every event)
 SHOPFORMER_TRENDING_HALF_LIFE_DAYS         ``trending``: an event's weight halves this
                                            often (default 7)
+SHOPFORMER_EXPLAIN_PRECISION               what computes a Transformer's occluded
+                                           histories for ``explain=true``: ``float32``,
+                                           ``int8`` or ``bfloat16`` (default: the
+                                           library's, ``OcclusionConfig.precision``)
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -57,6 +61,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
 
 _TRUE = ("1", "true", "yes", "on")
 INDEX_KINDS = ("exact", "faiss")
@@ -140,6 +146,8 @@ class ServeSettings:
     new_visitors: str = "model"
     new_visitor_days: float = 30.0
     trending_half_life_days: float = 7.0
+    #: explain=true: OcclusionConfig.precision (SHOPFORMER_EXPLAIN_PRECISION)
+    explain_precision: str = OcclusionConfig.precision
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -154,6 +162,8 @@ class ServeSettings:
             raise ValueError("cache_size must be >= 0 and max_batch >= 1")
         if self.index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        if self.explain_precision not in PRECISIONS:
+            raise ValueError(f"explain_precision must be one of {', '.join(PRECISIONS)}, got {self.explain_precision!r}")
         if self.new_visitors not in NEW_VISITOR_SOURCES:
             raise ValueError(f"new_visitors must be one of {', '.join(NEW_VISITOR_SOURCES)}, got {self.new_visitors!r}")
 
@@ -182,6 +192,7 @@ class ServeSettings:
             new_visitors=_choice(env, "SHOPFORMER_NEW_VISITORS", cls.new_visitors, NEW_VISITOR_SOURCES),
             new_visitor_days=_float(env, "SHOPFORMER_NEW_VISITOR_DAYS", cls.new_visitor_days),
             trending_half_life_days=_float(env, "SHOPFORMER_TRENDING_HALF_LIFE_DAYS", cls.trending_half_life_days),
+            explain_precision=_choice(env, "SHOPFORMER_EXPLAIN_PRECISION", cls.explain_precision, PRECISIONS),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -192,5 +203,6 @@ class ServeSettings:
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
             f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
             f"cache_check={self.cache_check}, sync_s={self.sync_s}, new_visitors={self.new_visitors!r}, "
-            f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days})"
+            f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days}, "
+            f"explain_precision={self.explain_precision!r})"
         )
