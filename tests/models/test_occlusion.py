@@ -101,3 +101,16 @@ def test_int8_occlusion_stays_close_and_keeps_the_given_full_row():
     assert not np.array_equal(fast.values, exact.values)  # it did run the int8 copy
     with pytest.raises(ValueError, match="precision must be one of"):
         OcclusionConfig(precision="int4")
+
+
+def test_rows_split_into_attention_groups_give_the_same_vectors(monkeypatch):
+    import shopformer.models.occlusion as occlusion
+
+    model = random_model(True, types=True, gaps=6)
+    h = history(13, seed=5)
+    batch, positions = occlusion_batch(h, 0, OcclusionConfig(max_events=None))
+    one_group = occlusion_user_vectors(model, h, positions)
+    monkeypatch.setattr(occlusion, "GROUP_TOKENS", 3)  # several groups, and rows longer than a group
+    split = occlusion_user_vectors(model, h, positions, full=model.user_vectors(h)[0])
+    torch.testing.assert_close(split, model.user_vectors(batch), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(split, one_group, rtol=1e-4, atol=1e-5)

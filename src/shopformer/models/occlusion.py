@@ -21,6 +21,50 @@ from shopformer.models.sasrec import SASRec
 from shopformer.models.sequential import _tensors
 
 
+#: query tokens per attention call in :func:`shared_prefix_last_hidden`: the packed
+#: tokens of the default occlusion (the latest 10 events of a 50-event window: about
+#: 100) are one call; occluding every event of a long history is split into groups of
+#: rows, each attending to the shared prefix and its own tokens only, so the mask and
+#: the scores stay (group, prefix + group) instead of (P, P)
+GROUP_TOKENS = 512
+
+
+def _at(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    return x if index is None else x[index]
+
+
+def _groups(rr: torch.Tensor, jj: torch.Tensor, first_own: torch.Tensor, source: int
+            ) -> list[tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]]:
+    """Whole rows, in order, gathered into groups of at most GROUP_TOKENS query tokens
+    (a longer row alone): per group its packed token indexes (the queries), the keys
+    they may read (the source's tokens and the group's own, once each) and the
+    (1, 1, queries, keys) mask. One group of every token (queries and keys None: all)
+    when they fit."""
+    def mask(queries: torch.Tensor | None, keys: torch.Tensor | None) -> torch.Tensor:
+        qr, qj, kr, kj = _at(rr, queries)[:, None], _at(jj, queries)[:, None], _at(rr, keys)[None], _at(jj, keys)[None]
+        same_row = (qr == kr) & (kj <= qj)  # causal within the row
+        prefix = (kr == source) & (qr != source) & (kj < first_own[qr])  # the shared prefix before the row's own
+        return (same_row | prefix)[None, None]  # True = may attend
+
+    if len(rr) <= GROUP_TOKENS:
+        return [(None, None, mask(None, None))]
+    counts = torch.bincount(rr, minlength=len(first_own)).tolist()
+    starts = [0]
+    for c in counts:
+        starts.append(starts[-1] + c)
+    src = torch.arange(starts[source], starts[source + 1])
+    out, a = [], 0
+    while a < len(counts):
+        b = a + 1
+        while b < len(counts) and starts[b + 1] - starts[a] <= GROUP_TOKENS:
+            b += 1
+        queries = torch.arange(starts[a], starts[b])
+        keys = torch.unique(torch.cat([src, queries]))  # sorted: packed order
+        out.append((queries, keys, mask(queries, keys)))
+        a = b
+    return out
+
+
 @torch.no_grad()
 def shared_prefix_last_hidden(
     module: SASRec,
@@ -35,13 +79,12 @@ def shared_prefix_last_hidden(
     own: (R,) how many of each row's last slots are its own; the slots before them hold
         the same events, at the same positions, as row ``source`` (whose own tokens are
         all of its events), so their keys and values are taken from it.
-    Every row's own tokens are packed into one sequence of P tokens that attends to
-    itself under a (P, P) mask: a token sees the earlier own tokens of its row and the
-    source's tokens in the slots before its row's own ones, which is exactly what it
-    sees in its row alone (padding never packed, never seen). So each layer is one
-    projection and one attention over P tokens, with no per-row key or query padding;
-    the last layer projects queries for the R last tokens only.
-    Returns (R, D).
+    Every row's own tokens are packed into one sequence of P tokens; each layer projects
+    them in one call and they attend under a mask: a token sees the earlier own tokens
+    of its row and the source's tokens in the slots before its row's own ones, which is
+    exactly what it sees in its row alone (padding never packed, never seen). No per-row
+    key or query padding, no per-row copies of the prefix; the last layer projects
+    queries for the R last tokens only. Returns (R, D).
     """
     if not module.config.causal:
         raise ValueError("prefix reuse needs a causal model")
@@ -52,10 +95,7 @@ def shared_prefix_last_hidden(
     mine = slot[None, :] >= first_own[:, None]  # (R, T)
     rr, jj = (mine & (items > 0)).nonzero(as_tuple=True)  # packed own tokens, row-major
     last = (jj == T - 1).nonzero(as_tuple=True)[0]  # (R,) one per row, in row order
-
-    same_row = (rr[:, None] == rr[None, :]) & (jj[None, :] <= jj[:, None])  # causal within the row
-    prefix = (rr[None, :] == source) & (rr[:, None] != source) & (jj[None, :] < first_own[rr][:, None])
-    mask = (same_row | prefix)[None, None]  # (1, 1, P, P), True = may attend
+    groups = _groups(rr, jj, first_own, source)
 
     u = module.embed(*rows, table=table)[rr, jj]  # (P, D)
     n = len(module.blocks)
@@ -63,10 +103,20 @@ def shared_prefix_last_hidden(
         x = block.attn_input(u)
         if depth < n - 1:
             q, k, v = block.attn.heads(x)  # (P, H, D/H)
-            u = block.finish(u, block.attn.attend(q[None], k[None], v[None], mask)[0])  # (P, D)
+            attended = torch.cat([block.attn.attend(_at(q, g)[None], _at(k, ks)[None], _at(v, ks)[None], m)[0]
+                                  for g, ks, m in groups])  # (P, D): groups are consecutive
+            u = block.finish(u, attended)  # (P, D)
         else:  # the last block: only each row's last token asks
             q, k, v = block.attn.heads(x, queries=last)  # q (R, H, D/H); k, v (P, H, D/H)
-            u = block.finish(u[last], block.attn.attend(q[None], k[None], v[None], mask[:, :, last])[0])  # (R, D)
+            parts = []
+            for g, ks, m in groups:
+                # the group's rows' last tokens: their places among its queries, and their rows
+                if g is None:
+                    at, mine = last, torch.arange(R)
+                else:
+                    at, mine = (g[:, None] == last[None, :]).nonzero(as_tuple=True)
+                parts.append(block.attn.attend(q[mine][None], _at(k, ks)[None], _at(v, ks)[None], m[:, :, at])[0])
+            u = block.finish(u[last], torch.cat(parts))  # (R, D)
     return module.output(module.final(u[:, None]), items, last_only=True)[:, 0]  # (R, D [+ V])
 
 
