@@ -131,16 +131,14 @@ def fidelity(model, history, n_items: int, config: OcclusionConfig, seed: int, c
     """Aggregates per k for the top-attributed and the random removals; also returns
     the number of users explained and, for an occlusion other than float32, its
     :func:`agreement` with the float32 one."""
-    top1 = np.concatenate([recommend(model, history.rows(np.arange(s, min(s + chunk, len(history)))), 1, True)[0]
-                           for s in range(0, len(history), chunk)])  # (U, 1)
-    close, vectors = None, None
-    if config.precision != "float32":
-        # as served: the answer's own (float32) user vector is handed to the occlusion
-        vectors = np.concatenate([model.user_vectors(history.rows(np.arange(s, min(s + chunk, len(history))))).numpy()
-                                  for s in range(0, len(history), chunk)])
+    chunks = [history.rows(np.arange(s, min(s + chunk, len(history)))) for s in range(0, len(history), chunk)]
+    top1 = np.concatenate([recommend(model, c, 1, True)[0] for c in chunks])  # (U, 1)
+    approximate = config.precision != "float32"
+    # as served: an approximate occlusion is handed the answer's own (float32) user vector
+    vectors = np.concatenate([model.user_vectors(c).numpy() for c in chunks]) if approximate else None
     atts = attribute_many(model, history, top1, config, user_vectors=vectors)
-    if config.precision != "float32":
-        close = agreement(atts, attribute_many(model, history, top1, replace(config, precision="float32")))
+    close = agreement(atts, attribute_many(model, history, top1, replace(config, precision="float32"))) \
+        if approximate else None
     rng = np.random.default_rng(seed)
     parts, owner, tags = [], [], []  # tags: (k, kind) per row; k = 0 is the full history
     for u, a in enumerate(atts):  # per user: a few small array ops
@@ -227,6 +225,8 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
 
     def scores_of(drops_per_user: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Score of the top-1 item for each user's drop rows; row 0 = the full history."""
+        if not drops_per_user:
+            return []
         parts = [without(history, u, d) for u, d in drops_per_user]
         owner = np.concatenate([[u] * len(d) for u, d in drops_per_user]).astype(np.int64)
         batch = concat(parts)
@@ -252,7 +252,7 @@ def best_removals(model, history, top1: np.ndarray, chunk: int = 4096) -> dict:
                 rows.append(d)
                 tags.append(k)
         exhaustive.append((u, np.stack(rows), np.asarray(tags)))
-    for (u, _, tags), sc in zip(exhaustive, scores_of([(u, d) for u, d, _ in exhaustive]) if exhaustive else []):
+    for (u, _, tags), sc in zip(exhaustive, scores_of([(u, d) for u, d, _ in exhaustive])):
         for k in KS:
             if (tags == k).any():
                 found[k][u] = sc[0] - sc[tags == k].min()
@@ -374,7 +374,7 @@ def markdown(results: list[dict], meta: dict) -> str:
                     f"| {r['label']} | {k[2:]} | {f(v['top']['mean_score_drop'])} | {f(b['mean_score_drop'])} | "
                     f"{f(b['top_share_of_best'], 2)} | {f(b['ratio_best_over_random'], 2)} | "
                     + " | ".join(f"{f(g['ratio'], 2)}" for g in b["ratio_by_history_length"].values())
-                    + f" | {b.get('beam_users', b.get('greedy_users'))} |")
+                    + f" | {b['beam_users']} |")
     lines += ["", "Latency: with several repeats (the same requests in a new order each time) the row is the repeat",
               "with the worst p99, and the target must hold in every repeat.", "",
               "| model | measured | requests | top-10 p50 (ms) | top-10 p99 | explain added p50 | p95 | p99 | met |",

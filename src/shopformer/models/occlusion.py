@@ -13,6 +13,8 @@ scratch (tested).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -49,9 +51,7 @@ def _groups(rr: torch.Tensor, jj: torch.Tensor, first_own: torch.Tensor, source:
     if len(rr) <= GROUP_TOKENS:
         return [(None, None, mask(None, None))]
     counts = torch.bincount(rr, minlength=len(first_own)).tolist()
-    starts = [0]
-    for c in counts:
-        starts.append(starts[-1] + c)
+    starts = [0, *itertools.accumulate(counts)]  # each row's first packed token
     src = torch.arange(starts[source], starts[source + 1])
     out, a = [], 0
     while a < len(counts):
