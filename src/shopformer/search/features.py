@@ -1,0 +1,117 @@
+"""Query-product features for the learned re-ranker.
+
+Every feature is computed from the query, the product's catalog entry and the two
+engines' evidence; none from which products happen to have been judged (that would leak
+the labels): the retrieval scores and ranks, the cosine, term coverage of the title
+(stemmed, IDF-weighted, the head noun, numbers and units, bigrams), whether the brand
+was named, fuzzy string similarities (RapidFuzz), lengths, and whether the query was
+spelling-corrected. IDF comes from the catalog's word counts (how many products use a
+word), so it is the same at training and at serving time.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .analysis import STOPWORDS
+from .fusion import Candidates
+
+if TYPE_CHECKING:
+    from .searcher import QueryPlan, Searcher
+
+STOP = STOPWORDS | {"x"}  # "x" of dimensions: the dimension token carries it
+
+FEATURES: tuple[str, ...] = (
+    "lexical", "lexical_rel", "lexical_rank", "cosine", "cosine_rel", "semantic_rank", "fused",
+    "query_terms", "title_terms", "coverage", "all_covered", "idf_coverage", "head_noun", "first_term",
+    "query_numbers", "numbers_matched", "units_matched", "brand_named", "bigrams", "first_match_pos",
+    "fuzz_token_set", "fuzz_partial", "fuzz_token_sort", "corrected", "query_chars", "title_chars",
+    "missing_idf", "mean_idf",
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # noqa: ANN202
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=500_000)
+def stem(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+def _terms(text: str) -> list[str]:
+    return [stem(w) for w in text.split() if w not in STOP]
+
+
+def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,
+                       fused: np.ndarray) -> np.ndarray:
+    """(len(pick), len(FEATURES)) float32 for the candidates at positions ``pick``."""
+    from rapidfuzz import fuzz, process
+
+    cat = searcher.catalog
+    counts = searcher.speller.counts
+    n_docs = max(len(cat), 1)
+    q_words = [w for w in plan.tokens if w not in STOP]
+    q_terms = [stem(w) for w in q_words]
+    q_set = set(q_terms)
+    idf = {stem(w): math.log((n_docs + 1) / (counts.get(w, 0) + 1)) for w in q_words}
+    idf_total = sum(idf[t] for t in q_set) or 1.0
+    numbers = {t for t in q_words if any(ch.isdigit() for ch in t)}
+    units = {t for t in numbers if any(ch.isalpha() for ch in t)}
+    q_bigrams = set(zip(q_terms, q_terms[1:]))
+    head, first = (q_terms[-1], q_terms[0]) if q_terms else ("", "")
+    query_text = " ".join(plan.tokens)
+
+    rows = c.rows[pick]
+    titles = [cat.norm_titles[r] for r in rows.tolist()]
+    depth = searcher.config.fusion.depth + 1
+    top_lex = float(c.lexical.max()) if len(c) else 0.0
+    top_cos = float(c.cosine.max()) if len(c) else 0.0
+    out = np.zeros((len(pick), len(FEATURES)), np.float32)
+    if len(pick) == 0:
+        return out
+    out[:, 0] = c.lexical[pick]
+    out[:, 1] = c.lexical[pick] / top_lex if top_lex > 0 else 0.0
+    out[:, 2] = np.where(c.lexical_rank[pick] > 0, c.lexical_rank[pick], depth)
+    out[:, 3] = c.cosine[pick]
+    out[:, 4] = c.cosine[pick] - top_cos
+    out[:, 5] = np.where(c.semantic_rank[pick] > 0, c.semantic_rank[pick], depth)
+    out[:, 6] = fused[pick]
+    out[:, 7] = len(q_set)
+    out[:, 20] = process.cdist([query_text], titles, scorer=fuzz.token_set_ratio, workers=1)[0] / 100
+    out[:, 21] = process.cdist([query_text], titles, scorer=fuzz.partial_ratio, workers=1)[0] / 100
+    out[:, 22] = process.cdist([query_text], titles, scorer=fuzz.token_sort_ratio, workers=1)[0] / 100
+    out[:, 23] = bool(plan.corrections)
+    out[:, 24] = len(plan.text)
+    mean_idf = float(np.mean([idf[t] for t in q_set])) if q_set else 0.0
+    out[:, 27] = mean_idf
+    for i, (r, title) in enumerate(zip(rows.tolist(), titles)):
+        t_terms = _terms(title)
+        t_set = set(t_terms)
+        t_words = set(title.split())
+        hit = q_set & t_set
+        out[i, 8] = len(t_terms)
+        out[i, 9] = len(hit) / len(q_set) if q_set else 0.0
+        out[i, 10] = bool(q_set) and hit == q_set
+        out[i, 11] = sum(idf[t] for t in hit) / idf_total
+        out[i, 12] = head in t_set
+        out[i, 13] = first in t_set
+        out[i, 14] = len(numbers)
+        out[i, 15] = len(numbers & t_words) / len(numbers) if numbers else -1.0
+        out[i, 16] = len(units & t_words) / len(units) if units else -1.0
+        brand = cat.brands[r].lower().split()
+        out[i, 17] = bool(brand) and all(stem(b) in q_set for b in brand)
+        out[i, 18] = len(q_bigrams & set(zip(t_terms, t_terms[1:]))) / len(q_bigrams) if q_bigrams else -1.0
+        pos = next((j for j, t in enumerate(t_terms) if t in q_set), None)
+        out[i, 19] = pos / max(len(t_terms), 1) if pos is not None else 1.0
+        out[i, 25] = len(cat.titles[r] or "")
+        missing = [idf[t] for t in q_set - hit]
+        out[i, 26] = max(missing) if missing else 0.0
+    return out

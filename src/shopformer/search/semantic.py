@@ -1,0 +1,114 @@
+"""Semantic ranking: product text vectors in the engine's vector index, queries encoded
+by the same sentence encoder.
+
+The product vectors are the ones recommendations fuse (all-MiniLM-L6-v2 over
+:func:`shopformer.features.text.product_text`, unit length, cached by text hash), held
+in a :class:`~shopformer.retrieve.faiss_index.FaissIndex` (flat below 100k products,
+HNSW above) whose rows are the search catalog's rows, so a filter is the catalog's row
+mask. A query's score is the cosine between its vector and the product's. Query vectors
+are kept in a small LRU cache: shops' query streams repeat.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shopformer.features.text import TextEncoder, TextEncoderConfig
+from shopformer.retrieve.faiss_index import FaissIndex, FaissIndexConfig
+
+
+@dataclass(frozen=True)
+class SemanticConfig:
+    """encoder: the sentence encoder (model, text-vector cache folder).
+    index: the vector index (kind "auto": exact below 100k products, HNSW above).
+    query_cache: query vectors kept (LRU; 0 = none)."""
+
+    encoder: TextEncoderConfig = TextEncoderConfig()
+    index: FaissIndexConfig = FaissIndexConfig()
+    query_cache: int = 4096
+
+
+class SemanticIndex:
+    """Product vectors by catalog row, and the query encoder."""
+
+    def __init__(self, config: SemanticConfig = SemanticConfig(), encoder: TextEncoder | None = None) -> None:
+        self.config = config
+        self.encoder = encoder or TextEncoder(config.encoder)
+        self.index = FaissIndex(config.index)
+        self._built = False
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim if self._built else self.encoder.dim
+
+    def encode_products(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self.encoder.encode(texts, progress=progress)
+
+    def set_rows(self, rows: np.ndarray, vectors: np.ndarray, n_rows: int) -> None:
+        """Place ``vectors`` at ``rows`` (new rows must be the next ones, as the catalog
+        appends them); ``n_rows`` is the catalog's row count including padding."""
+        rows = np.asarray(rows, dtype=np.int64)
+        with self._lock:
+            if not self._built:
+                table = np.zeros((n_rows, vectors.shape[1]), dtype=np.float32)
+                table[rows] = vectors
+                self.index.build(table)
+                self._built = True
+                return
+            have = len(self.index) + 1
+            if n_rows > have:  # rows the catalog added without text (none so far): zero vectors
+                gap = np.setdiff1d(np.arange(have, n_rows), rows)
+                if len(gap):
+                    rows = np.concatenate([rows, gap])
+                    vectors = np.concatenate([vectors, np.zeros((len(gap), vectors.shape[1]), np.float32)])
+            self.index.add_or_update(rows, vectors)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """(1, D) unit vector of a query (cached)."""
+        with self._lock:
+            hit = self._queries.get(text)
+            if hit is not None:
+                self._queries.move_to_end(text)
+                return hit
+        vec = self.encoder.model.encode([text], normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False).astype(np.float32)
+        if self.config.query_cache:
+            with self._lock:
+                self._queries[text] = vec
+                while len(self._queries) > self.config.query_cache:
+                    self._queries.popitem(last=False)
+        return vec
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosines) of the ``k`` nearest allowed rows, best first."""
+        if not self._built or not allowed.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        idx, scores = self.index.search(query, k, allowed=allowed)
+        keep = np.isfinite(scores[0])
+        return idx[0][keep], scores[0][keep]
+
+    def scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Cosines of ``query`` with the given rows (for candidates the other engine found)."""
+        if not self._built or len(rows) == 0:
+            return np.zeros(len(rows), np.float32)
+        return (self.index.vectors()[np.asarray(rows, dtype=np.int64)] @ query[0]).astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        self.index.save(Path(folder))
+
+    @classmethod
+    def load(cls, folder: Path, config: SemanticConfig = SemanticConfig()) -> "SemanticIndex":
+        out = cls(config)
+        out.index = FaissIndex.load(Path(folder))
+        out._built = True
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self.config)

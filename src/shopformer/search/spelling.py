@@ -1,0 +1,93 @@
+"""Spelling correction of query words against the catalog's own vocabulary (SymSpell).
+
+Only words the catalog never uses are corrected ("galvinized" -> "galvanized"): a word
+found in some product is kept as typed. The dictionary counts, for every normalized word
+(see :func:`~shopformer.search.analysis.normalize`, before stemming), how many products
+use it; the correction is the closest word by edit distance, the most used among equals.
+Numbers and words with digits ("2x4", "pc1010") are never corrected. The SymSpell
+structure is built on first use and rebuilt after the counts change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SpellingConfig:
+    """enabled: correct unknown query words at all.
+    min_length: shorter words are never corrected (too many near neighbours).
+    max_edits_short / max_edits_long: edit distance allowed for words shorter than
+        ``long_word`` letters / at least that long.
+    min_count: a correction must be used by at least this many products."""
+
+    enabled: bool = True
+    min_length: int = 4
+    long_word: int = 8
+    max_edits_short: int = 1
+    max_edits_long: int = 2
+    min_count: int = 1
+
+
+class Speller:
+    """Word counts of a catalog and the corrections they allow. Thread-safe."""
+
+    def __init__(self, config: SpellingConfig = SpellingConfig(), counts: dict[str, int] | None = None) -> None:
+        self.config = config
+        self.counts: Counter[str] = Counter(counts or {})
+        self._symspell = None
+        self._lock = threading.Lock()
+
+    def add(self, words: Iterable[str]) -> None:
+        """Count each word once per call (call once per product with its words)."""
+        with self._lock:
+            self.counts.update(set(words))
+            self._symspell = None
+
+    def remove(self, words: Iterable[str]) -> None:
+        with self._lock:
+            for w in set(words):
+                if self.counts[w] <= 1:
+                    self.counts.pop(w, None)
+                else:
+                    self.counts[w] -= 1
+            self._symspell = None
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.counts
+
+    def _index(self):  # noqa: ANN202 - a symspellpy.SymSpell
+        sym = self._symspell
+        if sym is None:
+            from symspellpy import SymSpell
+
+            with self._lock:
+                sym = SymSpell(max_dictionary_edit_distance=self.config.max_edits_long, prefix_length=7)
+                for word, n in self.counts.items():
+                    if n >= self.config.min_count and word.isalpha() and len(word) >= self.config.min_length - 1:
+                        sym.create_dictionary_entry(word, n)
+                self._symspell = sym
+        return sym
+
+    def correct_word(self, word: str) -> str:
+        """``word`` itself when the catalog uses it or it cannot be corrected, else the
+        closest catalog word."""
+        cfg = self.config
+        if not cfg.enabled or word in self.counts or len(word) < cfg.min_length or not word.isalpha():
+            return word
+        from symspellpy import Verbosity
+
+        edits = cfg.max_edits_long if len(word) >= cfg.long_word else cfg.max_edits_short
+        found = self._index().lookup(word, Verbosity.CLOSEST, max_edit_distance=edits)
+        if not found:
+            return word
+        best = max(found, key=lambda s: (s.count, s.term))  # closest first, then most used
+        return best.term
+
+    def correct(self, words: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The corrected words, and ``{typed: corrected}`` for the words that changed."""
+        out = [self.correct_word(w) for w in words]
+        return out, {w: c for w, c in zip(words, out) if w != c}
