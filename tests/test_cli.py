@@ -134,3 +134,49 @@ def test_train_with_precomputed_vectors(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(data), "--model", "content_knn", "--vectors", str(bad),
                                  "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "row 2: item_id '1' repeats row 1" in result.output
+
+
+def invoke_json(*args):
+    """JSON from stdout (the text model's loading bars go to stderr)."""
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_search_command(tmp_path):
+    """`shopformer search` builds the run's index once, answers, personalizes, and the
+    demo's search step prints what it found."""
+    src = tmp_path / "shop.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    catalog = tmp_path / "catalog.csv"
+    titles = {1: "Red Mug", 2: "Blue Mug", 3: "Tea Pot", 4: "Kettle", 5: "Garden Hose", 6: "Rake", 7: "Red Shovel",
+              8: "Gloves"}
+    catalog.write_text("item_id,title,categories\n" + "".join(
+        f"{i},{t},{'kitchen' if i <= 4 else 'garden'}\n" for i, t in titles.items()))
+    data = tmp_path / "data"
+    invoke("ingest", src, "--format", "sequence", "--data", data, "--catalog", catalog)
+    run = tmp_path / "run"
+    invoke("train", "--data", data, "--model", "itemknn", "--set", "shrink=0", "--out", run)
+
+    out = invoke_json("search", "red mugs", "--run", run, "--json", "--k", "3")
+    assert [h["item_id"] for h in out["hits"]][:1] == ["1"] and (run / "search" / "search.json").exists()
+    out = invoke_json("search", "red", "--run", run, "--json", "--category", "garden")
+    assert out["hits"][0]["item_id"] == "7" and {h["item_id"] for h in out["hits"]} <= {"5", "6", "7", "8"}
+    out = invoke_json("search", "kettel", "--run", run, "--json")
+    assert out["corrected_query"] == "kettle" and out["hits"][0]["item_id"] == "4"
+    # personalized: a garden customer sees the red shovel above the red mug
+    garden = next(l.split()[0] for l in LINES if l.startswith("b"))
+    out = invoke_json("search", "red", "--run", run, "--json", "--user", garden, "--personal-weight", "5")
+    assert out["hits"][0]["item_id"] == "7" and out["strategy"].endswith("+personal")
+    table = invoke("search", "red", "--run", run)
+    assert "Red Mug" in table and "Red Shovel" in table
+    bad = runner.invoke(app, ["search", "red", "--run", run, "--user", "nobody"])
+    assert bad.exit_code == 2 and "unknown user" in bad.output
+
+    from rich.console import Console
+
+    from shopformer import demo
+
+    con = Console(record=True, width=200)
+    demo._show_searches(run, con)
+    assert "'red heart'" in con.export_text()

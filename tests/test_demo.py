@@ -74,9 +74,10 @@ def _request(client: TestClient, command: str):
 def test_curl_examples_work_against_the_api(shop, tmp_path):
     url = demo.import_store(tmp_path, shop["data"], console()[0])
     examples = demo.curl_examples("http://testserver", "k3y", "u1", ["a", "b"], "d")
-    assert len(examples) == 5
+    assert len(examples) == 7
     settings = ServeSettings(store_url=url, run=shop["run"], api_key="k3y")
     with TestClient(create_app(settings)) as client:
+        assert client.app.state.search.wait(120)
         before = client.get("/v1/users/u1/recommendations").json()["items"]
         assert "d" in [x["item_id"] for x in before]
         for comment, command in examples:

@@ -1,4 +1,4 @@
-"""The `shopformer` command: ingest | train | evaluate | recommend | explain | serve | demo."""
+"""The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | demo."""
 
 from __future__ import annotations
 
@@ -239,6 +239,55 @@ def explain(
 
         plot_attribution(ue.explanation.attribution, plot, ue.event_labels(), ue.item_labels(), f"why: {user}")
         typer.echo(f"heatmap saved to {plot}", err=True)  # stderr: --json output stays parseable
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What a customer would type.")],
+    run: Annotated[Path, typer.Option(help="A trained run folder (its catalog is searched; its model personalizes).")],
+    k: Annotated[int, typer.Option("--k", min=1, max=100)] = 10,
+    user: Annotated[Optional[str], typer.Option(help="Personalize for this user (from the run's data).")] = None,
+    personal_weight: Annotated[Optional[float], typer.Option(
+        min=0, help="Weight of the user's model scores (default: the search config's).")] = None,
+    category: Annotated[Optional[list[str]], typer.Option(help="Keep products in this category (repeatable).")] = None,
+    brand: Annotated[Optional[list[str]], typer.Option(help="Keep products of this brand (repeatable).")] = None,
+    min_price: Annotated[Optional[float], typer.Option()] = None,
+    max_price: Annotated[Optional[float], typer.Option()] = None,
+    available_only: Annotated[bool, typer.Option("--available-only", help="Drop products marked unavailable.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the index in RUN/search.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the run's).")] = None,
+) -> None:
+    """Search the run's catalog: BM25 + product text vectors, typos and units handled;
+    with --user, re-ordered by the run's model for that user."""
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from shopformer.search import SearchFilter
+    from shopformer.search.offline import search_run
+
+    try:
+        flt = SearchFilter(categories=tuple(category or ()), brands=tuple(brand or ()), min_price=min_price,
+                           max_price=max_price, available_only=available_only)
+        result = search_run(run, query, k, flt, user, data, rebuild, personal_weight)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    if json_:
+        typer.echo(json.dumps({**asdict(result), "hits": [asdict(h) for h in result.hits]}, indent=2, default=str))
+        return
+    shown = f"{result.query!r}" + (f" (searched as {result.corrected_query!r})" if result.corrected_query else "")
+    table = Table(title=f"{shown}: {result.strategy}, {result.candidates} candidates")
+    for col in ("#", "item", "title", "score", "lexical", "cosine"):
+        table.add_column(col, justify="right" if col in ("#", "score", "lexical", "cosine") else "left")
+    for i, h in enumerate(result.hits, 1):
+        table.add_row(str(i), h.item_id, h.title or "", f"{h.score:.3f}", f"{h.lexical:.2f}", f"{h.cosine:.3f}")
+    console.print(table)
+    cats = ", ".join(f"{c['value']} ({c['count']})" for c in result.facets["categories"][:6])
+    if cats:
+        console.print(f"categories: {cats}")
 
 
 @app.command()

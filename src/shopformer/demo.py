@@ -142,6 +142,8 @@ def train_demo(workdir: Path, console: Console, users_to_show: int = 3) -> dict:
     top = int(np.argmax(data.sequences.lengths))
     hist = data.sequences.rows(np.array([top]))
     first, _ = recommend(model, hist, 1)
+    console.rule("search")
+    _show_searches(run_dir, console)
     return {
         "best": best, "valid": valid, "test": test, "run_dir": run_dir, "data_dir": data_dir,
         "user": data.users.ids[top], "items": data.items.decode(hist.items[-3:]),
@@ -215,8 +217,30 @@ def curl_examples(url: str, key: str, user: str, items: list[str], next_item: st
          f"curl -s {shlex.quote(f'{url}/v1/items/{path(item, safe=str())}/similar?k=5')}"),
         (f"post a purchase of {next_item} (writes need the API key); ask for {user}'s top-10 again: it changed",
          f'curl -s -X POST {url}/v1/events {json_header} -H "X-API-Key: {key}" -d {shlex.quote(event)}'),
+        ("search the catalog (typos, units, product text vectors), with facets",
+         f"curl -s {shlex.quote(f'{url}/v1/search?q=chrismas+lights&k=5')}"),
+        ("autocomplete", f"curl -s {shlex.quote(f'{url}/v1/search/suggest?q=lunch+b')}"),
         ("health: store and served model", f"curl -s {url}/health"),
     ]
+
+
+#: what the demo searches: plain words, a typo, a unit, a phrase with no shared word
+DEMO_QUERIES = ("red heart", "chrismas lights", "lunch bag 3 pack", "something to drink tea from")
+
+
+def _show_searches(run_dir: Path, console: Console) -> None:
+    """A few searches over the sample's catalog, as ``shopformer search`` answers them."""
+    from shopformer.search.offline import open_searcher
+
+    searcher = open_searcher(run_dir)
+    try:
+        for q in DEMO_QUERIES:
+            r = searcher.search(q, k=5, record=False)
+            fixed = f" (searched as {r.corrected_query!r})" if r.corrected_query else ""
+            found = "; ".join(h.title or h.item_id for h in r.hits) or "nothing"
+            console.print(f"[bold]{q!r}[/]{fixed} [{r.strategy}]: {found}", soft_wrap=True)
+    finally:
+        searcher.close()
 
 
 def _show_users(model, data, products, console: Console, n: int) -> None:

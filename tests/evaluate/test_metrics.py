@@ -53,3 +53,14 @@ def test_reciprocal_rank_and_coverage():
 def test_bad_cutoff():
     with pytest.raises(ValueError, match="cutoff"):
         metrics.hit_rate(HITS, 5)
+
+
+def test_graded_ndcg_by_hand():
+    gains = np.array([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    ideal = np.array([[1.0, 2.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    dcg = 2 / np.log2(2) + 1 / np.log2(4)
+    idcg = 2 / np.log2(2) + 1 / np.log2(3) + 0.5 / np.log2(4)
+    out = metrics.graded_ndcg(gains, ideal, 3)
+    assert out[0] == pytest.approx(dcg / idcg)
+    assert out[1] == 0.0 and np.isnan(out[2])
+    assert metrics.graded_ndcg(np.array([[2.0, 1.0]]), np.array([[1.0, 2.0]]), 2)[0] == pytest.approx(1.0)

@@ -96,7 +96,7 @@ def test_ties_go_to_the_lower_row():
 def test_choose_fusion_picks_the_best_on_validation():
     c = cands()
     # a judge who wants row 7 first: only configs leaning to the semantic side put it there
-    best, table = choose_fusion([c], lambda _, rows: float(rows[0] == 7))
+    best, table = choose_fusion([c], lambda i, rows: float(rows[0] == 7))
     assert best.kind == "convex" and best.alpha <= 0.4
     assert len(table) > 5 and max(v for _, v in table) == 1.0
 

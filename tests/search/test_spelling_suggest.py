@@ -26,6 +26,11 @@ def test_known_short_and_numeric_words_are_kept():
     assert s.correct(["pipe", "pap", "2x5", "zzzzzzzzzz"]) == (["pipe", "pap", "2x5", "zzzzzzzzzz"], {})
 
 
+def test_other_forms_of_a_catalog_word_are_kept():
+    s = speller()
+    assert s.correct(["pipes", "wrenches", "galvanize"]) == (["pipes", "wrenches", "galvanize"], {})
+
+
 def test_short_words_allow_one_edit_only():
     s = speller()
     assert s.correct_word("towl") == "towel"  # one edit

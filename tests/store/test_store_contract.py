@@ -182,6 +182,22 @@ class StoreContract:
         positions = store.events().filter(pl.col("user_id") == "u1")["position"].to_list()
         assert store.latest_position("u1") == max(positions) and store.latest_position("nobody") == 0
 
+    def test_delete_products(self, store):
+        store.upsert_products([{"item_id": "i1", "title": "One"}, {"item_id": "i2", "title": "Two"}])
+        assert store.delete_products(["i1", "nope", "i1"]) == 1
+        assert store.products()["item_id"].to_list() == ["i2"]
+        assert store.delete_products([]) == 0 and store.count_products() == 1
+
+    def test_query_counts_and_history_with_queries(self, store):
+        store.add_events([{"user_id": "u1", "event_type": "search", "query": q, "timestamp": T0 + timedelta(minutes=i)}
+                          for i, q in enumerate(["red mug", "tea", "red mug", "red mug", "tea", "kettle"])])
+        store.add_events([ev(1, timestamp=T0 + timedelta(hours=1))])
+        assert store.query_counts() == {"red mug": 3, "tea": 2, "kettle": 1}
+        assert store.query_counts(limit=1) == {"red mug": 3}
+        rows = store.user_history("u1", limit=2, queries=True)
+        assert [(r[1], r[3]) for r in rows] == [("search", "kettle"), (rows[1][1], None)]
+        assert len(store.user_history("u1")[0]) == 3
+
     def test_user_history_is_user_events_as_tuples(self, store):
         """The serving read: the same events in the same order, three fields each."""
         store.add_events([ev(1, timestamp=T0 + timedelta(hours=1)), ev(2, timestamp=T0)])

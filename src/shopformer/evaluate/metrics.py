@@ -50,6 +50,19 @@ def ndcg(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return dcg / idcg
 
 
+def graded_ndcg(gains: np.ndarray, ideal: np.ndarray, k: int) -> np.ndarray:
+    """Graded NDCG@k: ``gains[u, r]`` is the gain of row ``u``'s result at rank ``r`` (0 for
+    unjudged results), ``ideal[u]`` every judged gain of row ``u`` (any order, 0-padded).
+    DCG = sum gain / log2(rank + 2); the ideal DCG sorts ``ideal[u]`` best first. Rows
+    whose judged gains are all 0 give NaN (nothing to find: leave them out of a mean)."""
+    g = _check(np.asarray(gains, dtype=np.float64), k)
+    best = -np.sort(-np.asarray(ideal, dtype=np.float64), axis=1)[:, :k]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    idcg = best @ discounts[: best.shape[1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(idcg > 0, (g @ discounts) / idcg, np.nan)
+
+
 def reciprocal_rank(first_rank: np.ndarray) -> np.ndarray:
     """1 / (rank + 1) of the first target in the FULL ranking (0-based ``first_rank``)."""
     return 1.0 / (np.asarray(first_rank, dtype=np.float64) + 1.0)

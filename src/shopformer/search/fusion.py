@@ -104,13 +104,13 @@ def fusion_grid() -> list[FusionConfig]:
     return convex + rrf
 
 
-def choose_fusion(candidates: Sequence[Candidates], score: Callable[[Candidates, np.ndarray], float],
+def choose_fusion(candidates: Sequence[Candidates], score: Callable[[int, np.ndarray], float],
                   grid: Sequence[FusionConfig] | None = None) -> tuple[FusionConfig, list[tuple[FusionConfig, float]]]:
-    """The config of the best mean ``score(candidates, ranked rows)`` over validation
-    queries (e.g. NDCG@10 against their judgments), and every config's mean."""
+    """The config of the best mean ``score(i, ranked rows of candidates[i])`` over
+    validation queries (e.g. NDCG@10 against their judgments), and every config's mean."""
     table = []
     for cfg in grid or fusion_grid():
-        vals = [score(c, c.rows[order(fused_scores(c, cfg), c.rows)]) for c in candidates]
+        vals = [score(i, c.rows[order(fused_scores(c, cfg), c.rows)]) for i, c in enumerate(candidates)]
         table.append((cfg, float(np.mean(vals)) if vals else 0.0))
     best = max(table, key=lambda t: t[1])[0]
     return best, table

@@ -15,7 +15,7 @@ so a model sees at training time exactly the evidence it gets at serving time.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -117,33 +117,43 @@ class Reranker:
         return cls(RerankerConfig(**meta["config"]), lgb.Booster(model_file=str(folder / "model.txt")))
 
 
+def examples(searcher: "Searcher", plan: "QueryPlan", c: Candidates, gains: Mapping[str, float],
+             objective: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and gains of one query. lambdarank: the fused top ``rerank_depth`` of the
+    retrieved candidates ``c`` (unjudged ones gain 0); regression: the judged products
+    among ``c`` (pass candidates made with their rows added, see Searcher.candidates)."""
+    fused = fused_scores(c, searcher.fusion)
+    if objective == "regression":
+        pick = np.flatnonzero(np.isin(c.rows, searcher.catalog.rows(list(gains))))
+    else:
+        pick = order(fused, c.rows)[: searcher.config.rerank_depth]
+    ids = [searcher.catalog.ids[r] for r in c.rows[pick].tolist()]
+    return candidate_features(plan, searcher, c, pick, fused), np.array([gains.get(i, 0.0) for i in ids], np.float64)
+
+
 def training_set(searcher: "Searcher", queries: Sequence[str], judgments: Judgments,
-                 objective: str = "lambdarank") -> TrainingSet:
-    """Features and gains for ``queries``. lambdarank: the fused top ``rerank_depth``
-    candidates of each query (unjudged ones gain 0); regression: each query's judged
-    products, wherever retrieval put them (their evidence scored for that query)."""
+                 objective: str = "lambdarank",
+                 candidates: Callable[[str, "QueryPlan"], Candidates] | None = None) -> TrainingSet:
+    """:func:`examples` of every query (queries with no searchable terms are skipped).
+    ``candidates(query, plan)``: precomputed candidates (default: the searcher's
+    retrieval, with the judged rows added for regression)."""
     Xs, ys, groups, kept = [], [], [], []
-    depth = searcher.config.rerank_depth
     for q in queries:
         plan = searcher.plan(q)
-        gains = judgments[q]
         if not plan.has_terms:
             continue
-        judged_rows = searcher.catalog.rows(list(gains))
-        extra = judged_rows[judged_rows > 0] if objective == "regression" else None
-        c = searcher.candidates(plan, extra_rows=extra)
-        fused = fused_scores(c, searcher.fusion)
-        if objective == "regression":
-            pick = np.flatnonzero(np.isin(c.rows, extra))
+        gains = judgments[q]
+        if candidates is not None:
+            c = candidates(q, plan)
         else:
-            pick = order(fused, c.rows)[:depth]
-        if len(pick) == 0:
-            continue
-        ids = [searcher.catalog.ids[r] for r in c.rows[pick].tolist()]
-        Xs.append(candidate_features(plan, searcher, c, pick, fused))
-        ys.append(np.array([gains.get(i, 0.0) for i in ids], np.float64))
-        groups.append(len(pick))
-        kept.append(q)
+            judged = searcher.catalog.rows(list(gains))
+            c = searcher.candidates(plan, extra_rows=judged[judged > 0] if objective == "regression" else None)
+        X, y = examples(searcher, plan, c, gains, objective)
+        if len(y):
+            Xs.append(X)
+            ys.append(y)
+            groups.append(len(y))
+            kept.append(q)
     if not Xs:
         return TrainingSet(np.zeros((0, len(FEATURES)), np.float32), np.zeros(0), [], [])
     return TrainingSet(np.concatenate(Xs), np.concatenate(ys), groups, kept)

@@ -86,6 +86,21 @@ class SemanticIndex:
                     self._queries.popitem(last=False)
         return vec
 
+    def query_vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """(len(texts), D) query vectors, encoded in batches and kept in the cache (for
+        offline evaluation over many queries; raise ``query_cache`` to keep them all)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
+        if missing:
+            vecs = self.encoder.model.encode(missing, batch_size=self.config.encoder.batch_size,
+                                             normalize_embeddings=True, convert_to_numpy=True,
+                                             show_progress_bar=progress).astype(np.float32)
+            with self._lock:
+                for t, v in zip(missing, vecs):
+                    self._queries[t] = v[None, :]
+                while len(self._queries) > self.config.query_cache:
+                    self._queries.popitem(last=False)
+        return np.concatenate([self.query_vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosines) of the ``k`` nearest allowed rows, best first."""
         if not self._built or not allowed.any():

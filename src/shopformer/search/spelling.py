@@ -1,7 +1,8 @@
 """Spelling correction of query words against the catalog's own vocabulary (SymSpell).
 
 Only words the catalog never uses are corrected ("galvinized" -> "galvanized"): a word
-found in some product is kept as typed. The dictionary counts, for every normalized word
+found in some product is kept as typed, and so is one whose stem is a catalog word's stem
+("mugs" when the catalog says "mug": the engines stem both). The dictionary counts, for every normalized word
 (see :func:`~shopformer.search.analysis.normalize`, before stemming), how many products
 use it; the correction is the closest word by edit distance, the most used among equals.
 Numbers and words with digits ("2x4", "pc1010") are never corrected. The SymSpell
@@ -39,6 +40,7 @@ class Speller:
         self.config = config
         self.counts: Counter[str] = Counter(counts or {})
         self._symspell = None
+        self._stems: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, words: Iterable[str]) -> None:
@@ -64,11 +66,14 @@ class Speller:
         if sym is None:
             from symspellpy import SymSpell
 
+            from .features import stem
+
             with self._lock:
                 sym = SymSpell(max_dictionary_edit_distance=self.config.max_edits_long, prefix_length=7)
                 for word, n in self.counts.items():
                     if n >= self.config.min_count and word.isalpha() and len(word) >= self.config.min_length - 1:
                         sym.create_dictionary_entry(word, n)
+                self._stems = {stem(w) for w in self.counts if w.isalpha()}
                 self._symspell = sym
         return sym
 
@@ -80,8 +85,13 @@ class Speller:
             return word
         from symspellpy import Verbosity
 
+        from .features import stem
+
+        index = self._index()
+        if stem(word) in self._stems:
+            return word
         edits = cfg.max_edits_long if len(word) >= cfg.long_word else cfg.max_edits_short
-        found = self._index().lookup(word, Verbosity.CLOSEST, max_edit_distance=edits)
+        found = index.lookup(word, Verbosity.CLOSEST, max_edit_distance=edits)
         if not found:
             return word
         best = max(found, key=lambda s: (s.count, s.term))  # closest first, then most used

@@ -22,14 +22,15 @@ from shopformer.store import EventStore, StoreConfig, StoreError
 from .explanations import ExplainerCache
 from .metrics import Metrics, MetricsMiddleware
 from .recommender import NoModelError, RecommendationService, UnknownItemError
-from .routes import admin, catalog, events, recommend
+from .routes import admin, catalog, events, recommend, search
+from .search import SearchNotReady, SearchService
 from .settings import ServeSettings
 from .writes import RowErrors
 
 log = logging.getLogger("shopformer.serve")
 
 DESCRIPTION = """\
-Recommendations, similar items, event ingestion and catalog updates for a shop.
+Recommendations, product search, similar items, event ingestion and catalog updates for a shop.
 
 * Every recommending answer carries scores and the model's `{name, version}`.
 * Write routes need the `X-API-Key` header (401 without it, 403 when wrong).
@@ -48,8 +49,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = EventStore(StoreConfig(url=settings.store_url))
         follower = None
+        searching = None
         try:
             service = RecommendationService(settings, store)
+            if settings.search:  # built in the background; search routes answer 503 until ready
+                searching = SearchService(settings, store)
+                searching.start()
+                if settings.search_in_history:
+                    service.search = searching
+            app.state.search = searching
             if settings.run is not None:  # the configured run wins at start-up
                 served, _ = service.reload(settings.run, publish=True)
                 metrics.set_model(served.name, served.version)
@@ -70,6 +78,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             if follower is not None:
                 stop.set()
                 follower.join(timeout=10)
+            if searching is not None:
+                searching.close()
             store.close()
 
     app = FastAPI(
@@ -83,7 +93,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     # explain=true: one Explainer per served run
     app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for router in (recommend.router, events.router, catalog.router, admin.router):
+    app.state.search = None
+    for router in (recommend.router, search.router, events.router, catalog.router, admin.router):
         app.include_router(router)
     _exception_handlers(app)
     return app
@@ -110,6 +121,10 @@ def _exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(NoModelError)
     async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(SearchNotReady)
+    async def _search_not_ready(request: Request, exc: SearchNotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(UnknownItemError)
     async def _unknown(request: Request, exc: UnknownItemError) -> JSONResponse:

@@ -204,6 +204,8 @@ class RecommendationService:
         self.cache_hits = 0
         self.cache_misses = 0
         self._text_encoders = TextEncoders()  # for new products of text-fused models
+        #: a SearchService: search events join histories as views of their top product
+        self.search = None
         self.new_visitors = RecentPopularity(NewVisitorConfig(
             settings.new_visitors, settings.new_visitor_days, settings.trending_half_life_days, settings.cache_ttl_s,
         ), store)
@@ -327,7 +329,12 @@ class RecommendationService:
                     return hit
                 self.cache_misses += 1
                 seen = self._invalidations
-        rows = self.store.user_history(user_id, limit=self.settings.history_limit)
+        search = self.search
+        if search is not None and search.ready:
+            rows = [(search.top_item(r[3]), "view", r[2]) if r[1] == "search" else r[:3]
+                    for r in self.store.user_history(user_id, limit=self.settings.history_limit, queries=True)]
+        else:
+            rows = self.store.user_history(user_id, limit=self.settings.history_limit)
         hist = History(served.version, self._encode(served, rows), now, position)
         if use_cache:
             with self._cache_lock:

@@ -378,3 +378,58 @@ class Health(_Out):
 
 class ErrorResponse(_Out):
     detail: Any
+
+
+# -- search ------------------------------------------------------------------------
+class SearchItem(_Out):
+    item_id: str
+    title: str | None = None
+    score: float = Field(description="the final ranking score (higher is better)")
+    lexical: float = Field(description="the lexical engine's score (0 when no word matched)")
+    cosine: float = Field(description="cosine of the query's and the product's text vectors (0 without vectors)")
+
+
+class FacetValue(_Out):
+    value: str
+    count: int
+
+
+class PriceBand(_Out):
+    min: float
+    max: float
+    count: int
+
+
+class Facets(_Out):
+    """Counts over the top ``facet_depth`` results (before ``k`` cuts them)."""
+
+    categories: list[FacetValue]
+    brands: list[FacetValue]
+    price: list[PriceBand]
+    available: dict[str, int]
+
+
+class SearchResponse(_Out):
+    query: str
+    corrected_query: str | None = Field(description="the query as searched, when spelling was corrected")
+    strategy: str = Field(description='"lexical" or "hybrid", "+rerank", "+personal"; "no_terms" for nothing searchable')
+    items: list[SearchItem]
+    facets: Facets
+    candidates: int = Field(description="products the engines proposed before ranking")
+    user_id: str | None = None
+    model: ModelInfo | None = Field(default=None, description="the model that personalized the order, if any")
+
+
+class SuggestionOut(_Out):
+    text: str
+    kind: Literal["query", "completion"]
+    count: int = Field(description="times searched (query) or products using the completing word (completion)")
+
+
+class SuggestResponse(_Out):
+    query: str
+    suggestions: list[SuggestionOut]
+
+
+class DeleteAck(_Out):
+    deleted: int = Field(description="products removed from the catalog (0 when it was not there)")

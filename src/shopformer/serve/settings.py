@@ -44,6 +44,23 @@ SHOPFORMER_EXPLAIN_PRECISION               what computes a Transformer's occlude
                                            histories for ``explain=true``: ``float32``,
                                            ``int8`` or ``bfloat16`` (default: the
                                            library's, ``OcclusionConfig.precision``)
+SHOPFORMER_SEARCH                          ``1`` (default): build the product search index
+                                           at start-up and answer ``/v1/search``; ``0``:
+                                           no search
+SHOPFORMER_SEARCH_DIR                      folder of the search index's text-vector
+                                           cache, optional ``search_config.json`` and
+                                           ``reranker/`` (default: ``<db>.search`` beside
+                                           a SQLite store, else ``./shopformer-search``)
+SHOPFORMER_SEARCH_LEXICAL                  ``tantivy`` (default; embedded, one index per
+                                           process) or ``postgres`` (full-text search in
+                                           the store's PostgreSQL database)
+SHOPFORMER_SEARCH_SEMANTIC                 ``1`` (default): rank with product text vectors
+                                           too (needs ``shopformer[text]``); ``0``: lexical
+SHOPFORMER_SEARCH_PERSONAL_WEIGHT          weight of the user's model scores in searches
+                                           with ``user_id`` (default: the search config's)
+SHOPFORMER_SEARCH_IN_HISTORY               ``1`` (default): a user's search events join the
+                                           history recommendations read, as views of the
+                                           product each query finds first
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -66,6 +83,7 @@ from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
 
 _TRUE = ("1", "true", "yes", "on")
 INDEX_KINDS = ("exact", "faiss")
+LEXICAL_KINDS = ("tantivy", "postgres")
 #: what visitors with no usable history get (see serve/new_visitors.py)
 NEW_VISITOR_SOURCES = ("model", "popular", "trending")
 _FALSE = ("", "0", "false", "no", "off")
@@ -115,6 +133,11 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise ValueError(f"{name} must be 1/0 (true/false), got {raw!r}")
 
 
+def _bool_default(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Like :func:`_bool`, with ``default`` when the variable is unset or empty."""
+    return _bool(env, name) if env.get(name, "").strip() else default
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -148,6 +171,13 @@ class ServeSettings:
     trending_half_life_days: float = 7.0
     #: explain=true: OcclusionConfig.precision (SHOPFORMER_EXPLAIN_PRECISION)
     explain_precision: str = OcclusionConfig.precision
+    #: product search (SHOPFORMER_SEARCH and the SEARCH_* variables)
+    search: bool = True
+    search_dir: Path | None = None
+    search_lexical: str = "tantivy"
+    search_semantic: bool = True
+    search_personal_weight: float | None = None
+    search_in_history: bool = True
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -164,6 +194,12 @@ class ServeSettings:
             raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
         if self.explain_precision not in PRECISIONS:
             raise ValueError(f"explain_precision must be one of {', '.join(PRECISIONS)}, got {self.explain_precision!r}")
+        if self.search_dir is not None and not isinstance(self.search_dir, Path):
+            object.__setattr__(self, "search_dir", Path(self.search_dir))
+        if self.search_lexical not in LEXICAL_KINDS:
+            raise ValueError(f"search_lexical must be one of {', '.join(LEXICAL_KINDS)}, got {self.search_lexical!r}")
+        if self.search_lexical == "postgres" and not self.store_url.startswith("postgresql"):
+            raise ValueError("search_lexical 'postgres' needs a PostgreSQL store (SHOPFORMER_STORE_URL)")
         if self.new_visitors not in NEW_VISITOR_SOURCES:
             raise ValueError(f"new_visitors must be one of {', '.join(NEW_VISITOR_SOURCES)}, got {self.new_visitors!r}")
 
@@ -193,6 +229,13 @@ class ServeSettings:
             new_visitor_days=_float(env, "SHOPFORMER_NEW_VISITOR_DAYS", cls.new_visitor_days),
             trending_half_life_days=_float(env, "SHOPFORMER_TRENDING_HALF_LIFE_DAYS", cls.trending_half_life_days),
             explain_precision=_choice(env, "SHOPFORMER_EXPLAIN_PRECISION", cls.explain_precision, PRECISIONS),
+            search=_bool_default(env, "SHOPFORMER_SEARCH", cls.search),
+            search_dir=Path(env["SHOPFORMER_SEARCH_DIR"].strip()) if env.get("SHOPFORMER_SEARCH_DIR", "").strip() else None,
+            search_lexical=_choice(env, "SHOPFORMER_SEARCH_LEXICAL", cls.search_lexical, LEXICAL_KINDS),
+            search_semantic=_bool_default(env, "SHOPFORMER_SEARCH_SEMANTIC", cls.search_semantic),
+            search_personal_weight=(_float(env, "SHOPFORMER_SEARCH_PERSONAL_WEIGHT", 0.0)
+                                    if env.get("SHOPFORMER_SEARCH_PERSONAL_WEIGHT", "").strip() else None),
+            search_in_history=_bool_default(env, "SHOPFORMER_SEARCH_IN_HISTORY", cls.search_in_history),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -204,5 +247,7 @@ class ServeSettings:
             f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
             f"cache_check={self.cache_check}, sync_s={self.sync_s}, new_visitors={self.new_visitors!r}, "
             f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days}, "
-            f"explain_precision={self.explain_precision!r})"
+            f"explain_precision={self.explain_precision!r}, search={self.search}, search_dir={self.search_dir!r}, "
+            f"search_lexical={self.search_lexical!r}, search_semantic={self.search_semantic}, "
+            f"search_personal_weight={self.search_personal_weight}, search_in_history={self.search_in_history})"
         )

@@ -315,12 +315,14 @@ class EventStore:
         ).limit(limit)
         return self._frame(stmt, EVENT_SCHEMA).reverse()
 
-    def user_history(self, user_id: str, limit: int | None = None) -> list[tuple[str | None, str, Any]]:
+    def user_history(self, user_id: str, limit: int | None = None,
+                     queries: bool = False) -> list[tuple[str | None, str, Any]]:
         """``(item_id, event_type, timestamp)`` of a user's events in the order of
         :meth:`user_events` (the latest ``limit`` when given), as plain tuples: the
         serving path encodes one user per request, where building a DataFrame would cost
-        more than the query. Timestamps are ``datetime`` (UTC; naive from SQLite) or None."""
-        cols = (events.c.item_id, events.c.event_type, events.c.timestamp)
+        more than the query. Timestamps are ``datetime`` (UTC; naive from SQLite) or None.
+        ``queries``: each tuple ends with the event's query text too (search events)."""
+        cols = (events.c.item_id, events.c.event_type, events.c.timestamp) + ((events.c.query,) if queries else ())
         stmt = select(*cols).where(events.c.user_id == user_id)
         if limit is None:
             stmt = stmt.order_by(events.c.timestamp.asc().nulls_first(), events.c.position.asc())
@@ -413,6 +415,26 @@ class EventStore:
     def count_products(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(products)).scalar_one())
+
+    def delete_products(self, ids: Sequence[str]) -> int:
+        """Remove products from the catalog in one transaction; returns how many were
+        stored (unknown ids are ignored). Events that name them are kept."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        if not wanted:
+            return 0
+        stmt = products.delete().where(products.c.item_id.in_(wanted))
+        return self._run_write(lambda conn: conn.execute(stmt).rowcount)
+
+    def query_counts(self, limit: int | None = None) -> dict[str, int]:
+        """How often each query text was searched (``search`` events), the most searched
+        first (the ``limit`` most when given): what autocomplete suggests."""
+        n = func.count().label("n")
+        stmt = (select(events.c.query, n).where(events.c.event_type == "search", events.c.query.is_not(None))
+                .group_by(events.c.query).order_by(n.desc(), events.c.query))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._engine.connect() as conn:
+            return {q: int(c) for q, c in conn.execute(stmt)}
 
 
 __all__ = ["AddResult", "EventStore", "StoreConfig", "StoreError"]

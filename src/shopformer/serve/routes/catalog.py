@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 
 from ..deps import get_metrics, get_service, get_settings, require_api_key
 from ..metrics import Metrics
 from ..recommender import RecommendationService
-from ..schemas import ErrorResponse, ItemResponse, Product, ProductIn, UpsertAck
+from ..schemas import DeleteAck, ErrorResponse, ItemResponse, Product, ProductIn, UpsertAck
 from ..settings import ServeSettings
 from ..writes import write_products
 from .events import WRITE_ERRORS
@@ -55,6 +55,7 @@ def get_item(
     responses=WRITE_ERRORS,
 )
 def upsert_items(
+    request: Request,
     products: Annotated[list[ProductIn], Body(min_length=1)],
     service: Annotated[RecommendationService, Depends(get_service)],
     settings: Annotated[ServeSettings, Depends(get_settings)],
@@ -66,6 +67,31 @@ def upsert_items(
         raise HTTPException(413, f"batch of {len(products)} products exceeds the limit of {settings.max_batch}")
     n = write_products(service.store, products)
     service.invalidate_catalog()
-    placed = service.place_new_products([p.item_id for p in products])
+    ids = [p.item_id for p in products]
+    placed = service.place_new_products(ids)
+    if request.app.state.search is not None:  # searchable (with its new text) before this returns
+        request.app.state.search.catalog_changed("upsert", ids)
     metrics.products.inc(n)
     return UpsertAck(upserted=n, placed_in_model=placed)
+
+
+@router.delete(
+    "/catalog/items/{item_id}",
+    response_model=DeleteAck,
+    tags=["catalog"],
+    dependencies=[Depends(require_api_key)],
+    responses=WRITE_ERRORS,
+)
+def delete_item(
+    request: Request,
+    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    service: Annotated[RecommendationService, Depends(get_service)],
+) -> DeleteAck:
+    """Remove a product from the catalog (its events are kept). Search never returns it
+    after this answers; recommendations stop carrying its catalog data (filters that
+    need product data leave it out)."""
+    n = service.store.delete_products([item_id])
+    service.invalidate_catalog()
+    if request.app.state.search is not None:
+        request.app.state.search.catalog_changed("delete", [item_id])
+    return DeleteAck(deleted=n)

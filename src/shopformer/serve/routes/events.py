@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
 
 from ..deps import get_metrics, get_service, get_settings, require_api_key
 from ..metrics import Metrics
@@ -39,6 +39,7 @@ WRITE_ERRORS = {
     responses={200: {"model": EventAck, "description": "duplicate event_id: nothing changed"}, **WRITE_ERRORS},
 )
 async def post_event(
+    request: Request,
     event: EventIn,
     response: Response,
     service: Annotated[RecommendationService, Depends(get_service)],
@@ -48,6 +49,8 @@ async def post_event(
     ``event_id`` was already stored. The user's next recommendation sees it."""
     written = write_events(service.store, [event], batch=False)
     service.invalidate_users(written.user_ids)
+    if written.inserted:
+        _searched(request, [event])
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     if not written.inserted:
@@ -62,6 +65,7 @@ async def post_event(
     responses=WRITE_ERRORS,
 )
 def post_events(
+    request: Request,
     events: Annotated[list[EventIn], Body(min_length=1)],
     service: Annotated[RecommendationService, Depends(get_service)],
     settings: Annotated[ServeSettings, Depends(get_settings)],
@@ -73,6 +77,8 @@ def post_events(
         raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
     written = write_events(service.store, events, batch=True)
     service.invalidate_users(written.user_ids)
+    if written.inserted:
+        _searched(request, events)
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     return BatchAck(inserted=written.inserted, duplicates=written.duplicates)
@@ -114,3 +120,10 @@ def _json_object(text: str | None) -> dict | None:
     except ValueError:
         return {"raw": text}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def _searched(request: Request, events: list[EventIn]) -> None:
+    """Search events' queries count for autocomplete."""
+    search = request.app.state.search
+    if search is not None:
+        search.record_queries([e.query for e in events if e.type == "search" and e.query])

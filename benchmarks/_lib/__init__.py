@@ -1,0 +1,1 @@
+"""Helpers shared by benchmark scripts (not questions of their own)."""

@@ -1,0 +1,107 @@
+"""Search quality, personalization and speed (issue 16).
+
+    python benchmarks/search_quality.py --part homedepot [--folds 5]
+    python benchmarks/search_quality.py --part personal --dataset scientific|online-retail
+    python benchmarks/search_quality.py --part latency | build
+
+homedepot: full-catalog NDCG@10 on Home Depot's judged queries (gain = relevance - 1,
+unjudged = 0) for plain engines (Tantivy and SQLite FTS5 with their defaults) and
+shopformer's lexical, dense, hybrid and re-ranked search, fusion and re-rankers chosen and
+trained by cross-validation by query (see _lib/homedepot.py); the regression re-ranker's
+RMSE on judged pairs against predicting the mean.
+
+Results merge into benchmarks/results/search_quality.{json,md} (one record per dataset
+and method), with a bar chart per dataset (search_quality_<dataset>.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+from _lib import homedepot  # noqa: E402
+from results_file import save  # noqa: E402
+
+from shopformer.evaluate.report import machine  # noqa: E402
+
+
+def key(record: dict) -> tuple:
+    return record["dataset"], record["method"]
+
+
+def markdown(records: list[dict], meta: dict) -> str:
+    lines = ["# Search quality", "", f"Machine: {json.dumps(meta['machine'])}; last run {meta['date']}.", ""]
+    hd = [r for r in records if r["dataset"] == "homedepot"]
+    if hd:
+        base = next((r["ndcg@10"] for r in hd if r["method"] == "bm25_tantivy_default"), None)
+        lines += ["## Home Depot (full catalog, NDCG@10, gain = relevance - 1, unjudged = 0)", "",
+                  f"{hd[0]['queries']} judged queries with a relevant product, {hd[0]['products']} products, "
+                  f"{hd[0]['folds']}-fold cross-validation by query for everything learned.", "",
+                  "| method | NDCG@10 | vs Tantivy default BM25 | per fold | what |", "|---|---|---|---|---|"]
+        for r in hd:
+            rel = f"{(r['ndcg@10'] / base - 1) * 100:+.1f}%" if base else ""
+            folds = " / ".join(f"{v:.3f}" for v in r["ndcg@10_by_fold"])
+            lines.append(f"| {r['method']} | {r['ndcg@10']:.4f} | {rel} | {folds} | {r.get('what', '')} |")
+        reg = next((r for r in hd if "rmse" in r), None)
+        if reg:
+            lines += ["", f"Regression re-ranker on {reg['judged_pairs']} judged pairs (each predicted by a model that "
+                      f"never saw its query): RMSE **{reg['rmse']:.4f}** against {reg['rmse_mean_predictor']:.4f} "
+                      "for predicting the training folds' mean relevance."]
+        timed = [r for r in hd if "timing" in r]
+        if timed:
+            lines += ["", "| plain engine | index build s | query p50 ms |", "|---|---|---|"]
+            lines += [f"| {r['method']} | {r['timing']['build_s']} | {r['timing']['query_p50_ms']} |" for r in timed]
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], dataset: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in records if r["dataset"] == dataset and "ndcg@10" in r]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rs) + 1.2))
+    ax.barh([r["method"] for r in rs][::-1], [r["ndcg@10"] for r in rs][::-1], color="#4c78a8")
+    base = next((r["ndcg@10"] for r in rs if r["method"] == "bm25_tantivy_default"), None)
+    if base:
+        for mult, style in ((1.05, "--"), (1.15, ":")):
+            ax.axvline(base * mult, color="#e45756", linestyle=style, label=f"BM25 x {mult}")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("NDCG@10 (full catalog)")
+    ax.set_title(f"search quality: {dataset}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["homedepot"], required=True)
+    ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-search"))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--depth", type=int, default=100, help="candidates from each engine, and re-ranked")
+    ap.add_argument("--max-queries", type=int, default=None, help="a hashed subset (smoke runs)")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if args.part == "homedepot":
+        records, run_meta = homedepot.run(args.data_root, args.work, args.folds, args.max_queries, args.depth)
+        for r in records:
+            r.update(date=meta["date"], machine=meta["machine"], run=run_meta)
+        results = save(args.results, "search_quality", meta, records, markdown, key)
+        plot(results, "homedepot", args.results / "search_quality_homedepot.png")
+    print((args.results / "search_quality.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Product search and autocomplete.
+
+Async like the recommendation routes: a search is a few milliseconds of CPU (two index
+lookups, the query encoder on a cache miss) with no waiting on I/O."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+
+from shopformer.search import SearchFilter
+
+from ..deps import get_service
+from ..recommender import RecommendationService
+from ..search import SearchNotReady
+from ..schemas import ErrorResponse, Facets, SearchItem, SearchResponse, SuggestionOut, SuggestResponse
+from .recommend import model_info
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+MAX_QUERY = 2048
+MAX_SEARCH_K = 100
+#: every query parameter the search route knows; others are refused (a misspelt filter
+#: such as ``categroy=`` would otherwise be silently ignored)
+SEARCH_PARAMS = {"q", "k", "user_id", "category", "brand", "min_price", "max_price", "available_only"}
+ERRORS = {503: {"model": ErrorResponse, "description": "the search index is being built"}}
+
+
+def _search_service(request: Request):  # noqa: ANN202
+    found = request.app.state.search
+    if found is None:
+        raise SearchNotReady("search is off on this server (SHOPFORMER_SEARCH=0)")
+    return found
+
+
+def _known_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise RequestValidationError([
+            {"type": "extra_forbidden", "loc": ("query", name), "msg": f"unknown parameter; known: {', '.join(sorted(allowed))}",
+             "input": request.query_params[name][:100]} for name in unknown])
+
+
+Q = Annotated[str, Query(min_length=1, max_length=MAX_QUERY, description="what the customer typed")]
+
+
+@router.get("", response_model=SearchResponse, responses=ERRORS)
+async def search(
+    request: Request,
+    q: Q,
+    service: Annotated[RecommendationService, Depends(get_service)],
+    k: Annotated[int, Query(ge=1, le=MAX_SEARCH_K)] = 10,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256, description="personalize for this user")] = None,
+    category: Annotated[list[str] | None, Query(max_length=50, description="keep products in any of these categories")] = None,
+    brand: Annotated[list[str] | None, Query(max_length=50, description="keep products of any of these brands")] = None,
+    min_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    available_only: Annotated[bool, Query(description="drop products marked unavailable")] = False,
+) -> SearchResponse:
+    """Products for a query: lexical (BM25 over title, brand, categories, attributes,
+    description; units, numbers and typos handled) fused with product text vectors,
+    re-ranked when a trained re-ranker is installed, and personalized with ``user_id``
+    by the served model (when the search config gives personalization a weight).
+    Facets count the top results by category, brand, price band and availability."""
+    _known_params(request, SEARCH_PARAMS)
+    try:
+        flt = SearchFilter(categories=tuple(category or ()), brands=tuple(brand or ()), min_price=min_price,
+                           max_price=max_price, available_only=available_only)
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "min_price"), "msg": str(exc),
+                                       "input": min_price}]) from None
+    searcher = _search_service(request).require()
+    personal, served = None, None
+    if user_id is not None and searcher.config.personal_weight > 0:
+        personal, served = _personal(service, user_id)
+    result = searcher.search(q, k, flt, personal=personal)
+    items = [SearchItem(item_id=h.item_id, title=h.title, score=round(h.score, 6), lexical=round(h.lexical, 6),
+                        cosine=round(h.cosine, 6)) for h in result.hits]
+    return SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
+                          items=items, facets=Facets(**result.facets), candidates=result.candidates, user_id=user_id,
+                          model=model_info(served) if served is not None and "personal" in result.strategy else None)
+
+
+def _personal(service: RecommendationService, user_id: str):  # noqa: ANN202
+    """The user's model scores for given item ids (NaN for items the model lacks), or
+    (None, None) without a model or without a usable history."""
+    served = service.served
+    if served is None:
+        return None, None
+    history = service.history(served, user_id)
+    if not history.length:
+        return None, None
+    row = np.asarray(served.run.model.score(history.sequences))[0]
+
+    def scores(item_ids: list[str]) -> np.ndarray:
+        idx = served.run.items.encode(item_ids)
+        return np.where(idx > 0, row[idx], np.nan)
+
+    return scores, served
+
+
+@router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
+async def suggest(
+    request: Request,
+    q: Annotated[str, Query(max_length=MAX_QUERY, description="what has been typed so far")] = "",
+    k: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> SuggestResponse:
+    """Completions of a partly typed query: past searches that start with it (most
+    searched first), then the typed words completed with the catalog's words."""
+    _known_params(request, {"q", "k"})
+    found = _search_service(request).require().suggest(q, k)
+    return SuggestResponse(query=q, suggestions=[SuggestionOut(text=s.text, kind=s.kind, count=s.count) for s in found])

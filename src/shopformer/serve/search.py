@@ -1,0 +1,191 @@
+"""SearchService: the store's catalog as a :class:`~shopformer.search.Searcher`.
+
+Built in a background thread when the API starts (search routes answer 503 with
+``Retry-After`` until it is ready), from the store's catalog, with the product text
+vectors cached in the search folder (so a restart encodes only new or changed products)
+and the store's past search queries for autocomplete. A catalog upsert or delete through
+this process reaches the searcher before the request returns; upserts that arrive while
+the index is being built are applied when it is.
+
+The search folder (``SHOPFORMER_SEARCH_DIR``) may hold ``search_config.json`` (a
+:class:`~shopformer.search.SearchConfig` as JSON: fusion, field weights, synonyms file,
+personalization weight) and ``reranker/`` (a trained :class:`~shopformer.search.rerank.
+Reranker`), which the service uses when present.
+
+Search events join the behaviour history: :meth:`SearchService.top_item` resolves a
+query to the product it finds first (cached), and the recommendation service reads a
+user's ``search`` event as a view of that product (see RecommendationService.history).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+
+from shopformer.features.text import TextEncoderConfig
+from shopformer.search import SearchConfig, Searcher
+from shopformer.store import EventStore
+
+from .settings import ServeSettings
+
+log = logging.getLogger("shopformer.serve")
+
+CONFIG_FILE = "search_config.json"
+
+
+class SearchNotReady(RuntimeError):
+    """The index is still being built, or failed to build (answered with 503)."""
+
+
+def search_dir(settings: ServeSettings) -> Path:
+    """The configured search folder, else ``<db file>.search`` beside a SQLite store,
+    else ``shopformer-search`` in the working directory."""
+    if settings.search_dir is not None:
+        return settings.search_dir
+    url = settings.store_url
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url[len("sqlite:///"):] + ".search")
+    return Path("shopformer-search")
+
+
+def search_config(settings: ServeSettings, folder: Path) -> SearchConfig:
+    """``search_config.json`` from the folder when present (else the defaults), with the
+    text-vector cache in the folder and the settings' overrides."""
+    path = folder / CONFIG_FILE
+    config = SearchConfig.from_dict(json.loads(path.read_text())) if path.is_file() else SearchConfig()
+    encoder = replace(config.semantic.encoder, cache_dir=folder / "text-cache")
+    config = replace(config, semantic=replace(config.semantic, encoder=encoder), use_semantic=settings.search_semantic
+                     and config.use_semantic)
+    if settings.search_personal_weight is not None:
+        config = replace(config, personal_weight=settings.search_personal_weight)
+    return config
+
+
+class SearchService:
+    def __init__(self, settings: ServeSettings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.folder = search_dir(settings)
+        self._searcher: Searcher | None = None
+        self._error: str | None = None
+        self._lock = threading.Lock()  # guards _searcher/_pending while building
+        self._pending: list[tuple[str, list[str]]] = []  # ("upsert" | "delete", item ids) while building
+        self._top: OrderedDict[str, str | None] = OrderedDict()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, wait: bool = False) -> None:
+        self._thread = threading.Thread(target=self._build, name="shopformer-search-build", daemon=True)
+        self._thread.start()
+        if wait:
+            self._thread.join()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._searcher is not None
+
+    def _lexical(self, config: SearchConfig):  # noqa: ANN202 - a LexicalIndex
+        if self.settings.search_lexical == "postgres":
+            from shopformer.search.postgres_index import PostgresLexicalIndex
+
+            return PostgresLexicalIndex(config.lexical, url=self.store.config.url, name="catalog",
+                                        schema=self.store.config.schema)
+        from shopformer.search.tantivy_index import TantivyIndex
+
+        return TantivyIndex(config.lexical)  # in a temporary folder: each process its own
+
+    def _build(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            config = search_config(self.settings, self.folder)
+            products = self.store.products()
+            log.info("search: indexing %d products (vectors cached in %s)", products.height, self.folder)
+            searcher = Searcher.build(products, config, lexical=self._lexical(config))
+            if (self.folder / "reranker").is_dir():
+                from shopformer.search.rerank import Reranker
+
+                searcher.reranker = Reranker.load(self.folder / "reranker")
+            counts = self.store.query_counts(limit=100_000)
+            searcher.suggester.record([q for q, n in counts.items() for _ in range(min(n, 1000))])
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._searcher = searcher
+            for kind, ids in pending:
+                self._apply(searcher, kind, ids)
+            log.info("search: ready (%d products, strategy %s)", len(searcher),
+                     "hybrid" if searcher.semantic is not None else "lexical")
+        except Exception as exc:  # noqa: BLE001 - reported by every search request
+            log.exception("search index could not be built")
+            self._error = f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        if self._searcher is not None:
+            self._searcher.close()
+
+    # -- use --------------------------------------------------------------------------------
+    def require(self) -> Searcher:
+        s = self._searcher
+        if s is None:
+            if self._error:
+                raise SearchNotReady(f"the search index failed to build: {self._error}")
+            raise SearchNotReady("the search index is being built; retry in a few seconds")
+        return s
+
+    @property
+    def ready(self) -> bool:
+        return self._searcher is not None
+
+    def _apply(self, searcher: Searcher, kind: str, ids: list[str]) -> None:
+        if kind == "delete":
+            searcher.delete(ids)
+            return
+        found = self.store.products(ids)
+        if found.height:
+            searcher.upsert(found)
+        with self._lock:
+            self._top.clear()  # a new product may now be a query's best match
+
+    def catalog_changed(self, kind: str, item_ids: list[str]) -> None:
+        """Products were upserted or deleted in the store: searchable (or gone) on return,
+        or when the index being built is ready."""
+        with self._lock:
+            searcher = self._searcher
+            if searcher is None:
+                self._pending.append((kind, list(item_ids)))
+                return
+        self._apply(searcher, kind, list(item_ids))
+        if kind == "delete":
+            with self._lock:
+                self._top.clear()
+
+    def record_queries(self, queries: list[str]) -> None:
+        """Search events just stored: their queries count for autocomplete."""
+        s = self._searcher
+        if s is not None and queries:
+            s.record_queries(queries)
+
+    def top_item(self, query: str) -> str | None:
+        """The product a query finds first (None when nothing), cached: how a search
+        event joins the history recommendations read."""
+        s = self._searcher
+        if s is None or not query:
+            return None
+        with self._lock:
+            if query in self._top:
+                self._top.move_to_end(query)
+                return self._top[query]
+        result = s.search(query, k=1, record=False)
+        top = result.hits[0].item_id if result.hits else None
+        with self._lock:
+            self._top[query] = top
+            while len(self._top) > 10_000:
+                self._top.popitem(last=False)
+        return top
+
