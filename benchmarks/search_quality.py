@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
-from _lib import homedepot  # noqa: E402
+from _lib import homedepot, personal_search, search_build, search_latency  # noqa: E402
 from results_file import save  # noqa: E402
 
 from shopformer.evaluate.report import machine  # noqa: E402
@@ -56,8 +56,40 @@ def markdown(records: list[dict], meta: dict) -> str:
                       "for predicting the training folds' mean relevance."]
         timed = [r for r in hd if "timing" in r]
         if timed:
-            lines += ["", "| plain engine | index build s | query p50 ms |", "|---|---|---|"]
+            lines += ["", "| lexical engine | index build s | query p50 ms (top 10) |", "|---|---|---|"]
             lines += [f"| {r['method']} | {r['timing']['build_s']} | {r['timing']['query_p50_ms']} |" for r in timed]
+    timed = [r for r in records if r["method"].startswith("latency_")]
+    if timed:
+        run = timed[0]["run"]
+        lines += ["", f"## Latency (the real server on loopback, wrk, {timed[0]['clients']} connections; "
+                  f"Home Depot's 54,667 products; answers: {run.get('strategy')}; index ready "
+                  f"{run.get('ready_s')} s after start; peak RSS {run.get('peak_rss_mb')} MB)", "",
+                  "| endpoint | think time ms | offered req/s | served req/s | p50 ms | p95 ms | p99 ms | errors |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in timed:
+            lines.append(f"| {r['endpoint']} | {r['think_ms']} | {r['offered_rps'] or 'closed loop'} | "
+                         f"{r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['errors']} |")
+    built = [r for r in records if r["method"] == "build"]
+    if built:
+        lines += ["", "## Index build (one process, two CPUs)", "",
+                  "| catalog | products | lexical side s (documents, Tantivy, catalog, spelling) | text vectors | "
+                  "vector index s (kind) | peak RSS MB |", "|---|---|---|---|---|---|"]
+        for r in built:
+            enc = (f"{r['encode_s']} s" if "encode_s" in r else
+                   f"{r['encode_rate_per_s']}/s on a sample (1M: ~{r['encode_1m_estimate_h']} h, once, cached by text)")
+            lines.append(f"| {r['dataset']} | {r['products']:,} | {r['lexical_build_s']} | {enc} | "
+                         f"{r['vector_index_s']} ({r['vector_index_kind']}) | {r['peak_rss_mb']} |")
+    personal = [r for r in records if r["method"] in ("search", "search+personal")]
+    if personal:
+        lines += ["", "## Personalized search (full catalog; leave-one-out: the query is built from the product "
+                  "bought next, the history before it personalizes)", "",
+                  "| dataset | query from | cases | method | MRR | NDCG@10 | change | weight (validation) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in personal:
+            base = next(x for x in personal if x["dataset"] == r["dataset"] and x["method"] == "search")
+            change = f"{(r['ndcg@10'] / base['ndcg@10'] - 1) * 100:+.1f}%" if r is not base and base["ndcg@10"] else ""
+            lines.append(f"| {r['dataset']} | {r['query']} | {r['cases']} | {r['method']} | {r['mrr']:.4f} | "
+                         f"{r['ndcg@10']:.4f} | {change} | {r['personal_weight']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -84,7 +116,13 @@ def plot(records: list[dict], dataset: str, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["homedepot"], required=True)
+    ap.add_argument("--part", choices=["homedepot", "personal", "latency", "build"], required=True)
+    ap.add_argument("--products", type=int, default=1_000_000, help="--part build: synthetic catalog size")
+    ap.add_argument("--clients", type=int, default=50, help="--part latency: concurrent connections")
+    ap.add_argument("--duration", type=float, default=20.0, help="--part latency: seconds measured per phase")
+    ap.add_argument("--dataset", choices=["scientific", "online-retail"], default="scientific",
+                    help="--part personal: the dataset")
+    ap.add_argument("--max-cases", type=int, default=None, help="--part personal: the first N cases (smoke runs)")
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-search"))
     ap.add_argument("--folds", type=int, default=5)
@@ -100,6 +138,21 @@ def main() -> None:
             r.update(date=meta["date"], machine=meta["machine"], run=run_meta)
         results = save(args.results, "search_quality", meta, records, markdown, key)
         plot(results, "homedepot", args.results / "search_quality_homedepot.png")
+    elif args.part == "build":
+        records, _ = search_build.run(args.data_root, args.work, args.products)
+        for r in records:
+            r.update(date=meta["date"], machine=meta["machine"])
+        save(args.results, "search_quality", meta, records, markdown, key)
+    elif args.part == "latency":
+        records, run_meta = search_latency.run(args.data_root, args.work, args.clients, args.duration)
+        for r in records:
+            r.update(date=meta["date"], machine=meta["machine"], run=run_meta)
+        save(args.results, "search_quality", meta, records, markdown, key)
+    elif args.part == "personal":
+        records = personal_search.run(args.dataset, args.data_root, args.work, args.max_cases)
+        for r in records:
+            r.update(date=meta["date"], machine=meta["machine"])
+        save(args.results, "search_quality", meta, records, markdown, key)
     print((args.results / "search_quality.md").read_text())
 
 

@@ -1,7 +1,8 @@
 -- wrk script of benchmarks/serve_latency.py (--driver wrk): one endpoint per run.
 --
 -- Environment (set by serve_latency.py):
---   BENCH_ENDPOINT  recommend | similar | event
+--   BENCH_ENDPOINT  recommend | similar | event | search | suggest
+--                   (search / suggest: BENCH_ITEMS holds URL-quoted queries / prefixes)
 --   BENCH_USERS     file with one URL-quoted user id per line
 --   BENCH_ITEMS     file with one URL-quoted item id per line
 --   BENCH_K         list length asked for
@@ -51,6 +52,10 @@ function request()
     return wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?k=" .. k)
   elseif endpoint == "similar" then
     return wrk.format("GET", "/v1/items/" .. items[math.random(#items)] .. "/similar?k=" .. k)
+  elseif endpoint == "search" then
+    return wrk.format("GET", "/v1/search?q=" .. items[math.random(#items)] .. "&k=" .. k)
+  elseif endpoint == "suggest" then
+    return wrk.format("GET", "/v1/search/suggest?q=" .. items[math.random(#items)] .. "&k=" .. k)
   end
   counter = counter + 1
   local body = string.format('{"event_id":"bench-%s-%d-%d","user_id":"%s","item_id":"%s","type":"%s"}',

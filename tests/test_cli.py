@@ -180,3 +180,27 @@ def test_search_command(tmp_path):
     con = Console(record=True, width=200)
     demo._show_searches(run, con)
     assert "'red heart'" in con.export_text()
+
+
+def test_train_reranker_command(tmp_path):
+    src = tmp_path / "shop.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    catalog = tmp_path / "catalog.csv"
+    nouns = ["Mug", "Pot", "Kettle", "Hose", "Rake", "Shovel", "Gloves", "Cup"]
+    catalog.write_text("item_id,title\n" + "".join(f"{i},Cordless {n}\n" for i, n in enumerate(nouns, 1))
+                       + "".join(f"{i + 8},{n} {n} Holder Bracket Kit {n}\n" for i, n in enumerate(nouns, 1)))
+    data = tmp_path / "data"
+    invoke("ingest", src, "--format", "sequence", "--data", data, "--catalog", catalog)
+    run = tmp_path / "run"
+    invoke("train", "--data", data, "--model", "popular", "--out", run)
+    judged = tmp_path / "judged.csv"
+    judged.write_text("query,item_id,relevance\n" + "".join(
+        f"{n.lower()},{i},3\n{n.lower()},{i + 8},1\n" for i, n in enumerate(nouns, 1)) + "mug holder,9,3\nmugs,1,3\n")
+    out = invoke("train-reranker", "--judgments", judged, "--run", run, "--gain-offset", "1")
+    assert "re-ranker trained on 10 queries" in out and (run / "search" / "reranker" / "model.txt").exists()
+    found = invoke_json("search", "kettle", "--run", run, "--json")
+    assert found["strategy"].endswith("+rerank")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query,item_id,relevance\nmug,1,high\n")
+    r = runner.invoke(app, ["train-reranker", "--judgments", str(bad), "--run", str(run)])
+    assert r.exit_code == 2 and "line 2" in r.output

@@ -290,6 +290,34 @@ def search(
         console.print(f"categories: {cats}")
 
 
+@app.command("train-reranker")
+def train_reranker_command(
+    judgments: Annotated[Path, typer.Option(help="CSV with columns query, item_id, relevance.")],
+    run: Annotated[Path, typer.Option(help="The run whose catalog index (RUN/search) gets the re-ranker.")],
+    gain_offset: Annotated[float, typer.Option(help="Gain = relevance - this (e.g. 1 for 1..3 grades).")] = 0.0,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the run's).")] = None,
+) -> None:
+    """Train the learned re-ranker (LightGBM lambdarank over query-product features) on
+    judged queries and install it in RUN/search, where `shopformer search` uses it. For
+    the server, copy RUN/search/reranker into the search folder (SHOPFORMER_SEARCH_DIR)."""
+    from shopformer.search.offline import open_searcher, read_judgments, train_reranker
+
+    try:
+        judged = read_judgments(judgments, gain_offset)
+        searcher = open_searcher(run, data)
+        try:
+            model = train_reranker(searcher, judged)
+            searcher.reranker = model
+            searcher.save(run / "search")
+        finally:
+            searcher.close()
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"re-ranker trained on {len(judged)} queries ({model.booster.best_iteration or model.booster.num_trees()} "
+                  f"trees) and saved in {run / 'search' / 'reranker'}")
+
+
 @app.command()
 def serve(
     run: Annotated[Optional[Path], typer.Option(help="Run folder to serve (else SHOPFORMER_RUN).")] = None,

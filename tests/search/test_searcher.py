@@ -90,6 +90,10 @@ def test_suggestions_from_searches_and_catalog(searcher):
     assert [g.text for g in got[:2]] == ["garden hose", "garden tools"]
     assert got[0].count == 2
     assert any(g.kind == "completion" and g.text == "garden" for g in got)
+    products = [(g.text, g.item_id) for g in searcher.suggest("garden ho") if g.kind == "product"]
+    assert products == [("Garden Hose 50 ft.", "hose")]  # the completed text's product
+    assert [g.kind for g in searcher.suggest("cordless dri", k=0)] == ["product"]
+    assert searcher.suggest("d", products=3) == searcher.suggest("d", products=0)  # one letter: no products
 
 
 def test_personal_scores_reorder_when_weighted():

@@ -99,6 +99,7 @@ def test_suggestions_from_search_events_and_catalog(client):
                                        {"text": "garden gloves", "kind": "query", "count": 1}]
     body = client.get("/v1/search/suggest", params={"q": "glo"}).json()
     assert {"text": "gloves", "kind": "completion", "count": 1} in body["suggestions"]
+    assert body["suggestions"][-1] == {"text": "Gloves", "kind": "product", "count": 0, "item_id": "g"}
     assert client.get("/v1/search/suggest", params={"q": "x", "bogus": "1"}).status_code == 422
 
 

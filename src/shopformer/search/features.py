@@ -30,8 +30,11 @@ FEATURES: tuple[str, ...] = (
     "query_terms", "title_terms", "coverage", "all_covered", "idf_coverage", "head_noun", "first_term",
     "query_numbers", "numbers_matched", "units_matched", "brand_named", "bigrams", "first_match_pos",
     "fuzz_token_set", "fuzz_partial", "fuzz_token_sort", "corrected", "query_chars", "title_chars",
-    "missing_idf", "mean_idf",
+    "missing_idf", "mean_idf", "matched_terms", "head_in_type", "type_coverage", "unit_conflicts",
+    "leading_word_named",
 )
+#: words after which a title stops naming the product type ("Faucet Trim Kit in Chrome")
+_TYPE_END = frozenset({"in", "with", "for", "and", "by"})
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +53,22 @@ def _terms(text: str) -> list[str]:
     return [stem(w) for w in text.split() if w not in STOP]
 
 
+def _type_span(title: str) -> list[str]:
+    """Stems of the last three words before the title's first "in"/"with"/"for"/...:
+    where e-commerce titles name the product type."""
+    words = title.split()
+    end = next((i for i, w in enumerate(words) if w in _TYPE_END and i > 0), len(words))
+    return [stem(w) for w in words[:end] if w not in STOP][-3:]
+
+
+def _unit(token: str) -> tuple[str, str] | None:
+    """("0.5", "in") for a bound number-unit token, else None."""
+    i = 0
+    while i < len(token) and (token[i].isdigit() or token[i] == "."):
+        i += 1
+    return (token[:i], token[i:]) if 0 < i < len(token) and token[i:].isalpha() else None
+
+
 def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,
                        fused: np.ndarray) -> np.ndarray:
     """(len(pick), len(FEATURES)) float32 for the candidates at positions ``pick``."""
@@ -65,6 +84,7 @@ def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, p
     idf_total = sum(idf[t] for t in q_set) or 1.0
     numbers = {t for t in q_words if any(ch.isdigit() for ch in t)}
     units = {t for t in numbers if any(ch.isalpha() for ch in t)}
+    q_units = [(t, u) for t, u in ((t, _unit(t)) for t in units) if u]
     q_bigrams = set(zip(q_terms, q_terms[1:]))
     head, first = (q_terms[-1], q_terms[0]) if q_terms else ("", "")
     query_text = " ".join(plan.tokens)
@@ -114,4 +134,12 @@ def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, p
         out[i, 25] = len(cat.titles[r] or "")
         missing = [idf[t] for t in q_set - hit]
         out[i, 26] = max(missing) if missing else 0.0
+        out[i, 28] = len(hit)
+        span = _type_span(title)
+        out[i, 29] = head in span
+        out[i, 30] = len(q_set & set(span)) / len(q_set) if q_set else 0.0
+        title_units = [u for u in map(_unit, t_words) if u]
+        title_unit_kinds = {u[1] for u in title_units}
+        out[i, 31] = sum(1 for t, u in q_units if t not in t_words and u[1] in title_unit_kinds)
+        out[i, 32] = bool(t_terms) and t_terms[0] in q_set
     return out

@@ -90,3 +90,43 @@ def search_run(run_folder: Path, query: str, k: int = 10, flt: SearchFilter | No
         return searcher.search(query, k, flt, personal=personal, record=False)
     finally:
         searcher.close()
+
+
+def read_judgments(path: Path, gain_offset: float = 0.0) -> dict[str, dict[str, float]]:
+    """Judged pairs from a CSV with columns ``query``, ``item_id``, ``relevance`` (gain =
+    relevance - ``gain_offset``; a repeated pair: the last wins). Bad rows are named."""
+    import polars as pl
+
+    df = pl.read_csv(path, infer_schema_length=0)
+    missing = {"query", "item_id", "relevance"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; need query, item_id, relevance")
+    out: dict[str, dict[str, float]] = {}
+    for line, (q, item, rel) in enumerate(df.select("query", "item_id", "relevance").iter_rows(), 2):
+        try:
+            gain = float(rel) - gain_offset
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {line}: relevance {rel!r} is not a number") from None
+        if not q or not item or not np.isfinite(gain) or gain < 0:
+            raise ValueError(f"{path}, line {line}: need a query, an item_id and relevance >= {gain_offset}")
+        out.setdefault(q, {})[item] = gain
+    if not out:
+        raise ValueError(f"{path}: no judged pairs")
+    return out
+
+
+def train_reranker(searcher: Searcher, judgments: dict[str, dict[str, float]], config=None):  # noqa: ANN001, ANN201
+    """A re-ranker trained on ``judgments`` over this searcher's retrieval; a tenth of
+    the queries (by a hash of their text) stop the boosting early."""
+    import hashlib
+
+    from .rerank import Reranker, RerankerConfig, training_set
+
+    queries = sorted(q for q, g in judgments.items() if g and max(g.values()) > 0)
+    if len(queries) < 10:
+        raise ValueError(f"{len(queries)} judged queries with a relevant product: at least 10 are needed")
+    held = {q for q in queries if int(hashlib.sha256(("inner" + q).encode()).hexdigest(), 16) % 10 == 0}
+    fit = [q for q in queries if q not in held]
+    valid = sorted(held)
+    model = Reranker(config or RerankerConfig())
+    return model.fit(training_set(searcher, fit, judgments), training_set(searcher, valid, judgments) if valid else None)

@@ -287,8 +287,21 @@ class Searcher:
         facets = self.catalog.facets(c.rows[final[: self.config.facet_depth]])
         return SearchResult(plan.text, hits, facets, strategy, plan.corrected_text, len(c))
 
-    def suggest(self, prefix: str, k: int = 10) -> list[Suggestion]:
-        return self.suggester.suggest(prefix, k)
+    def suggest(self, prefix: str, k: int = 10, products: int = 3) -> list[Suggestion]:
+        """Past queries and completions (see .suggest), then up to ``products`` titles of
+        products the typed text finds, completed with its most used completion (lexical
+        only: it answers per keystroke)."""
+        found = self.suggester.suggest(prefix, k)
+        text = prefix.strip()
+        if products < 1 or len(text) < 2:
+            return found
+        if not prefix.endswith(" "):
+            done = next((s.text for s in found if s.kind == "completion"), None)
+            text = done or text
+        query = LexicalQuery.of(normalize(text).split())
+        rows, _ = self.lexical.search(query, products, None) if query.terms else (np.zeros(0, np.int64), None)
+        return found + [Suggestion(self.catalog.titles[r] or self.catalog.ids[r], "product", 0, self.catalog.ids[r])
+                        for r in rows.tolist()]
 
     def record_queries(self, queries: list[str]) -> None:
         """Count past queries (e.g. the store's search events) for suggestions."""

@@ -1,8 +1,9 @@
-"""Autocomplete: prefix suggestions from past queries and from the catalog's words.
+"""Autocomplete: prefix suggestions from past queries, the catalog's words and product titles.
 
 ``suggest("cordless dr")`` answers, most useful first: past queries that start with the
 typed text (by how often they were searched), then the typed words completed with catalog
-words that start with the last, partial word (by how many products use the word). Past
+words that start with the last, partial word (by how many products use the word); the
+searcher adds the titles of a few products that the completed text finds. Past
 queries come from search events (``type: search``) and from every search the engine
 answers; the catalog words are the spelling dictionary's (products' normalized words).
 Lookups are binary searches over sorted lists, rebuilt lazily after changes.
@@ -26,8 +27,9 @@ def clean(text: str) -> str:
 @dataclass(frozen=True)
 class Suggestion:
     text: str
-    kind: str  # "query" (searched before) or "completion" (catalog words)
-    count: int  # searches, or products using the completing word
+    kind: str  # "query" (searched before), "completion" (catalog words) or "product" (a title)
+    count: int  # searches, or products using the completing word (0 for products)
+    item_id: str | None = None  # the product, for kind "product"
 
 
 class Suggester:

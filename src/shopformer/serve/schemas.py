@@ -422,8 +422,10 @@ class SearchResponse(_Out):
 
 class SuggestionOut(_Out):
     text: str
-    kind: Literal["query", "completion"]
-    count: int = Field(description="times searched (query) or products using the completing word (completion)")
+    kind: Literal["query", "completion", "product"]
+    count: int = Field(description="times searched (query), products using the completing word (completion), 0 (product)")
+    item_id: str | None = Field(default=None, description="the product, for kind product",
+                                exclude_if=lambda v: v is None)
 
 
 class SuggestResponse(_Out):

@@ -109,7 +109,9 @@ async def suggest(
     k: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> SuggestResponse:
     """Completions of a partly typed query: past searches that start with it (most
-    searched first), then the typed words completed with the catalog's words."""
+    searched first), the typed words completed with the catalog's words, then a few
+    products (their titles) that the completed text finds."""
     _known_params(request, {"q", "k"})
     found = _search_service(request).require().suggest(q, k)
-    return SuggestResponse(query=q, suggestions=[SuggestionOut(text=s.text, kind=s.kind, count=s.count) for s in found])
+    return SuggestResponse(query=q, suggestions=[SuggestionOut(text=s.text, kind=s.kind, count=s.count, item_id=s.item_id)
+                                                 for s in found])

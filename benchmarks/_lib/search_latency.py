@@ -1,0 +1,113 @@
+"""Search latency through the real server on loopback: Home Depot's 54,667 products in a
+SQLite store, `shopformer serve` with search on (hybrid: Tantivy + MiniLM vectors in the
+vector index, and a LightGBM re-ranker trained on all of Home Depot's judged queries,
+what a shop would deploy), and wrk with 50 keep-alive connections asking ``/v1/search``
+with Home Depot's queries drawn at random from the 8,836 distinct ones (so most are
+first-time queries: the query-vector cache rarely helps). Each connection pauses between
+an answer and its next request (think time); a closed loop gives the capacity.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+
+from shopformer.search import SearchConfig, Searcher
+from shopformer.search.rerank import Reranker, RerankerConfig, training_set
+from shopformer.store import EventStore, StoreConfig
+
+from . import homedepot
+
+
+def _ready(base: str, proc: subprocess.Popen, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/v1/search", params={"q": "drill"}, timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"search was not ready after {timeout:.0f} s")
+
+
+def train_reranker(products, gains, search_dir: Path, work: Path) -> dict:
+    """A lambdarank re-ranker on every judged query (early stopping on a tenth), saved
+    where the server looks for one."""
+    from dataclasses import replace
+
+    from shopformer.features.text import TextEncoderConfig
+
+    config = SearchConfig(semantic=replace(SearchConfig().semantic,
+                                           encoder=TextEncoderConfig(cache_dir=work / "text-cache"), query_cache=100_000))
+    searcher = Searcher.build(products, config)
+    queries = sorted(q for q, g in gains.items() if max(g.values()) > 0)
+    searcher.semantic.query_vectors([searcher.plan(q).semantic_text for q in queries], progress=True)
+    valid = [q for q in queries if homedepot.fold_of(q, 10, "inner") == 0]
+    fit = [q for q in queries if homedepot.fold_of(q, 10, "inner") != 0]
+    t0 = time.perf_counter()
+    model = Reranker(RerankerConfig()).fit(training_set(searcher, fit, gains), training_set(searcher, valid, gains))
+    model.save(search_dir / "reranker")
+    searcher.close()
+    return {"queries": len(queries), "trees": model.booster.best_iteration, "train_s": round(time.perf_counter() - t0, 1)}
+
+
+def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmup: float = 5.0,
+        thinks: tuple[int, ...] = (1000, 200, 0), rerank: bool = True) -> tuple[list[dict], dict]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import wrk_driver
+    from serve_server import API_KEY, free_port, proc_memory, server_command, stop
+
+    products, gains = homedepot.load(root)
+    folder = work / "latency"
+    shutil.rmtree(folder, ignore_errors=True)
+    search_dir = folder / "search"
+    search_dir.mkdir(parents=True)
+    (work / "text-cache").mkdir(parents=True, exist_ok=True)
+    os.symlink((work / "text-cache").resolve(), search_dir / "text-cache")
+    meta = {"reranker": train_reranker(products, gains, search_dir, work) if rerank else None}
+    url = f"sqlite:///{folder / 'store.db'}"
+    with EventStore(StoreConfig(url)) as store:
+        for start in range(0, products.height, 10_000):
+            store.upsert_products(products[start : start + 10_000])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SHOPFORMER_STORE_URL": url, "SHOPFORMER_SEARCH_DIR": str(search_dir),
+           "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_SYNC_S": "0"}
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(server_command("cli", port), env=env, stdout=out, stderr=subprocess.STDOUT)
+    records = []
+    try:
+        meta["ready_s"] = round(_ready(base, proc, 1800), 1)  # the index is built at start-up
+        queries = sorted({urllib.parse.quote(q, safe="") for q in gains})
+        prefixes = sorted({urllib.parse.quote(q[: max(2, len(q) // 2)], safe="") for q in gains})
+        phases = [("search", queries, t) for t in thinks] + [("suggest", prefixes, thinks[0])]
+        for endpoint, items, think in phases:
+            common = dict(clients=clients, k=10, key=API_KEY, event_type="view", timeout_s=30)
+            if warmup:
+                wrk_driver.run(base, endpoint, ["u"], items, seconds=warmup, think=think, tag="w", **common)
+            r = wrk_driver.run(base, endpoint, ["u"], items, seconds=duration, think=think, tag="m", **common)
+            r["rss_mb"] = round(proc_memory(proc.pid).get("VmRSS", 0) / 1024, 1)
+            records.append({"dataset": "homedepot", "method": f"latency_{endpoint}_think{think}", "endpoint": endpoint,
+                            "clients": clients, **r})
+            print(f"{endpoint} think {think} ms: {r['throughput_rps']} req/s, p50 {r['p50_ms']} ms, "
+                  f"p99 {r['p99_ms']} ms, errors {r['errors']}")
+        sample = httpx.get(f"{base}/v1/search", params={"q": "cordless drill"}, timeout=10).json()
+        meta["strategy"] = sample["strategy"]
+        meta["peak_rss_mb"] = round(proc_memory(proc.pid).get("VmHWM", 0) / 1024, 1)
+    finally:
+        stop(proc)
+    meta["search_config"] = SearchConfig().to_dict()
+    return records, meta
+
