@@ -25,7 +25,7 @@ from shopformer.search import FusionConfig, SearchConfig, Searcher
 from shopformer.search.fusion import choose_fusion, fused_scores, order
 from shopformer.search.rerank import Reranker, RerankerConfig, TrainingSet, examples
 
-from .lexical_baselines import sqlite_fts5, tantivy_default
+from .lexical_baselines import sqlite_fts5, tantivy_default, tantivy_english
 
 K = 10
 
@@ -117,6 +117,9 @@ def run(root: Path, work: Path, folds: int = 5, max_queries: int | None = None, 
     found, timing = tantivy_default(ids, titles, queries, K)
     record("bm25_tantivy_default", ndcg(found, gains, queries), timing=timing,
            what="Tantivy, default tokenizer, BM25 over titles, the query's words OR-ed")
+    found, timing = tantivy_english(ids, titles, queries, K)
+    record("bm25_tantivy_en_stem", ndcg(found, gains, queries), timing=timing,
+           what="Tantivy, English stemming tokenizer (en_stem), BM25 over titles, the query's words OR-ed")
     found, timing = sqlite_fts5(ids, titles, queries, K)
     record("bm25_sqlite_fts5", ndcg(found, gains, queries), timing=timing,
            what="SQLite FTS5, porter stemmer, bm25() over titles, the query's words OR-ed")

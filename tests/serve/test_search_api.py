@@ -150,3 +150,84 @@ def test_search_config_file_is_used(shop, store_url, tmp_path):  # noqa: F811
         assert c.app.state.search.wait(60)
         assert c.app.state.search.require().config.lexical.field_weights == {"title": 1.0}
         assert ids(c.get("/v1/search", params={"q": "kitchen"}).json()) == []  # categories are not searched now
+
+
+def test_catalog_writes_through_another_process_reach_this_index(shop, store_url, tmp_path):  # noqa: F811
+    """Two servers on one store (as workers or replicas are): a product upserted or deleted
+    through one is found (or gone) in the other's search within its sync period."""
+    import time
+
+    with make(store_url, shop["run1"], tmp_path / "a", sync_s=0.1) as a, \
+            make(store_url, shop["run1"], tmp_path / "b", sync_s=0.1) as b:
+        assert a.app.state.search.wait(60) and b.app.state.search.wait(60)
+
+        def found_in_b(q: str) -> list[str]:
+            deadline = time.monotonic() + 10
+            while True:
+                got = ids(b.get("/v1/search", params={"q": q}).json())
+                if got or time.monotonic() > deadline:
+                    return got
+                time.sleep(0.05)
+
+        assert a.put("/v1/catalog/items", headers=AUTH, json=[{"item_id": "t", "title": "Teapot"}]).status_code == 200
+        assert found_in_b("teapot") == ["t"]
+        assert a.delete("/v1/catalog/items/t", headers=AUTH).status_code == 200
+        deadline = time.monotonic() + 10
+        while ids(b.get("/v1/search", params={"q": "teapot"}).json()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ids(b.get("/v1/search", params={"q": "teapot"}).json()) == []
+
+
+def test_search_settings_from_the_environment(tmp_path):
+    env = {"SHOPFORMER_SEARCH": "0", "SHOPFORMER_SEARCH_DIR": str(tmp_path), "SHOPFORMER_SEARCH_SEMANTIC": "false",
+           "SHOPFORMER_SEARCH_PERSONAL_WEIGHT": "0.5", "SHOPFORMER_SEARCH_IN_HISTORY": "0"}
+    s = ServeSettings.from_env(env)
+    assert (s.search, s.search_dir, s.search_semantic, s.search_personal_weight, s.search_in_history) == (
+        False, tmp_path, False, 0.5, False)
+    d = ServeSettings.from_env({})
+    assert d.search and d.search_semantic and d.search_personal_weight is None and d.search_lexical == "tantivy"
+    with pytest.raises(ValueError, match="SHOPFORMER_SEARCH_LEXICAL"):
+        ServeSettings.from_env({"SHOPFORMER_SEARCH_LEXICAL": "lucene"})
+    with pytest.raises(ValueError, match="PostgreSQL store"):
+        ServeSettings.from_env({"SHOPFORMER_SEARCH_LEXICAL": "postgres"})
+    with pytest.raises(ValueError, match="SHOPFORMER_SEARCH_PERSONAL_WEIGHT"):
+        ServeSettings.from_env({"SHOPFORMER_SEARCH_PERSONAL_WEIGHT": "much"})
+
+
+def test_search_dir_defaults_beside_a_sqlite_store():
+    from shopformer.serve.search import search_dir
+
+    assert str(search_dir(ServeSettings(store_url="sqlite:///x/shop.db"))) == "x/shop.db.search"
+    assert str(search_dir(ServeSettings(store_url="postgresql://h/db"))) == "shopformer-search"
+
+
+def test_search_on_postgresql_full_text(shop, tmp_path):  # noqa: F811
+    """SHOPFORMER_SEARCH_LEXICAL=postgres: the lexical index lives in the store's database."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from shopformer.store.engine import normalize_url
+
+    url = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL to run the PostgreSQL search test")
+    name = f"shopformer_search_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db_url = normalize_url(url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with EventStore(StoreConfig(db_url)) as store:
+            import_folder(store, shop["data"])
+        with make(db_url, shop["run1"], tmp_path, search_lexical="postgres") as c:
+            assert c.app.state.search.wait(60)
+            assert type(c.app.state.search.require().lexical).__name__ == "PostgresLexicalIndex"
+            assert ids(c.get("/v1/search", params={"q": "cups"}).json()) == ["c"]
+            c.put("/v1/catalog/items", headers=AUTH, json=[{"item_id": "t", "title": "Teapot"}])
+            assert ids(c.get("/v1/search", params={"q": "teapot"}).json()) == ["t"]
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -188,6 +188,18 @@ class StoreContract:
         assert store.products()["item_id"].to_list() == ["i2"]
         assert store.delete_products([]) == 0 and store.count_products() == 1
 
+    def test_catalog_writes_are_logged_in_order(self, store):
+        assert store.catalog_seq() == 0 and store.catalog_changes(0) == []
+        store.upsert_products([{"item_id": "i1", "title": "One"}, {"item_id": "i2", "title": "Two"}])
+        seq = store.catalog_seq()
+        store.delete_products(["i1"])
+        store.upsert_products([{"item_id": "i2", "title": "Two again"}])
+        changes = store.catalog_changes(0)
+        assert [(i, k) for _, i, k in changes] == [("i1", "upsert"), ("i2", "upsert"), ("i1", "delete"), ("i2", "upsert")]
+        assert [s for s, _, _ in changes] == sorted(s for s, _, _ in changes) and changes[1][0] == seq
+        assert [(i, k) for _, i, k in store.catalog_changes(seq)] == [("i1", "delete"), ("i2", "upsert")]
+        assert len(store.catalog_changes(0, limit=1)) == 1
+
     def test_query_counts_and_history_with_queries(self, store):
         store.add_events([{"user_id": "u1", "event_type": "search", "query": q, "timestamp": T0 + timedelta(minutes=i)}
                           for i, q in enumerate(["red mug", "tea", "red mug", "red mug", "tea", "kettle"])])

@@ -12,6 +12,7 @@ word), so it is the same at training and at serving time.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,27 @@ def _unit(token: str) -> tuple[str, str] | None:
     return (token[:i], token[i:]) if 0 < i < len(token) and token[i:].isalpha() else None
 
 
+@dataclass(frozen=True)
+class _Title:
+    """What the features read of one normalized title (cached: titles recur across queries)."""
+
+    terms: list[str]  # stems, stop words dropped, in order
+    term_set: frozenset[str]
+    words: frozenset[str]  # normalized words as written
+    bigrams: frozenset[tuple[str, str]]
+    span: frozenset[str]  # the product-type span's stems
+    unit_kinds: frozenset[str]  # units of its number-unit tokens
+
+
+@lru_cache(maxsize=200_000)
+def _title(title: str) -> _Title:
+    terms = _terms(title)
+    words = title.split()
+    units = {u[1] for u in map(_unit, (w for w in words if w[:1].isdigit())) if u}
+    return _Title(terms, frozenset(terms), frozenset(words), frozenset(zip(terms, terms[1:])),
+                  frozenset(_type_span(title)), frozenset(units))
+
+
 def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,
                        fused: np.ndarray) -> np.ndarray:
     """(len(pick), len(FEATURES)) float32 for the candidates at positions ``pick``."""
@@ -113,33 +135,28 @@ def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, p
     mean_idf = float(np.mean([idf[t] for t in q_set])) if q_set else 0.0
     out[:, 27] = mean_idf
     for i, (r, title) in enumerate(zip(rows.tolist(), titles)):
-        t_terms = _terms(title)
-        t_set = set(t_terms)
-        t_words = set(title.split())
-        hit = q_set & t_set
-        out[i, 8] = len(t_terms)
+        t = _title(title)
+        hit = q_set & t.term_set
+        out[i, 8] = len(t.terms)
         out[i, 9] = len(hit) / len(q_set) if q_set else 0.0
         out[i, 10] = bool(q_set) and hit == q_set
-        out[i, 11] = sum(idf[t] for t in hit) / idf_total
-        out[i, 12] = head in t_set
-        out[i, 13] = first in t_set
+        out[i, 11] = sum(idf[x] for x in hit) / idf_total
+        out[i, 12] = head in t.term_set
+        out[i, 13] = first in t.term_set
         out[i, 14] = len(numbers)
-        out[i, 15] = len(numbers & t_words) / len(numbers) if numbers else -1.0
-        out[i, 16] = len(units & t_words) / len(units) if units else -1.0
+        out[i, 15] = len(numbers & t.words) / len(numbers) if numbers else -1.0
+        out[i, 16] = len(units & t.words) / len(units) if units else -1.0
         brand = cat.brands[r].lower().split()
         out[i, 17] = bool(brand) and all(stem(b) in q_set for b in brand)
-        out[i, 18] = len(q_bigrams & set(zip(t_terms, t_terms[1:]))) / len(q_bigrams) if q_bigrams else -1.0
-        pos = next((j for j, t in enumerate(t_terms) if t in q_set), None)
-        out[i, 19] = pos / max(len(t_terms), 1) if pos is not None else 1.0
+        out[i, 18] = len(q_bigrams & t.bigrams) / len(q_bigrams) if q_bigrams else -1.0
+        pos = next((j for j, x in enumerate(t.terms) if x in q_set), None)
+        out[i, 19] = pos / max(len(t.terms), 1) if pos is not None else 1.0
         out[i, 25] = len(cat.titles[r] or "")
-        missing = [idf[t] for t in q_set - hit]
+        missing = [idf[x] for x in q_set - hit]
         out[i, 26] = max(missing) if missing else 0.0
         out[i, 28] = len(hit)
-        span = _type_span(title)
-        out[i, 29] = head in span
-        out[i, 30] = len(q_set & set(span)) / len(q_set) if q_set else 0.0
-        title_units = [u for u in map(_unit, t_words) if u]
-        title_unit_kinds = {u[1] for u in title_units}
-        out[i, 31] = sum(1 for t, u in q_units if t not in t_words and u[1] in title_unit_kinds)
-        out[i, 32] = bool(t_terms) and t_terms[0] in q_set
+        out[i, 29] = head in t.span
+        out[i, 30] = len(q_set & t.span) / len(q_set) if q_set else 0.0
+        out[i, 31] = sum(1 for w, u in q_units if w not in t.words and u[1] in t.unit_kinds)
+        out[i, 32] = bool(t.terms) and t.terms[0] in q_set
     return out

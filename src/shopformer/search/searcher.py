@@ -54,7 +54,9 @@ class SearchConfig:
     rerank_depth: candidates the re-ranker and personalization re-order.
     facet_depth: results the facet counts cover.
     personal_weight: weight of the user's standardized model score against the
-        standardized search score (0 = no personalization); chosen on validation.
+        standardized search score (0 = no personalization). 1.0: the best mean NDCG@10
+        over the validation cases of benchmarks/search_quality.py --part personal
+        (Amazon Scientific chose 0.5, UCI Online Retail 1.0).
     max_query_chars: longer queries are cut to this many characters."""
 
     lexical: LexicalConfig = LexicalConfig()
@@ -66,7 +68,7 @@ class SearchConfig:
     synonym_weight: float = 0.6
     rerank_depth: int = 100
     facet_depth: int = 200
-    personal_weight: float = 0.0
+    personal_weight: float = 1.0
     max_query_chars: int = 512
 
     def to_dict(self) -> dict[str, Any]:

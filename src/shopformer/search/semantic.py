@@ -52,6 +52,10 @@ class SemanticIndex:
         return self.index.dim if self._built else self.encoder.dim
 
     def encode_products(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """(len(texts), D) product vectors: through the encoder's cache for catalogs, by
+        the model directly for a few products (a catalog upsert: no cache file read)."""
+        if len(texts) <= 64:
+            return np.concatenate([self._encode_one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
         return self.encoder.encode(texts, progress=progress)
 
     def set_rows(self, rows: np.ndarray, vectors: np.ndarray, n_rows: int) -> None:

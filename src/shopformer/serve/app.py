@@ -70,7 +70,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             app.state.service = service
             stop = threading.Event()
             if settings.sync_s > 0:
-                follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop),
+                follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop, searching),
                                             name="shopformer-sync", daemon=True)
                 follower.start()
             yield
@@ -146,9 +146,17 @@ def _exception_handlers(app: FastAPI) -> None:
         )
 
 
-def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event) -> None:
-    """Load the run the store names whenever another process published a new one."""
+def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event,
+            searching: SearchService | None = None) -> None:
+    """Load the run the store names whenever another process published a new one, and
+    bring the search index up to the catalog writes of every process."""
     while not stop.wait(every_s):
+        if searching is not None:
+            try:
+                if searching.sync():
+                    service.invalidate_catalog()
+            except Exception:  # noqa: BLE001 - keep serving, try again later
+                log.exception("could not apply the latest catalog changes to the search index")
         try:
             if service.sync():
                 served = service.served

@@ -5,7 +5,9 @@ Built in a background thread when the API starts (search routes answer 503 with
 vectors cached in the search folder (so a restart encodes only new or changed products)
 and the store's past search queries for autocomplete. A catalog upsert or delete through
 this process reaches the searcher before the request returns; upserts that arrive while
-the index is being built are applied when it is.
+the index is being built are applied when it is. Writes made through other processes
+(workers, replicas) reach it within ``SHOPFORMER_SYNC_S`` seconds: the store logs every
+catalog write in order, and :meth:`SearchService.sync` replays the new ones.
 
 The search folder (``SHOPFORMER_SEARCH_DIR``) may hold ``search_config.json`` (a
 :class:`~shopformer.search.SearchConfig` as JSON: fusion, field weights, synonyms file,
@@ -76,6 +78,7 @@ class SearchService:
         self._pending: list[tuple[str, list[str]]] = []  # ("upsert" | "delete", item ids) while building
         self._top: OrderedDict[str, str | None] = OrderedDict()
         self._thread: threading.Thread | None = None
+        self._seq = 0  # the last catalog change (store.catalog_changes) this index has applied
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: bool = False) -> None:
@@ -103,6 +106,7 @@ class SearchService:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             config = search_config(self.settings, self.folder)
+            self._seq = self.store.catalog_seq()  # read first: later writes are replayed by sync()
             products = self.store.products()
             log.info("search: indexing %d products (vectors cached in %s)", products.height, self.folder)
             searcher = Searcher.build(products, config, lexical=self._lexical(config))
@@ -112,6 +116,9 @@ class SearchService:
                 searcher.reranker = Reranker.load(self.folder / "reranker")
             counts = self.store.query_counts(limit=100_000)
             searcher.suggester.record([q for q, n in counts.items() for _ in range(min(n, 1000))])
+            from .retrieval import limit_faiss_threads
+
+            limit_faiss_threads()  # one thread per search: requests run side by side instead
             with self._lock:
                 pending, self._pending = self._pending, []
                 self._searcher = searcher
@@ -164,6 +171,32 @@ class SearchService:
         if kind == "delete":
             with self._lock:
                 self._top.clear()
+
+    def sync(self) -> int:
+        """Apply the catalog writes stored since the last one applied (made by any
+        process: the API's follower thread calls this every ``SHOPFORMER_SYNC_S``);
+        returns how many products changed. Replaying this process's own writes is
+        harmless: an upsert replaces, a delete of a missing product does nothing."""
+        searcher = self._searcher
+        if searcher is None:
+            return 0
+        changes = self.store.catalog_changes(self._seq)
+        if not changes:
+            return 0
+        last: dict[str, str] = {}
+        for _, item, kind in changes:
+            last.pop(item, None)
+            last[item] = kind  # the latest write of a product wins
+        deletes = [i for i, k in last.items() if k == "delete"]
+        upserts = [i for i, k in last.items() if k == "upsert"]
+        if deletes:
+            self._apply(searcher, "delete", deletes)
+        if upserts:
+            self._apply(searcher, "upsert", upserts)
+        self._seq = changes[-1][0]
+        with self._lock:
+            self._top.clear()
+        return len(last)
 
     def record_queries(self, queries: list[str]) -> None:
         """Search events just stored: their queries count for autocomplete."""

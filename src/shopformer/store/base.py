@@ -45,7 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
 from .frames import Rows, ValidEvents, check_events, rows_to_frame, validate_products
-from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, events, metadata, products, serving_state
+from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, catalog_changes, events, metadata, products, serving_state
 
 
 @dataclass(frozen=True)
@@ -273,10 +273,12 @@ class EventStore:
         if not good.height:
             return 0
         stmt, size = self._product_upsert, self.config.chunk_size
+        log = catalog_changes.insert()
 
         def work(conn: Connection) -> None:
             for part in good.select(PRODUCT_COLUMNS).iter_slices(size):
                 conn.execute(stmt, part.to_dicts())
+                conn.execute(log, [{"item_id": i, "kind": "upsert"} for i in part["item_id"].to_list()])
 
         self._run_write(work)
         return good.height
@@ -423,7 +425,26 @@ class EventStore:
         if not wanted:
             return 0
         stmt = products.delete().where(products.c.item_id.in_(wanted))
-        return self._run_write(lambda conn: conn.execute(stmt).rowcount)
+
+        def work(conn: Connection) -> int:
+            n = conn.execute(stmt).rowcount
+            conn.execute(catalog_changes.insert(), [{"item_id": i, "kind": "delete"} for i in wanted])
+            return n
+
+        return self._run_write(work)
+
+    def catalog_seq(self) -> int:
+        """The sequence number of the latest catalog write (0 when none)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.max(catalog_changes.c.seq))).scalar() or 0)
+
+    def catalog_changes(self, since: int, limit: int = 100_000) -> list[tuple[int, str, str]]:
+        """``(seq, item_id, "upsert" | "delete")`` of the catalog writes after ``since``,
+        in commit order (at most ``limit``)."""
+        stmt = (select(catalog_changes.c.seq, catalog_changes.c.item_id, catalog_changes.c.kind)
+                .where(catalog_changes.c.seq > since).order_by(catalog_changes.c.seq).limit(limit))
+        with self._engine.connect() as conn:
+            return [(int(a), b, c) for a, b, c in conn.execute(stmt)]
 
     def query_counts(self, limit: int | None = None) -> dict[str, int]:
         """How often each query text was searched (``search`` events), the most searched

@@ -9,6 +9,9 @@
     ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, which sorts chronologically); ``context``
     is JSON text, kept verbatim. Indexes: ``(user_id, timestamp, position)`` for a
     user's history and ``item_id``.
+``catalog_changes``
+    every catalog write in commit order (``seq``, ``item_id``, ``upsert``/``delete``), for
+    processes that keep their own copy of the catalog (search indexes) to catch up.
 ``serving_state``
     ``name`` -> ``value`` (text): what every API process serving from this store must
     agree on, such as the run folder to serve.
@@ -88,6 +91,18 @@ serving_state = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", _TS, nullable=False),
+)
+
+#: Every catalog write, in commit order: ``seq`` (increasing), the product, ``upsert`` or
+#: ``delete``. Processes that keep their own view of the catalog (each API worker's search
+#: index) replay what came after the last ``seq`` they applied.
+catalog_changes = Table(
+    "catalog_changes",
+    metadata,
+    Column("seq", _POSITION, primary_key=True, autoincrement=True),
+    Column("item_id", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 #: Event columns the caller writes (``position`` is the database's).

@@ -1,7 +1,9 @@
 """Product search and autocomplete.
 
-Async like the recommendation routes: a search is a few milliseconds of CPU (two index
-lookups, the query encoder on a cache miss) with no waiting on I/O."""
+A search is a plain function, run in FastAPI's thread pool: most of its time is the query
+encoder (PyTorch) and the index searches (FAISS, Tantivy), which release the GIL, so two
+searches run at once on two CPUs (the recommendation routes are async instead: their
+work holds the GIL). Autocomplete is a few binary searches: async."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ Q = Annotated[str, Query(min_length=1, max_length=MAX_QUERY, description="what t
 
 
 @router.get("", response_model=SearchResponse, responses=ERRORS)
-async def search(
+def search(
     request: Request,
     q: Q,
     service: Annotated[RecommendationService, Depends(get_service)],
