@@ -39,7 +39,7 @@ def key(record: dict) -> tuple:
 
 def markdown(records: list[dict], meta: dict) -> str:
     lines = ["# Search quality", "", f"Machine: {json.dumps(meta['machine'])}; last run {meta['date']}.", ""]
-    hd = [r for r in records if r["dataset"] == "homedepot"]
+    hd = [r for r in records if r["dataset"] == "homedepot" and "ndcg@10_by_fold" in r]
     if hd:
         plain = [r for r in hd if r["method"].startswith("bm25_")]
         best = max(plain, key=lambda r: r["ndcg@10"]) if plain else None
@@ -103,7 +103,7 @@ def plot(records: list[dict], dataset: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rs = [r for r in records if r["dataset"] == dataset and "ndcg@10" in r]
+    rs = [r for r in records if r["dataset"] == dataset and "ndcg@10_by_fold" in r]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rs) + 1.8))
     bars = ax.barh([r["method"] for r in rs][::-1], [r["ndcg@10"] for r in rs][::-1], color="#4c78a8")
     ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
