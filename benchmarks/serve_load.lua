@@ -11,6 +11,9 @@
 --   BENCH_TYPE      event type posted
 --   BENCH_THINK_MS  pause of each connection between an answer and its next request
 --                   (0 = closed loop: the next request leaves as the answer arrives)
+--   BENCH_THINK_DIST "fixed" (default: every pause is BENCH_THINK_MS) or "exp" (random
+--                   pauses, exponential with that mean: independent clients, whose
+--                   requests do not arrive in waves)
 -- At the end it prints one line "BENCH_JSON {...}" with wrk's latency statistics (all
 -- answers, microseconds) and the answers with / without the expected status.
 
@@ -38,12 +41,17 @@ function init(args)
   tag = os.getenv("BENCH_TAG") or "wrk"
   etype = os.getenv("BENCH_TYPE") or "view"
   think = tonumber(os.getenv("BENCH_THINK_MS") or "0")
+  random_think = os.getenv("BENCH_THINK_DIST") == "exp"
   expected = (endpoint == "event") and 201 or 200
   math.randomseed(id * 7919 + os.time())
   counter, ok, bad = 0, 0, 0
 end
 
 function delay()
+  if random_think and think > 0 then
+    -- capped below uvicorn's 5 s keep-alive timeout, which would close the idle connection
+    return math.min(math.floor(-think * math.log(1 - math.random())), 4500)
+  end
   return think
 end
 

@@ -34,7 +34,8 @@ def think_ms(clients: int, rate: float) -> int:
 
 
 def run(base: str, endpoint: str, users: list[str], items: list[str], *, clients: int, seconds: float,
-        think: int, k: int, key: str, tag: str, event_type: str, threads: int = 2, timeout_s: float = 30.0) -> dict:
+        think: int, k: int, key: str, tag: str, event_type: str, threads: int = 2, timeout_s: float = 30.0,
+        think_dist: str = "fixed") -> dict:
     """One wrk run; returns serve_latency's endpoint summary (latencies over every answer)."""
     with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
         ufile, ifile = Path(tmp) / "users.txt", Path(tmp) / "items.txt"
@@ -42,7 +43,7 @@ def run(base: str, endpoint: str, users: list[str], items: list[str], *, clients
         ifile.write_text("\n".join(urllib.parse.quote(i, safe="") for i in items) + "\n")
         env = {**os.environ, "BENCH_ENDPOINT": endpoint, "BENCH_USERS": str(ufile), "BENCH_ITEMS": str(ifile),
                "BENCH_K": str(k), "BENCH_KEY": key, "BENCH_TAG": tag, "BENCH_TYPE": event_type,
-               "BENCH_THINK_MS": str(think)}
+               "BENCH_THINK_MS": str(think), "BENCH_THINK_DIST": think_dist}
         cmd = ["wrk", f"-t{min(threads, clients)}", f"-c{clients}", f"-d{max(1, round(seconds))}s",
                f"--timeout={max(1, round(timeout_s))}s", "-s", str(SCRIPT), base]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -68,6 +69,7 @@ def run(base: str, endpoint: str, users: list[str], items: list[str], *, clients
         "max_ms": ms(w["max_us"]),
         "mean_ms": ms(w["mean_us"]),
         "think_ms": think,
+        "think_dist": think_dist,
         "offered_rps": round(clients * 1000.0 / think, 1) if think else None,
     }
 

@@ -4,11 +4,14 @@ vector index, and a LightGBM re-ranker trained on all of Home Depot's judged que
 what a shop would deploy), and wrk with 50 keep-alive connections asking ``/v1/search``
 with Home Depot's queries drawn at random from the 8,836 distinct ones (so most are
 first-time queries: the query-vector cache rarely helps). Each connection pauses between
-an answer and its next request (think time); a closed loop gives the capacity.
+an answer and its next request: a think time drawn at random (exponential: independent
+shoppers, Poisson arrivals) or fixed (every connection waits the same, so after the first
+burst they keep arriving in waves of 50); a closed loop gives the capacity.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,6 +42,27 @@ def _ready(base: str, proc: subprocess.Popen, timeout: float) -> float:
     raise SystemExit(f"search was not ready after {timeout:.0f} s")
 
 
+def _upserts(base: str, key: str, n: int = 30) -> dict:
+    """New products PUT one at a time; each is searched for when the PUT returns (and must
+    be the first hit): the time from sending the PUT to that answer."""
+    import numpy as np
+
+    times, found = [], 0
+    with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
+        for i in range(n):
+            word = f"zorbatron{i:02d}"
+            t0 = time.perf_counter()
+            r = client.put("/v1/catalog/items", json=[{"item_id": f"new-{i}", "title": f"Quiet {word} ceiling fan",
+                                                      "categories": ["Lighting"], "price": 99.0}])
+            r.raise_for_status()
+            hits = client.get("/v1/search", params={"q": f"{word} fan", "k": 1}).json()["items"]
+            times.append((time.perf_counter() - t0) * 1000)
+            found += bool(hits) and hits[0]["item_id"] == f"new-{i}"
+    t = np.array(times)
+    return {"products": n, "found_first": found, "p50_ms": round(float(np.median(t)), 1),
+            "max_ms": round(float(t.max()), 1)}
+
+
 def train_reranker(products, gains, search_dir: Path, work: Path) -> dict:
     """A lambdarank re-ranker on every judged query (early stopping on a tenth), saved
     where the server looks for one."""
@@ -60,8 +84,11 @@ def train_reranker(products, gains, search_dir: Path, work: Path) -> dict:
     return {"queries": len(queries), "trees": model.booster.best_iteration, "train_s": round(time.perf_counter() - t0, 1)}
 
 
-def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmup: float = 5.0,
-        thinks: tuple[int, ...] = (1000, 200, 0), rerank: bool = True) -> tuple[list[dict], dict]:
+def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmup: float = 15.0,
+        phases: tuple[tuple[str, int, str], ...] = (("search", 1000, "exp"), ("search", 1000, "fixed"),
+                                                    ("search", 500, "exp"), ("search", 0, "fixed"),
+                                                    ("suggest", 1000, "exp")),
+        rerank: bool = True) -> tuple[list[dict], dict]:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,13 +96,20 @@ def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmu
     from serve_server import API_KEY, free_port, proc_memory, server_command, stop
 
     products, gains = homedepot.load(root)
-    folder = work / "latency"
+    folder = work / ("latency" if rerank else "latency-norerank")
     shutil.rmtree(folder, ignore_errors=True)
     search_dir = folder / "search"
     search_dir.mkdir(parents=True)
     (work / "text-cache").mkdir(parents=True, exist_ok=True)
     os.symlink((work / "text-cache").resolve(), search_dir / "text-cache")
-    meta = {"reranker": train_reranker(products, gains, search_dir, work) if rerank else None}
+    meta: dict = {"reranker": None}
+    if rerank:  # trained once (it does not depend on this run), copied into the server's folder
+        trained = work / "latency-reranker"
+        if not (trained / "reranker" / "model.txt").exists():
+            (trained / "meta.json").parent.mkdir(parents=True, exist_ok=True)
+            (trained / "meta.json").write_text(json.dumps(train_reranker(products, gains, trained, work)))
+        shutil.copytree(trained / "reranker", search_dir / "reranker")
+        meta["reranker"] = json.loads((trained / "meta.json").read_text())
     url = f"sqlite:///{folder / 'store.db'}"
     with EventStore(StoreConfig(url)) as store:
         for start in range(0, products.height, 10_000):
@@ -92,17 +126,19 @@ def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmu
         meta["ready_s"] = round(_ready(base, proc, 1800), 1)  # the index is built at start-up
         queries = sorted({urllib.parse.quote(q, safe="") for q in gains})
         prefixes = sorted({urllib.parse.quote(q[: max(2, len(q) // 2)], safe="") for q in gains})
-        phases = [("search", queries, t) for t in thinks] + [("suggest", prefixes, thinks[0])]
-        for endpoint, items, think in phases:
-            common = dict(clients=clients, k=10, key=API_KEY, event_type="view", timeout_s=30)
+        for endpoint, think, dist in phases:
+            items = queries if endpoint == "search" else prefixes
+            common = dict(clients=clients, k=10, key=API_KEY, event_type="view", timeout_s=30, think_dist=dist)
             if warmup:
                 wrk_driver.run(base, endpoint, ["u"], items, seconds=warmup, think=think, tag="w", **common)
             r = wrk_driver.run(base, endpoint, ["u"], items, seconds=duration, think=think, tag="m", **common)
             r["rss_mb"] = round(proc_memory(proc.pid).get("VmRSS", 0) / 1024, 1)
-            records.append({"dataset": "homedepot", "method": f"latency_{endpoint}_think{think}", "endpoint": endpoint,
-                            "clients": clients, **r})
-            print(f"{endpoint} think {think} ms: {r['throughput_rps']} req/s, p50 {r['p50_ms']} ms, "
+            served = "hybrid+rerank" if rerank else "hybrid"
+            records.append({"dataset": "homedepot", "method": f"latency_{served}_{endpoint}_think{think}{dist}",
+                            "endpoint": endpoint, "served": served, "clients": clients, **r})
+            print(f"{endpoint} think {think} ms ({dist}): {r['throughput_rps']} req/s, p50 {r['p50_ms']} ms, "
                   f"p99 {r['p99_ms']} ms, errors {r['errors']}")
+        meta["upsert_to_searchable_ms"] = _upserts(base, API_KEY)
         sample = httpx.get(f"{base}/v1/search", params={"q": "cordless drill"}, timeout=10).json()
         meta["strategy"] = sample["strategy"]
         meta["peak_rss_mb"] = round(proc_memory(proc.pid).get("VmHWM", 0) / 1024, 1)

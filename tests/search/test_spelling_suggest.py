@@ -70,3 +70,37 @@ def test_suggestions_ignore_empty_and_huge_queries():
     s = Suggester({})
     s.record(["", "   ", "x" * 1000])
     assert s.suggest("") == []
+
+
+def test_updates_after_the_index_is_built_are_seen():
+    s = speller()
+    s.warm()
+    assert s.correct_word("shovl") == "shovl"
+    s.add(["shovel"])
+    assert s.correct_word("shovl") == "shovel"
+    s.remove(["shovel"])
+    assert s.correct_word("shovl") == "shovl"
+    s.add(["paints"])
+    for _ in range(3):
+        s.add(["pains"])
+    assert s.correct_word("painx") == "pains"  # the most used, by the live counts
+
+
+def test_concurrent_first_corrections_are_safe():
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = speller()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda w: s.correct_word(w), ["galvinized", "preasure", "treeted", "pipes"] * 50))
+    assert got[:4] == ["galvanized", "pressure", "treated", "pipes"] and len(set(got)) == 4
+
+
+def test_stems_are_right_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shopformer.search.features import _stemmer
+
+    words = [f"{w}{i}ings" for i in range(300) for w in ("runn", "batter", "plumb")]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda w: _stemmer().stemWord(w), words))
+    assert got == [_stemmer().stemWord(w) for w in words]

@@ -12,6 +12,7 @@ word), so it is the same at training and at serving time.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -38,11 +39,18 @@ FEATURES: tuple[str, ...] = (
 _TYPE_END = frozenset({"in", "with", "for", "and", "by"})
 
 
-@lru_cache(maxsize=1)
-def _stemmer():  # noqa: ANN202
-    import snowballstemmer
+_local = threading.local()
 
-    return snowballstemmer.stemmer("english")
+
+def _stemmer():  # noqa: ANN202
+    """This thread's Snowball stemmer (a stemmer object keeps state while it works: one
+    shared by the server's request threads gives wrong stems or IndexErrors)."""
+    found = getattr(_local, "stemmer", None)
+    if found is None:
+        import snowballstemmer
+
+        found = _local.stemmer = snowballstemmer.stemmer("english")
+    return found
 
 
 @lru_cache(maxsize=500_000)

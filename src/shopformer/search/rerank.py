@@ -93,7 +93,8 @@ class Reranker:
         if self.booster is None:
             raise RuntimeError("the re-ranker is not trained: call fit() first")
         n = self.booster.best_iteration or None
-        return np.asarray(self.booster.predict(X, num_iteration=n), np.float64)
+        # one thread: a request's hundred rows are too few to share, and requests run side by side
+        return np.asarray(self.booster.predict(X, num_iteration=n, num_threads=1), np.float64)
 
     def score(self, plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,
               fused: np.ndarray) -> np.ndarray:

@@ -182,6 +182,8 @@ class Searcher:
         semantic = _semantic(config) if vectors is None else SemanticIndex(config.semantic)
         searcher = cls(config, lexical, semantic)
         searcher.upsert(products, vectors=vectors, progress=progress)
+        if config.spelling.enabled:
+            searcher.speller.warm()  # not in the first query that needs a correction
         return searcher
 
     def upsert(self, products: pl.DataFrame, vectors: np.ndarray | None = None, progress: bool = False) -> int:
@@ -366,6 +368,8 @@ class Searcher:
 
             reranker = Reranker.load(folder / "reranker")
         speller = Speller(config.spelling, state["words"])
+        if config.spelling.enabled:
+            speller.warm()
         return cls(config, lexical, semantic, cat, speller, state.get("queries"), reranker)
 
     def close(self) -> None:

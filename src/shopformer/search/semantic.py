@@ -21,12 +21,16 @@ import numpy as np
 from shopformer.features.text import TextEncoder, TextEncoderConfig
 from shopformer.retrieve.faiss_index import FaissIndex, FaissIndexConfig
 
+from .query_encoder import QueryEncoder
+
 
 @dataclass(frozen=True)
 class SemanticConfig:
     """encoder: the sentence encoder (model, text-vector cache folder).
     index: the vector index (kind "auto": exact below 100k products, HNSW above).
-    query_cache: query vectors kept (LRU; 0 = none)."""
+    query_cache: query vectors kept (LRU; 0 = none).
+    onnx: single queries (and a few products) through ONNX Runtime when it reproduces the
+        model (see .query_encoder); PyTorch otherwise."""
 
     encoder: TextEncoderConfig = TextEncoderConfig()
     #: HNSW from 20k products: on Home Depot's 54,667 a query takes 0.6 ms against 5 ms for
@@ -34,6 +38,9 @@ class SemanticConfig:
     #: quality through it)
     index: FaissIndexConfig = FaissIndexConfig(auto_threshold=20_000)
     query_cache: int = 4096
+    #: encode single queries with ONNX Runtime (checked to give the model's numbers; see
+    #: .query_encoder), else PyTorch
+    onnx: bool = True
 
 
 class SemanticIndex:
@@ -46,6 +53,7 @@ class SemanticIndex:
         self._built = False
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._query_encoder: QueryEncoder | None = None
 
     @property
     def dim(self) -> int:
@@ -92,19 +100,18 @@ class SemanticIndex:
                     self._queries.popitem(last=False)
         return vec
 
-    def _encode_one(self, text: str) -> np.ndarray:
-        """(1, D) unit vector: the model's own modules (tokenizer, transformer, pooling)
-        called directly, without ``encode``'s batching machinery; the same numbers as
-        ``encode``."""
-        import torch
+    @property
+    def query_encoder(self) -> QueryEncoder:
+        """The single-query encoder (ONNX Runtime when it reproduces the model, else
+        PyTorch), made on first use."""
+        if self._query_encoder is None:
+            with self._lock:
+                if self._query_encoder is None:
+                    self._query_encoder = QueryEncoder(self.encoder.model, self.config.onnx)
+        return self._query_encoder
 
-        model = self.encoder.model
-        with torch.inference_mode():
-            prepare = getattr(model, "preprocess", None) or model.tokenize  # preprocess: sentence-transformers 6
-            features = prepare([text])
-            vec = model(features)["sentence_embedding"].float()
-            vec = torch.nn.functional.normalize(vec, dim=-1)
-        return vec.numpy().astype(np.float32)
+    def _encode_one(self, text: str) -> np.ndarray:
+        return self.query_encoder.encode(text)
 
     def query_vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """(len(texts), D) query vectors, encoded in batches and kept in the cache (for

@@ -6,7 +6,7 @@ found in some product is kept as typed, and so is one whose stem is a catalog wo
 (see :func:`~shopformer.search.analysis.normalize`, before stemming), how many products
 use it; the correction is the closest word by edit distance, the most used among equals.
 Numbers and words with digits ("2x4", "pc1010") are never corrected. The SymSpell
-structure is built on first use and rebuilt after the counts change.
+structure is built once and then updated word by word as products come and go.
 """
 
 from __future__ import annotations
@@ -34,48 +34,75 @@ class SpellingConfig:
 
 
 class Speller:
-    """Word counts of a catalog and the corrections they allow. Thread-safe."""
+    """Word counts of a catalog and the corrections they allow. Thread-safe: the SymSpell
+    structure is built once (:meth:`warm`, or the first correction) and then kept up to
+    date word by word as products come and go."""
 
     def __init__(self, config: SpellingConfig = SpellingConfig(), counts: dict[str, int] | None = None) -> None:
         self.config = config
         self.counts: Counter[str] = Counter(counts or {})
         self._symspell = None
-        self._stems: set[str] = set()
+        self._stems: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def _entry(self, word: str) -> bool:
+        """Whether ``word`` belongs in the SymSpell dictionary at all."""
+        return word.isalpha() and len(word) >= self.config.min_length - 1
 
     def add(self, words: Iterable[str]) -> None:
         """Count each word once per call (call once per product with its words)."""
-        with self._lock:
-            self.counts.update(set(words))
-            self._symspell = None
+        from .features import stem
 
-    def remove(self, words: Iterable[str]) -> None:
         with self._lock:
             for w in set(words):
-                if self.counts[w] <= 1:
-                    self.counts.pop(w, None)
-                else:
-                    self.counts[w] -= 1
-            self._symspell = None
+                self.counts[w] += 1
+                if self._symspell is not None and w.isalpha():
+                    if self.counts[w] == 1:
+                        self._stems[stem(w)] += 1
+                    if self._entry(w) and self.counts[w] == self.config.min_count:
+                        self._symspell.create_dictionary_entry(w, self.counts[w])
+
+    def remove(self, words: Iterable[str]) -> None:
+        from .features import stem
+
+        with self._lock:
+            for w in set(words):
+                if w not in self.counts:
+                    continue
+                self.counts[w] -= 1
+                if self.counts[w] > 0:
+                    continue
+                del self.counts[w]
+                if self._symspell is not None and w.isalpha():
+                    self._stems[stem(w)] -= 1
+                    if self._entry(w):
+                        self._symspell.delete_dictionary_entry(w)
 
     def __contains__(self, word: str) -> bool:
         return word in self.counts
 
+    def warm(self) -> None:
+        """Build the SymSpell structure now (about a second for 30,000 words) rather than
+        in the first query that needs a correction."""
+        self._index()
+
     def _index(self):  # noqa: ANN202 - a symspellpy.SymSpell
         sym = self._symspell
-        if sym is None:
-            from symspellpy import SymSpell
+        if sym is not None:
+            return sym
+        from symspellpy import SymSpell
 
-            from .features import stem
+        from .features import stem
 
-            with self._lock:
+        with self._lock:
+            if self._symspell is None:  # built by another thread while this one waited?
                 sym = SymSpell(max_dictionary_edit_distance=self.config.max_edits_long, prefix_length=7)
                 for word, n in self.counts.items():
-                    if n >= self.config.min_count and word.isalpha() and len(word) >= self.config.min_length - 1:
+                    if n >= self.config.min_count and self._entry(word):
                         sym.create_dictionary_entry(word, n)
-                self._stems = {stem(w) for w in self.counts if w.isalpha()}
+                self._stems = Counter(stem(w) for w in self.counts if w.isalpha())
                 self._symspell = sym
-        return sym
+            return self._symspell
 
     def correct_word(self, word: str) -> str:
         """``word`` itself when the catalog uses it or it cannot be corrected, else the
@@ -88,13 +115,14 @@ class Speller:
         from .features import stem
 
         index = self._index()
-        if stem(word) in self._stems:
+        if self._stems.get(stem(word), 0) > 0:
             return word
         edits = cfg.max_edits_long if len(word) >= cfg.long_word else cfg.max_edits_short
         found = index.lookup(word, Verbosity.CLOSEST, max_edit_distance=edits)
+        found = [s for s in found if self.counts.get(s.term, 0) >= cfg.min_count]
         if not found:
             return word
-        best = max(found, key=lambda s: (s.count, s.term))  # closest first, then most used
+        best = max(found, key=lambda s: (self.counts.get(s.term, 0), s.term))  # closest, then most used
         return best.term
 
     def correct(self, words: list[str]) -> tuple[list[str], dict[str, str]]:

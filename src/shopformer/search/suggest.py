@@ -46,21 +46,22 @@ class Suggester:
         self._lock = threading.Lock()
 
     def record(self, queries: Iterable[str]) -> None:
-        """Count searched queries (empty ones and very long ones are not suggestions)."""
+        """Count searched queries (empty ones and very long ones are not suggestions). A new
+        query is inserted into the sorted list in place (no re-sort per search)."""
         cleaned = [q for q in (clean(x) for x in queries) if q and len(q) <= self.max_query_chars]
         if cleaned:
             with self._lock:
-                new = any(q not in self.queries for q in cleaned)
-                self.queries.update(cleaned)
-                if new:
-                    self._sorted_queries = None
+                for q in cleaned:
+                    if q not in self.queries and self._sorted_queries is not None:
+                        bisect.insort(self._sorted_queries, q)
+                    self.queries[q] += 1
 
     def _lists(self) -> tuple[list[str], list[str]]:
         with self._lock:
             if self._sorted_queries is None:
                 self._sorted_queries = sorted(self.queries)
             if self._sorted_words is None or self._n_words != len(self.words):
-                self._sorted_words = sorted(w for w in self.words if w.isalpha())
+                self._sorted_words = sorted(w for w in list(self.words) if w.isalpha())  # list(): one atomic copy
                 self._n_words = len(self.words)
             return self._sorted_queries, self._sorted_words
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -37,6 +38,13 @@ from .settings import ServeSettings
 log = logging.getLogger("shopformer.serve")
 
 CONFIG_FILE = "search_config.json"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class SearchNotReady(RuntimeError):
@@ -67,6 +75,29 @@ def search_config(settings: ServeSettings, folder: Path) -> SearchConfig:
     return config
 
 
+def quiet_gc() -> None:
+    """Keep Python's cyclic garbage collector out of the search path: the index's millions
+    of long-lived objects (the spelling dictionary, the catalog) move to the permanent
+    generation (``gc.freeze``), and young collections run every 50,000 allocations instead
+    of 700. Measured in one process on Home Depot's 54,667 products: a full collection
+    paused searches for 420 ms (one in 1,500 queries, p99 22 ms, max 433 ms); with this,
+    p99 16.5 ms and max 23 ms. Once per process (one API per process; what a frozen object
+    keeps alive is never collected, so a process that starts several APIs, like the test
+    suite, freezes only the first)."""
+    import gc
+
+    global _gc_quieted
+    if _gc_quieted:
+        return
+    _gc_quieted = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+_gc_quieted = False
+
+
 class SearchService:
     def __init__(self, settings: ServeSettings, store: EventStore) -> None:
         self.settings = settings
@@ -79,6 +110,9 @@ class SearchService:
         self._top: OrderedDict[str, str | None] = OrderedDict()
         self._thread: threading.Thread | None = None
         self._seq = 0  # the last catalog change (store.catalog_changes) this index has applied
+        #: searches computing at once: one per CPU. More threads in a search only trade the
+        #: GIL back and forth (measured: p50 53 ms at 44 req/s without this bound, 40 threads)
+        self.slots = threading.BoundedSemaphore(max(1, _cpus()))
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: bool = False) -> None:
@@ -124,6 +158,7 @@ class SearchService:
                 self._searcher = searcher
             for kind, ids in pending:
                 self._apply(searcher, kind, ids)
+            quiet_gc()
             log.info("search: ready (%d products, strategy %s)", len(searcher),
                      "hybrid" if searcher.semantic is not None else "lexical")
         except Exception as exc:  # noqa: BLE001 - reported by every search request

@@ -74,11 +74,13 @@ def search(
     except ValueError as exc:
         raise RequestValidationError([{"type": "value_error", "loc": ("query", "min_price"), "msg": str(exc),
                                        "input": min_price}]) from None
-    searcher = _search_service(request).require()
-    personal, served = None, None
-    if user_id is not None and searcher.config.personal_weight > 0:
-        personal, served = _personal(service, user_id)
-    result = searcher.search(q, k, flt, personal=personal)
+    searching = _search_service(request)
+    searcher = searching.require()
+    with searching.slots:
+        personal, served = None, None
+        if user_id is not None and searcher.config.personal_weight > 0:
+            personal, served = _personal(service, user_id)
+        result = searcher.search(q, k, flt, personal=personal)
     items = [SearchItem(item_id=h.item_id, title=h.title, score=round(h.score, 6), lexical=round(h.lexical, 6),
                         cosine=round(h.cosine, 6)) for h in result.hits]
     return SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
