@@ -1,12 +1,13 @@
 """The embedded lexical index: Tantivy (a Rust search library, Lucene's design) through
 its Python package. No server; the index is a folder of files (or a temporary folder).
 
-Why Tantivy (benchmarks/search_quality.py measures the candidates side by side): it
-ranks by BM25 per field, indexes 55k products in about a second and answers in a tenth
-of a millisecond, updates and deletes documents in place (searchable at commit), and has
-typed fast fields for filters (price ranges, brands, categories, availability) inside
-the query. SQLite FTS5 ranks by BM25 too but is slower to query; bm25s (NumPy) is
-fast but rebuilds to update; Whoosh is unmaintained; Lucene (Pyserini) needs a JVM.
+Why Tantivy (benchmarks/search_quality.py measures it beside SQLite FTS5 and PostgreSQL
+full text on Home Depot): it ranks by BM25 per field, indexes 55k products in about two
+seconds and answers in a few hundredths of a millisecond (SQLite FTS5: the same quality,
+1.2 ms a query), updates and deletes documents in place (searchable at commit), and has
+typed fast fields for filters (price ranges, brands, categories, availability) inside the
+query. Not measured: bm25s (NumPy) rebuilds to update, Whoosh is unmaintained, Lucene
+(Pyserini) needs a JVM.
 
 Scoring: each text field is searched with its weight (``LexicalConfig.field_weights``):
 the score is ``sum over fields and query terms of weight(field) * weight(term) *
