@@ -238,7 +238,7 @@ def _show_searches(run_dir: Path, console: Console) -> None:
             r = searcher.search(q, k=5, record=False)
             fixed = f" (searched as {r.corrected_query!r})" if r.corrected_query else ""
             found = "; ".join(h.title or h.item_id for h in r.hits) or "nothing"
-            console.print(f"[bold]{q!r}[/]{fixed} [{r.strategy}]: {found}", soft_wrap=True)
+            console.print(f"[bold]{q!r}[/]{fixed} ({r.strategy}): {found}", soft_wrap=True, highlight=False)
     finally:
         searcher.close()
 
