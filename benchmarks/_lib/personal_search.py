@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from shopformer.artifact import load_run, make_model, save_run
 from shopformer.dataset import describe, load_products
@@ -36,6 +36,8 @@ from shopformer.search import SearchConfig, Searcher
 from shopformer.search.analysis import STOPWORDS, normalize
 from shopformer.search.fusion import fused_scores, order
 from shopformer.search.searcher import _standard
+
+from .homedepot import bar
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 K = 10
@@ -153,8 +155,7 @@ def run(dataset: str, root: Path, work: Path, max_cases: int | None = None) -> l
     valid = _cases(split.valid, data, products, dataset, max_cases)
     test = _cases(split.test, data, products, dataset, max_cases)
     searcher.semantic.query_vectors(list({q for _, _, q in valid + test}))
-    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with bar() as progress:
         v = _scored(searcher, model, data, split.valid, valid, progress, f"{dataset} validation")
         t = _scored(searcher, model, data, split.test, test, progress, f"{dataset} test")
     grid = [(w, *_metrics(v, w)) for w in WEIGHTS]

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from shopformer.search import SearchConfig, Searcher
-from shopformer.search.rerank import Reranker, RerankerConfig, training_set
+from shopformer.search.offline import train_reranker as train_reranker_on
 from shopformer.store import EventStore, StoreConfig
 
 from . import homedepot
@@ -75,10 +75,8 @@ def train_reranker(products, gains, search_dir: Path, work: Path) -> dict:
     searcher = Searcher.build(products, config)
     queries = sorted(q for q, g in gains.items() if max(g.values()) > 0)
     searcher.semantic.query_vectors([searcher.plan(q).semantic_text for q in queries], progress=True)
-    valid = [q for q in queries if homedepot.fold_of(q, 10, "inner") == 0]
-    fit = [q for q in queries if homedepot.fold_of(q, 10, "inner") != 0]
     t0 = time.perf_counter()
-    model = Reranker(RerankerConfig()).fit(training_set(searcher, fit, gains), training_set(searcher, valid, gains))
+    model = train_reranker_on(searcher, gains)  # what `shopformer train-reranker` runs
     model.save(search_dir / "reranker")
     searcher.close()
     return {"queries": len(queries), "trees": model.booster.best_iteration, "train_s": round(time.perf_counter() - t0, 1)}

@@ -188,10 +188,7 @@ class SearchCatalog:
             self.norm_titles[row] = d["title"]
             self.brands[row] = (brand or "").strip()
             self.categories[row] = tuple(c.strip() for c in (cats or []) if c and c.strip())
-            if d["brand_key"]:
-                self._brand_rows.setdefault(d["brand_key"], set()).add(row)
-            for c in set(d["category_keys"]):
-                self._category_rows.setdefault(c, set()).add(row)
+            self._index(row)
         return rows, docs
 
     def delete(self, item_ids: Iterable[str]) -> np.ndarray:
@@ -203,6 +200,13 @@ class SearchCatalog:
             self.alive[row] = False
         return rows
 
+    def _index(self, row: int) -> None:
+        """Add a live row to the brand and category lookups (the mirror of _unindex)."""
+        if self.brands[row]:
+            self._brand_rows.setdefault(_key(self.brands[row]), set()).add(row)
+        for c in set(self.categories[row]):
+            self._category_rows.setdefault(_key(c), set()).add(row)
+
     def _unindex(self, row: int) -> None:
         if not self.alive[row]:
             return
@@ -210,6 +214,25 @@ class SearchCatalog:
         self._brand_rows.get(key, set()).discard(row)
         for c in self.categories[row]:
             self._category_rows.get(_key(c), set()).discard(row)
+
+    def to_frame(self) -> pl.DataFrame:
+        """Every row (padding and dead rows too) as a frame: what :meth:`from_frame` reads."""
+        return pl.DataFrame({
+            "item_id": self.ids, "alive": self.alive, "available": self.available, "price": self.price,
+            "title": self.titles, "norm_title": self.norm_titles, "brand": self.brands,
+            "categories": [list(c) for c in self.categories],
+        }, schema_overrides={"title": pl.String, "categories": pl.List(pl.String)})
+
+    @classmethod
+    def from_frame(cls, df: pl.DataFrame) -> "SearchCatalog":
+        cat = cls(ids=df["item_id"].to_list(), alive=df["alive"].to_numpy().copy(),
+                  available=df["available"].to_numpy().copy(), price=df["price"].to_numpy().astype(np.float64),
+                  titles=df["title"].to_list(), norm_titles=df["norm_title"].to_list(), brands=df["brand"].to_list(),
+                  categories=[tuple(c or ()) for c in df["categories"].to_list()])
+        cat.row_of = {i: r for r, i in enumerate(cat.ids) if r}
+        for r in np.flatnonzero(cat.alive).tolist():
+            cat._index(r)
+        return cat
 
     def mask(self, f: SearchFilter | None) -> np.ndarray:
         """(n_rows,) bool: live rows that pass ``f``; row 0 is False."""

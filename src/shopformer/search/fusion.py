@@ -5,8 +5,8 @@ Two fusion functions, both over the union of the two lists:
 * ``convex``: ``alpha * lexical / max(lexical) + (1 - alpha) * cosine``. The lexical
   score is divided by the query's best lexical score (BM25 has no fixed scale; the best
   match gets 1); the cosine is exact for every candidate (a lexical candidate outside the
-  semantic list gets its real cosine, not a guess); a semantic candidate outside the
-  lexical list gets lexical 0.
+  semantic list gets its real cosine, not a guess), and a semantic candidate outside the
+  lexical list its real lexical score (0 when no word matched).
 * ``rrf``: reciprocal rank fusion, ``alpha / (k + lexical rank) + (1 - alpha) / (k +
   semantic rank)``, a candidate missing from a list getting no term from it.
 

@@ -106,8 +106,3 @@ class LexicalIndex(Protocol):
     def close(self) -> None:
         ...
 
-
-def check_k(k: int) -> int:
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)

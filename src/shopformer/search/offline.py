@@ -19,7 +19,7 @@ import numpy as np
 from shopformer.features.text import TextEncoderConfig
 
 from .catalog import SearchFilter
-from .searcher import PersonalScores, SearchConfig, Searcher, SearchResult
+from .searcher import PersonalScores, SearchConfig, Searcher, SearchResult, scores_by_item
 
 STAMP = "catalog_stamp.json"
 
@@ -68,13 +68,7 @@ def personal_scores(run_folder: Path, user_id: str, data_dir: Path | None = None
     if user_id not in data.users:
         raise ValueError(f"unknown user {user_id!r}: not in the data run {run_folder} was trained on")
     history = data.sequences.rows(np.array([data.users.index(user_id) - 1]))
-    row = np.asarray(run.model.score(history))[0]
-
-    def scores(item_ids: list[str]) -> np.ndarray:
-        idx = run.items.encode(item_ids)
-        return np.where(idx > 0, row[idx], np.nan)
-
-    return scores
+    return scores_by_item(np.asarray(run.model.score(history))[0], run.items)
 
 
 def search_run(run_folder: Path, query: str, k: int = 10, flt: SearchFilter | None = None,

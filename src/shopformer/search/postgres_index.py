@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
+from shopformer.retrieve.index import check_k
 from shopformer.store.engine import normalize_url
 
-from .catalog import SearchFilter
 from .analysis import STOPWORDS
+from .catalog import SearchFilter
 from .features import stem
-from .lexical import LexicalConfig, LexicalQuery, check_k
+from .lexical import LexicalConfig, LexicalQuery
 
 #: weight class of each text field
 CLASSES = {"title": "A", "brand": "B", "categories": "B", "attributes": "C", "tags": "C", "description": "D"}

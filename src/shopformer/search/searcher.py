@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from shopformer.features.text import TextEncoderConfig, product_text
+from shopformer.features.vocab import Vocabulary
 from shopformer.retrieve.faiss_index import FaissIndexConfig
 
 from .analysis import STOPWORDS, Synonyms, normalize
@@ -43,6 +44,16 @@ log = logging.getLogger("shopformer.search")
 META = "search.json"
 #: personalization hook: the user's model scores for these item ids (NaN when unknown)
 PersonalScores = Callable[[list[str]], np.ndarray]
+
+
+def scores_by_item(row: np.ndarray, items: Vocabulary) -> PersonalScores:
+    """The personalization hook of one user's model score ``row`` (over ``items``'s
+    indexes): NaN for items the model does not know."""
+    def scores(item_ids: list[str]) -> np.ndarray:
+        idx = items.encode(item_ids)
+        return np.where(idx > 0, row[idx], np.nan)
+
+    return scores
 
 
 @dataclass(frozen=True)
@@ -281,9 +292,11 @@ class Searcher:
             if np.isfinite(mine).any():
                 head_scores = _standard(head_scores) + self.config.personal_weight * _standard(mine)
                 strategy += "+personal"
-        head = head[order(np.asarray(head_scores, np.float64), c.rows[head])]
-        final = np.concatenate([head, ranked[len(head):]])
-        final_scores = np.concatenate([np.sort(np.asarray(head_scores, np.float64))[::-1], scores[ranked[len(head):]]])
+        head_scores = np.asarray(head_scores, np.float64)
+        reordered = order(head_scores, c.rows[head])
+        rest = ranked[len(head):]
+        final = np.concatenate([head[reordered], rest])
+        final_scores = np.concatenate([head_scores[reordered], scores[rest]])
         top = final[:k]
         hits = [SearchHit(self.catalog.ids[r], int(r), float(s), float(c.lexical[i]), float(c.cosine[i]),
                           self.catalog.titles[r])
@@ -316,12 +329,7 @@ class Searcher:
         """Write the searcher into ``folder`` (reloads alone with :meth:`load`)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        cat = self.catalog
-        pl.DataFrame({
-            "item_id": cat.ids, "alive": cat.alive, "available": cat.available, "price": cat.price,
-            "title": cat.titles, "norm_title": cat.norm_titles, "brand": cat.brands,
-            "categories": [list(c) for c in cat.categories],
-        }, schema_overrides={"title": pl.String, "categories": pl.List(pl.String)}).write_parquet(folder / "catalog.parquet")
+        self.catalog.to_frame().write_parquet(folder / "catalog.parquet")
         lexical_kind = type(self.lexical).__name__
         if lexical_kind == "TantivyIndex":
             self.lexical.save(folder / "lexical")
@@ -348,19 +356,7 @@ class Searcher:
             from .tantivy_index import TantivyIndex
 
             lexical = TantivyIndex.load(folder / "lexical")
-        df = pl.read_parquet(folder / "catalog.parquet")
-        cat = SearchCatalog()
-        cat.ids = df["item_id"].to_list()
-        cat.row_of = {i: r for r, i in enumerate(cat.ids) if r}
-        cat.alive, cat.available = df["alive"].to_numpy().copy(), df["available"].to_numpy().copy()
-        cat.price = df["price"].to_numpy().astype(np.float64).copy()
-        cat.titles, cat.norm_titles, cat.brands = df["title"].to_list(), df["norm_title"].to_list(), df["brand"].to_list()
-        cat.categories = [tuple(c or ()) for c in df["categories"].to_list()]
-        for r in np.flatnonzero(cat.alive).tolist():
-            if cat.brands[r]:
-                cat._brand_rows.setdefault(cat.brands[r].lower(), set()).add(r)
-            for c in cat.categories[r]:
-                cat._category_rows.setdefault(c.lower(), set()).add(r)
+        cat = SearchCatalog.from_frame(pl.read_parquet(folder / "catalog.parquet"))
         semantic = SemanticIndex.load(folder / "semantic", config.semantic) if (folder / "semantic").is_dir() else None
         reranker = None
         if (folder / "reranker").is_dir():
@@ -383,8 +379,7 @@ def _standard(x: np.ndarray) -> np.ndarray:
     if not ok.any():
         return np.zeros_like(x)
     m, s = x[ok].mean(), x[ok].std()
-    out = np.where(ok, (x - m) / (s if s > 0 else 1.0), 0.0)
-    return out
+    return np.where(ok, (x - m) / (s if s > 0 else 1.0), 0.0)
 
 
 def _semantic(config: SearchConfig) -> SemanticIndex | None:
@@ -399,6 +394,3 @@ def _semantic(config: SearchConfig) -> SemanticIndex | None:
         return None
     return SemanticIndex(config.semantic)
 
-
-def with_settings(config: SearchConfig, **changes: Any) -> SearchConfig:
-    return replace(config, **changes)

@@ -3,8 +3,8 @@ by the same sentence encoder.
 
 The product vectors are the ones recommendations fuse (all-MiniLM-L6-v2 over
 :func:`shopformer.features.text.product_text`, unit length, cached by text hash), held
-in a :class:`~shopformer.retrieve.faiss_index.FaissIndex` (flat below 100k products,
-HNSW above) whose rows are the search catalog's rows, so a filter is the catalog's row
+in a :class:`~shopformer.retrieve.faiss_index.FaissIndex` (flat below 20k products,
+HNSW from there) whose rows are the search catalog's rows, so a filter is the catalog's row
 mask. A query's score is the cosine between its vector and the product's. Query vectors
 are kept in a small LRU cache: shops' query streams repeat.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from .query_encoder import QueryEncoder
 @dataclass(frozen=True)
 class SemanticConfig:
     """encoder: the sentence encoder (model, text-vector cache folder).
-    index: the vector index (kind "auto": exact below 100k products, HNSW above).
+    index: the vector index (kind "auto": exact below 20k products, HNSW from there).
     query_cache: query vectors kept (LRU; 0 = none).
     onnx: single queries (and a few products) through ONNX Runtime when it reproduces the
         model (see .query_encoder); PyTorch otherwise."""
@@ -94,11 +94,16 @@ class SemanticIndex:
                 return hit
         vec = self._encode_one(text)
         if self.config.query_cache:
-            with self._lock:
-                self._queries[text] = vec
-                while len(self._queries) > self.config.query_cache:
-                    self._queries.popitem(last=False)
+            self._remember([text], vec)
         return vec
+
+    def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Put query vectors in the LRU cache, the oldest leaving beyond ``query_cache``."""
+        with self._lock:
+            for t, v in zip(texts, vectors):
+                self._queries[t] = v[None, :]
+            while len(self._queries) > self.config.query_cache:
+                self._queries.popitem(last=False)
 
     @property
     def query_encoder(self) -> QueryEncoder:
@@ -121,11 +126,7 @@ class SemanticIndex:
             vecs = self.encoder.model.encode(missing, batch_size=self.config.encoder.batch_size,
                                              normalize_embeddings=True, convert_to_numpy=True,
                                              show_progress_bar=progress).astype(np.float32)
-            with self._lock:
-                for t, v in zip(missing, vecs):
-                    self._queries[t] = v[None, :]
-                while len(self._queries) > self.config.query_cache:
-                    self._queries.popitem(last=False)
+            self._remember(missing, vecs)
         return np.concatenate([self.query_vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +152,3 @@ class SemanticIndex:
         out.index = FaissIndex.load(Path(folder))
         out._built = True
         return out
-
-    def to_dict(self) -> dict:
-        return asdict(self.config)

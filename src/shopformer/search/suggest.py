@@ -48,13 +48,21 @@ class Suggester:
     def record(self, queries: Iterable[str]) -> None:
         """Count searched queries (empty ones and very long ones are not suggestions). A new
         query is inserted into the sorted list in place (no re-sort per search)."""
-        cleaned = [q for q in (clean(x) for x in queries) if q and len(q) <= self.max_query_chars]
+        self.add_counts(Counter(queries))
+
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        """Count each query ``counts[query]`` more times (see :meth:`record`)."""
+        cleaned: Counter[str] = Counter()
+        for x, n in counts.items():
+            q = clean(x)
+            if q and len(q) <= self.max_query_chars:
+                cleaned[q] += n
         if cleaned:
             with self._lock:
-                for q in cleaned:
+                for q, n in cleaned.items():
                     if q not in self.queries and self._sorted_queries is not None:
                         bisect.insort(self._sorted_queries, q)
-                    self.queries[q] += 1
+                    self.queries[q] += n
 
     def _lists(self) -> tuple[list[str], list[str]]:
         with self._lock:

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from shopformer.retrieve.index import check_k
+
 from .catalog import TEXT_FIELDS, SearchFilter
-from .lexical import LexicalConfig, LexicalQuery, check_k
+from .lexical import LexicalConfig, LexicalQuery
 
 ANALYZER = "shop"
 META = "lexical.json"
@@ -105,7 +107,7 @@ class TantivyIndex:
         d.add_boolean("available", bool(doc.get("available", True)))
         return d
 
-    def add_or_update(self, rows: np.ndarray, docs: list[dict[str, Any]], commit: bool = True) -> None:
+    def add_or_update(self, rows: np.ndarray, docs: list[dict[str, Any]]) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) != len(docs):
             raise ValueError(f"{len(rows)} rows but {len(docs)} documents")
@@ -114,8 +116,7 @@ class TantivyIndex:
             for row, doc in zip(rows.tolist(), docs):
                 w.delete_documents_by_term("row", int(row))
                 w.add_document(self._document(row, doc))
-            if commit:
-                self._commit(w)
+            self._commit(w)
 
     def delete(self, rows: np.ndarray) -> None:
         with self._lock:
@@ -129,10 +130,6 @@ class TantivyIndex:
             w = self._writer_()
             w.delete_all_documents()
             self._commit(w)
-
-    def commit(self) -> None:
-        with self._lock:
-            self._commit(self._writer_())
 
     def _commit(self, w) -> None:  # noqa: ANN001
         w.commit()

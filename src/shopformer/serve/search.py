@@ -23,28 +23,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from shopformer.features.text import TextEncoderConfig
 from shopformer.search import SearchConfig, Searcher
 from shopformer.store import EventStore
 
+from .retrieval import _all_cpus, limit_faiss_threads
 from .settings import ServeSettings
 
 log = logging.getLogger("shopformer.serve")
 
 CONFIG_FILE = "search_config.json"
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class SearchNotReady(RuntimeError):
@@ -112,14 +104,12 @@ class SearchService:
         self._seq = 0  # the last catalog change (store.catalog_changes) this index has applied
         #: searches computing at once: one per CPU. More threads in a search only trade the
         #: GIL back and forth (measured: p50 53 ms at 44 req/s without this bound, 40 threads)
-        self.slots = threading.BoundedSemaphore(max(1, _cpus()))
+        self.slots = threading.BoundedSemaphore(max(1, _all_cpus()))
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self, wait: bool = False) -> None:
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._build, name="shopformer-search-build", daemon=True)
         self._thread.start()
-        if wait:
-            self._thread.join()
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -148,10 +138,8 @@ class SearchService:
                 from shopformer.search.rerank import Reranker
 
                 searcher.reranker = Reranker.load(self.folder / "reranker")
-            counts = self.store.query_counts(limit=100_000)
-            searcher.suggester.record([q for q, n in counts.items() for _ in range(min(n, 1000))])
-            from .retrieval import limit_faiss_threads
-
+            # past searches for autocomplete (a query's count capped at 1,000)
+            searcher.suggester.add_counts({q: min(n, 1000) for q, n in self.store.query_counts(limit=100_000).items()})
             limit_faiss_threads()  # one thread per search: requests run side by side instead
             with self._lock:
                 pending, self._pending = self._pending, []
@@ -187,12 +175,12 @@ class SearchService:
     def _apply(self, searcher: Searcher, kind: str, ids: list[str]) -> None:
         if kind == "delete":
             searcher.delete(ids)
-            return
-        found = self.store.products(ids)
-        if found.height:
-            searcher.upsert(found)
+        else:
+            found = self.store.products(ids)
+            if found.height:
+                searcher.upsert(found)
         with self._lock:
-            self._top.clear()  # a new product may now be a query's best match
+            self._top.clear()  # a query's best match may have changed
 
     def catalog_changed(self, kind: str, item_ids: list[str]) -> None:
         """Products were upserted or deleted in the store: searchable (or gone) on return,
@@ -203,9 +191,6 @@ class SearchService:
                 self._pending.append((kind, list(item_ids)))
                 return
         self._apply(searcher, kind, list(item_ids))
-        if kind == "delete":
-            with self._lock:
-                self._top.clear()
 
     def sync(self) -> int:
         """Apply the catalog writes stored since the last one applied (made by any
@@ -229,8 +214,6 @@ class SearchService:
         if upserts:
             self._apply(searcher, "upsert", upserts)
         self._seq = changes[-1][0]
-        with self._lock:
-            self._top.clear()
         return len(last)
 
     def record_queries(self, queries: list[str]) -> None:

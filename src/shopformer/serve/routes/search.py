@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from shopformer.search import SearchFilter
+from shopformer.search.searcher import scores_by_item
 
 from ..deps import get_service
 from ..recommender import RecommendationService
@@ -97,13 +98,7 @@ def _personal(service: RecommendationService, user_id: str):  # noqa: ANN202
     history = service.history(served, user_id)
     if not history.length:
         return None, None
-    row = np.asarray(served.run.model.score(history.sequences))[0]
-
-    def scores(item_ids: list[str]) -> np.ndarray:
-        idx = served.run.items.encode(item_ids)
-        return np.where(idx > 0, row[idx], np.nan)
-
-    return scores, served
+    return scores_by_item(np.asarray(served.run.model.score(history.sequences))[0], served.run.items), served
 
 
 @router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
