@@ -231,3 +231,12 @@ def test_search_on_postgresql_full_text(shop, tmp_path):  # noqa: F811
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_refused_non_finite_number_in_a_body_is_a_422(client):
+    """The 422 echoes the refused input: NaN and infinity must not turn it into a 500."""
+    for raw in ('[{"item_id": "c", "title": "Rake", "price": NaN}]', '[{"item_id": "c", "price": Infinity}]'):
+        r = client.put("/v1/catalog/items", headers={**AUTH, "Content-Type": "application/json"}, content=raw)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", 0, "price"]
+    assert ids(client.get("/v1/search", params={"q": "rake"}).json()) == []  # nothing written
