@@ -180,3 +180,34 @@ def test_hybrid_with_the_text_encoder(tmp_path):
     assert ids(again.search("machine to cut the grass"))[0] == "mower"
     s.close()
     again.close()
+
+
+def test_candidates_take_lexical_scores_from_the_deep_list_as_a_restricted_query_would():
+    """The deep lexical list's scores, and the row-restricted query for rows it does not
+    reach, give every candidate the score a row-restricted query alone gives (the old
+    way): with the deep list cut short or complete, with and without a filter."""
+    rng = np.random.default_rng(0)
+    words = ["lamp", "desk", "floor", "brass", "shade", "led", "table", "wall"]
+    products = pl.DataFrame({
+        "item_id": [f"p{i}" for i in range(300)],
+        "title": [" ".join(rng.choice(words, size=3)) + f" model{i % 7}" for i in range(300)],
+        "price": rng.uniform(5, 200, 300).round(2),
+    })
+    s = Searcher.build(products, LEXICAL)
+    try:
+        compared = 0
+        for q, flt, lookup in (("lamp desk", None, 20), ("brass model3", None, 20), ("lamp", None, 400),
+                               ("led wall", SearchFilter(max_price=80.0), 20), ("shade", SearchFilter(min_price=50.0), 400)):
+            extra = s.catalog.rows([f"p{i}" for i in rng.choice(300, 40, replace=False)])
+            plan = s.plan(q)
+            s.config = SearchConfig(use_semantic=False, lexical_lookup_depth=lookup)
+            new = s.candidates(plan, flt, depth=5, extra_rows=extra)
+            s.config = SearchConfig(use_semantic=False, lexical_lookup_depth=0)  # every other row: a restricted query
+            old = s.candidates(plan, flt, depth=5, extra_rows=extra)
+            np.testing.assert_array_equal(new.rows, old.rows)
+            np.testing.assert_array_equal(new.lexical, old.lexical)
+            np.testing.assert_array_equal(new.lexical_rank, old.lexical_rank)
+            compared += int((new.lexical[5:] > 0).sum())
+        assert compared > 20  # added rows that match were scored, not left at 0
+    finally:
+        s.close()

@@ -100,7 +100,7 @@ class TextEncoder:
             cache.update(zip((k for k, _ in missing), vecs))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npz")
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # processes (workers) never share one
                 np.savez(tmp, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
                 tmp.replace(path)  # a crash mid-write never leaves a broken cache
         if not texts:

@@ -140,6 +140,11 @@ class SearchCatalog:
         return int(self.alive.sum())
 
     @property
+    def all_alive(self) -> bool:
+        """True when every row but padding holds a live product (nothing deleted)."""
+        return bool(self.alive[1:].all())
+
+    @property
     def n_rows(self) -> int:
         """Rows including padding and dead rows (the vector index's table height)."""
         return len(self.ids)

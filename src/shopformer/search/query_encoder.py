@@ -3,6 +3,14 @@ and run by ONNX Runtime (the same numbers, within 1e-6; 2.6x faster than PyTorch
 short query on this project's 2-CPU machine: 4.1 against 11.0 ms), with PyTorch as the
 fallback.
 
+Queries go through an int8 copy of that export (ONNX Runtime's dynamic quantization,
+per-channel weights): 2.3-2.6x faster again (1.4-1.8 ms against 3.5-4.6 ms a query, Home
+Depot's queries, one thread). Its vectors keep a mean cosine of 0.993 (least 0.984) with
+the exact ones, and search quality held: on Home Depot's 8,812 judged queries NDCG@10 of
+MiniLM alone 0.2804 against 0.2810, hybrid 0.4110 against 0.4112. Products (catalog
+upserts) keep the exact float export: their vectors sit beside the catalog's, which the
+batched PyTorch encoder made.
+
 The export (about 2 s, once per process) covers models whose sentence vector is the
 mean of the token vectors, optionally normalized (all-MiniLM-L6-v2 and most
 sentence-transformers models); it is checked against PyTorch on probe sentences before
@@ -22,18 +30,25 @@ import numpy as np
 log = logging.getLogger("shopformer.search")
 
 PROBES = ("cordless drill 18v", "1/2 in. copper pipe fittings for the bathroom sink", "x")
+#: the int8 query model is used only if every probe's vector keeps this cosine with the
+#: exact one (Home Depot's queries: least 0.984)
+MIN_INT8_COSINE = 0.97
 
 
 class QueryEncoder:
     """Unit vectors of single queries from a loaded SentenceTransformer ``model``."""
 
-    def __init__(self, model, use_onnx: bool = True) -> None:  # noqa: ANN001 - a SentenceTransformer
+    def __init__(self, model, use_onnx: bool = True, quantize: bool = True) -> None:  # noqa: ANN001 - a SentenceTransformer
         self.model = model
         self._lock = threading.Lock()  # the fast tokenizer is not safe to call from two threads at once
-        self._session = self._onnx() if use_onnx else None
+        self._quantized = None
+        self._session = self._onnx(quantize) if use_onnx else None
 
     @property
     def backend(self) -> str:
+        """What encodes queries: "onnxruntime-int8", "onnxruntime" or "torch"."""
+        if self._quantized is not None:
+            return "onnxruntime-int8"
         return "onnxruntime" if self._session is not None else "torch"
 
     def _mean_pooled(self) -> bool:
@@ -48,7 +63,7 @@ class QueryEncoder:
             mean = flags.get("pooling_mode_mean_tokens", False) and sum(flags.values()) == 1
         return mean and rest in ([], ["Normalize"])
 
-    def _onnx(self):  # noqa: ANN202 - an onnxruntime.InferenceSession or None
+    def _onnx(self, quantize: bool):  # noqa: ANN202 - an onnxruntime.InferenceSession or None
         try:
             import onnxruntime as ort
             import torch
@@ -80,14 +95,18 @@ class QueryEncoder:
                     torch.onnx.export(Pooled().eval(), tuple(probe[n] for n in names), str(path), input_names=names,
                                       output_names=["vector"], dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names},
                                       opset_version=17, dynamo=False)
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = 1  # one per request: requests run side by side
-                options.inter_op_num_threads = 1
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                session = _session(ort, path)
+                if quantize:
+                    self._quantized = _quantized(ort, path)
             for text in PROBES:  # the same numbers as PyTorch, or no ONNX
-                if np.abs(self._run(session, text) - self._torch(text)).max() > 1e-4:
+                exact = self._torch(text)
+                if np.abs(self._run(session, text) - exact).max() > 1e-4:
                     log.warning("query encoder: ONNX differs from PyTorch, PyTorch it is")
+                    self._quantized = None
                     return None
+                if self._quantized is not None and float(self._run(self._quantized, text)[0] @ exact[0]) < MIN_INT8_COSINE:
+                    log.warning("query encoder: the int8 model strays from PyTorch, float it is")
+                    self._quantized = None
             return session
         except Exception as exc:  # noqa: BLE001 - any export problem: PyTorch serves
             log.warning("query encoder: ONNX export failed (%s: %s), PyTorch it is", type(exc).__name__, exc)
@@ -118,5 +137,38 @@ class QueryEncoder:
         return vec.numpy().astype(np.float32)
 
     def encode(self, text: str) -> np.ndarray:
-        """(1, D) unit vector of ``text``."""
+        """(1, D) unit vector of a query (the int8 model when in use)."""
+        if self._quantized is not None:
+            return self._run(self._quantized, text)
+        return self.encode_exact(text)
+
+    def encode_exact(self, text: str) -> np.ndarray:
+        """(1, D) unit vector of ``text`` with the model's own numbers (products)."""
         return self._run(self._session, text) if self._session is not None else self._torch(text)
+
+
+def _session(ort, path: Path):  # noqa: ANN001, ANN202
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one per request: requests run side by side
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _quantized(ort, path: Path):  # noqa: ANN001, ANN202 - a session of the int8 copy, or None
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return None
+    out = path.with_name("query_encoder.int8.onnx")
+    quiet = _DropPreprocessAdvice()
+    logging.getLogger().addFilter(quiet)  # the quantizer advises pre-processing on the root logger
+    try:
+        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return _session(ort, out)
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()

@@ -62,6 +62,9 @@ class SearchConfig:
     use_semantic: rank with product text vectors too (needs ``shopformer[text]``).
     synonyms_file: a synonyms file (Solr format, see .analysis) or None.
     synonym_weight: a synonym's term weight (what was typed weighs 1).
+    lexical_lookup_depth: how deep the lexical query goes: the fused list takes its
+        top ``fusion.depth``, and the rest gives the lexical scores of semantic candidates
+        (the rows it does not reach are scored by a second, row-restricted query).
     rerank_depth: candidates the re-ranker and personalization re-order.
     facet_depth: results the facet counts cover.
     personal_weight: weight of the user's standardized model score against the
@@ -77,6 +80,7 @@ class SearchConfig:
     use_semantic: bool = True
     synonyms_file: str | None = None
     synonym_weight: float = 0.6
+    lexical_lookup_depth: int = 1000
     rerank_depth: int = 100
     facet_depth: int = 200
     personal_weight: float = 1.0
@@ -257,16 +261,35 @@ class Searcher:
         and cosine, whichever engine proposed it."""
         depth = depth or self.config.fusion.depth
         query = plan.lexical(self.config.synonym_weight)
-        lex_rows, lex_scores = self.lexical.search(query, depth, flt)
+        # One deeper lexical query gives the list and the scores of most other candidates
+        # (a query restricted to given rows costs 3-5 top-100 queries in Tantivy)
+        deep = max(depth, self.config.lexical_lookup_depth)
+        deep_rows, deep_scores = self.lexical.search(query, deep, flt)
+        lex_rows, lex_scores = deep_rows[:depth], deep_scores[:depth]
         sem_rows, cosine_of = np.zeros(0, np.int64), None
         if self.semantic is not None:
             qv = self.semantic.query_vector(plan.semantic_text)
-            sem_rows, _ = self.semantic.search(qv, depth, self.catalog.mask(flt))
+            sem_rows, _ = self.semantic.search(qv, depth, self._allowed(flt))
             cosine_of = lambda rows: self.semantic.scores(qv, rows)  # noqa: E731
         others = sem_rows if extra_rows is None else np.concatenate([sem_rows, extra_rows])
         others = np.unique(others[~np.isin(others, lex_rows)])
-        more_rows, more_scores = self.lexical.search(query, max(len(others), 1), None, rows=others)
+        in_deep = np.isin(deep_rows[depth:], others)
+        more_rows, more_scores = deep_rows[depth:][in_deep], deep_scores[depth:][in_deep]
+        unseen = others[~np.isin(others, more_rows)]
+        # a deep list shorter than asked holds every match that passes the filter; added
+        # rows need not pass it, so with a filter they are looked up
+        complete = len(deep_rows) < deep and (extra_rows is None or flt is None or flt.is_empty)
+        if len(unseen) and not complete:
+            rows, scores = self.lexical.search(query, len(unseen), None, rows=unseen)
+            more_rows, more_scores = np.concatenate([more_rows, rows]), np.concatenate([more_scores, scores])
         return union(lex_rows, lex_scores, others, cosine_of, more_rows, more_scores, sem_rows)
+
+    def _allowed(self, flt: SearchFilter | None) -> np.ndarray | None:
+        """The vector index's row mask: None (no mask to build and apply) when nothing is
+        filtered and every catalog row is a live product."""
+        if (flt is None or flt.is_empty) and self.catalog.all_alive:
+            return None
+        return self.catalog.mask(flt)
 
     def search(self, query: str, k: int = 10, flt: SearchFilter | None = None,
                personal: PersonalScores | None = None, record: bool = True) -> SearchResult:

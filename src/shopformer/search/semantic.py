@@ -24,6 +24,14 @@ from shopformer.retrieve.faiss_index import FaissIndex, FaissIndexConfig
 from .query_encoder import QueryEncoder
 
 
+def track(items: list, progress: bool):  # noqa: ANN201 - an iterable over items
+    if not progress:
+        return items
+    from rich.progress import track as rich_track
+
+    return rich_track(items, "query vectors")
+
+
 @dataclass(frozen=True)
 class SemanticConfig:
     """encoder: the sentence encoder (model, text-vector cache folder).
@@ -41,6 +49,9 @@ class SemanticConfig:
     #: encode single queries with ONNX Runtime (checked to give the model's numbers; see
     #: .query_encoder), else PyTorch
     onnx: bool = True
+    #: queries through the int8 copy of the ONNX model (2.3-2.6x faster, the same search
+    #: quality on Home Depot; see .query_encoder); products always get the exact numbers
+    quantize_queries: bool = True
 
 
 class SemanticIndex:
@@ -63,7 +74,9 @@ class SemanticIndex:
         """(len(texts), D) product vectors: through the encoder's cache for catalogs, by
         the model directly for a few products (a catalog upsert: no cache file read)."""
         if len(texts) <= 64:
-            return np.concatenate([self._encode_one(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+            if not texts:
+                return np.zeros((0, self.dim), np.float32)
+            return np.concatenate([self.query_encoder.encode_exact(t) for t in texts])
         return self.encoder.encode(texts, progress=progress)
 
     def set_rows(self, rows: np.ndarray, vectors: np.ndarray, n_rows: int) -> None:
@@ -112,26 +125,30 @@ class SemanticIndex:
         if self._query_encoder is None:
             with self._lock:
                 if self._query_encoder is None:
-                    self._query_encoder = QueryEncoder(self.encoder.model, self.config.onnx)
+                    self._query_encoder = QueryEncoder(self.encoder.model, self.config.onnx,
+                                                       self.config.quantize_queries)
         return self._query_encoder
 
     def _encode_one(self, text: str) -> np.ndarray:
         return self.query_encoder.encode(text)
 
     def query_vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """(len(texts), D) query vectors, encoded in batches and kept in the cache (for
-        offline evaluation over many queries; raise ``query_cache`` to keep them all)."""
+        """(len(texts), D) query vectors, kept in the cache (for offline evaluation over
+        many queries; raise ``query_cache`` to keep them all): encoded as served (the int8
+        model, one by one) when queries are quantized, else in batches."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
-        if missing:
+        if missing and self.query_encoder.backend == "onnxruntime-int8":
+            self._remember(missing, np.concatenate([self._encode_one(t) for t in track(missing, progress)]))
+        elif missing:
             vecs = self.encoder.model.encode(missing, batch_size=self.config.encoder.batch_size,
                                              normalize_embeddings=True, convert_to_numpy=True,
                                              show_progress_bar=progress).astype(np.float32)
             self._remember(missing, vecs)
         return np.concatenate([self.query_vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosines) of the ``k`` nearest allowed rows, best first."""
-        if not self._built or not allowed.any():
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosines) of the ``k`` nearest allowed rows (None: every row), best first."""
+        if not self._built or (allowed is not None and not allowed.any()):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         idx, scores = self.index.search(query, k, allowed=allowed)
         keep = np.isfinite(scores[0])

@@ -1,16 +1,18 @@
 """Product search and autocomplete.
 
-A search is a plain function, run in FastAPI's thread pool: most of its time is the query
-encoder (PyTorch) and the index searches (FAISS, Tantivy), which release the GIL, so two
-searches run at once on two CPUs (the recommendation routes are async instead: their
-work holds the GIL). Autocomplete is a few binary searches: async."""
+A search is a plain function, run in FastAPI's thread pool: much of its time is the query
+encoder (ONNX Runtime) and the index searches (FAISS, Tantivy), which release the GIL, so
+two searches run at once on two CPUs (the recommendation routes are async instead: their
+work holds the GIL). It returns its JSON itself: FastAPI would otherwise validate the
+answer against the response model a second time, in a second trip through the thread
+pool. Autocomplete is a few binary searches: async."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from shopformer.search import SearchFilter
@@ -62,7 +64,7 @@ def search(
     min_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     available_only: Annotated[bool, Query(description="drop products marked unavailable")] = False,
-) -> SearchResponse:
+) -> Response:
     """Products for a query: lexical (BM25 over title, brand, categories, attributes,
     description; units, numbers and typos handled) fused with product text vectors,
     re-ranked when a trained re-ranker is installed, and personalized with ``user_id``
@@ -84,9 +86,10 @@ def search(
         result = searcher.search(q, k, flt, personal=personal)
     items = [SearchItem(item_id=h.item_id, title=h.title, score=round(h.score, 6), lexical=round(h.lexical, 6),
                         cosine=round(h.cosine, 6)) for h in result.hits]
-    return SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
-                          items=items, facets=Facets(**result.facets), candidates=result.candidates, user_id=user_id,
-                          model=model_info(served) if served is not None and "personal" in result.strategy else None)
+    answer = SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
+                            items=items, facets=Facets(**result.facets), candidates=result.candidates, user_id=user_id,
+                            model=model_info(served) if served is not None and "personal" in result.strategy else None)
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _personal(service: RecommendationService, user_id: str):  # noqa: ANN202
