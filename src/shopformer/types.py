@@ -6,6 +6,8 @@ Events and products travel between stages as Polars DataFrames with the schemas 
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 #: Event types the engine understands. ``cancel`` is an order cancellation (e.g. an
@@ -52,6 +54,25 @@ PRODUCT_SCHEMA: dict[str, pl.DataType] = {
     "available": pl.Boolean(),
     "tags": pl.List(pl.String()),
 }
+
+
+#: Ids travel in URL paths (``/v1/users/{user_id}``, ``/v1/items/{item_id}``): one holding
+#: ``/`` (``%2F`` is decoded before routing), a control character, or that is ``.`` or ``..``
+#: (path segments clients rewrite) could be stored but never looked up. The same pattern
+#: is used by Python's ``re`` and by Polars (Rust regex).
+UNADDRESSABLE_ID = r"[/\x00-\x1f\x7f-\x9f]|^\.\.?$"
+_UNADDRESSABLE = re.compile(UNADDRESSABLE_ID)
+
+
+def unaddressable(value: str) -> str | None:
+    """Why ``value`` cannot be an id looked up through a URL path, or None when it can."""
+    if _UNADDRESSABLE.search(value) is None:
+        return None
+    if "/" in value:
+        return "must not contain '/' (ids are looked up in URL paths such as /v1/items/{item_id})"
+    if value in (".", ".."):
+        return "must not be '.' or '..' (URL path segments that clients rewrite)"
+    return "must not contain control characters"
 
 
 def empty_products() -> pl.DataFrame:

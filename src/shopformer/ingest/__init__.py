@@ -54,7 +54,12 @@ Every row is accepted or counted under exactly one reason (the first that applie
 item, type, timestamp, value, session and query; rows with neither an event_id nor a
 timestamp are never duplicates). Products: ``invalid_utf8``, ``missing_item_id``,
 ``bad_price``, ``bad_timestamp``, ``duplicate``. Kept rows with U+FFFD in text are
-counted under ``warnings["repaired_utf8"]``. ``position`` is the global arrival order:
+counted under ``warnings["repaired_utf8"]``. Kept rows whose event, user or item id
+the HTTP API could never look up through a URL path (a ``/``, a control character,
+exactly ``.`` or ``..``) are counted, with examples, under
+``warnings["unaddressable_id"]``: an offline log keeps its history, the API refuses such
+ids on write, and ``strict=True`` stops at the first, naming file, line and field (map
+the ids, e.g. replace ``/``, to serve them). ``position`` is the global arrival order:
 increasing in file order, continuing after the data already stored.
 """
 

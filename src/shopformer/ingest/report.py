@@ -42,10 +42,12 @@ class IngestReport:
     """What one ingest of one source did.
 
     ``rows_read == rows_accepted + sum(rejected.values())`` always holds. ``examples``
-    holds up to five ``(line, field, value)`` triples per reason; lines are 1-based file
-    lines (the CSV header is line 1; for Parquet, the 1-based row number; for a sequence
-    file, the line of the user). ``warnings`` counts kept rows that needed attention
-    (e.g. ``repaired_utf8``). ``catalog`` is the report of the products read in the same
+    holds up to five ``(line, field, value)`` triples per reason (and per warning that
+    names rows, e.g. ``unaddressable_id``); lines are 1-based file lines (the CSV header
+    is line 1; for Parquet, the 1-based row number; for a sequence file, the line of the
+    user). ``warnings`` counts kept rows that needed attention (e.g. ``repaired_utf8``;
+    ``unaddressable_id``: an id the HTTP API could never look up, see
+    :data:`shopformer.types.UNADDRESSABLE_ID`). ``catalog`` is the report of the products read in the same
     call (a catalog file given beside the events, or a catalog derived from the events).
     """
 
@@ -117,8 +119,10 @@ class IngestReport:
                 out.append(f"| {reason} | {n:,} | {ex} |")
             out.append("")
         if self.warnings:
-            out += ["| warning | rows |", "|---|---:|"]
-            out += [f"| {k} | {v:,} |" for k, v in self.warnings.items()]
+            out += ["| warning | rows | examples (line: field = value) |", "|---|---:|---|"]
+            for k, v in self.warnings.items():
+                ex = "; ".join(f"{ln}: {f} = {_short(x)}" for ln, f, x in self.examples.get(k, []))
+                out.append(f"| {k} | {v:,} | {ex.replace('|', chr(92) + '|')} |")
             out.append("")
         if self.catalog is not None:
             out += self.catalog._md_lines(level + 1)
@@ -146,7 +150,8 @@ class IngestReport:
             )
             t.add_row(reason, f"{n:,}", ex)
         for k, v in self.warnings.items():
-            t.add_row(f"[yellow]warning: {k}[/yellow]", f"{v:,}", "")
+            ex = "\n".join(f"{ln}: {f} = {_short(x)}" for ln, f, x in self.examples.get(k, []))
+            t.add_row(f"[yellow]warning: {k}[/yellow]", f"{v:,}", ex)
         return t
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import polars as pl
 
-from ..types import EVENT_SCHEMA, EVENT_TYPES, PRODUCT_SCHEMA, conform
+from ..types import EVENT_SCHEMA, EVENT_TYPES, PRODUCT_SCHEMA, UNADDRESSABLE_ID, conform, unaddressable
 from ._io import LINE, REPLACEMENT
 from .report import EVENT_REASONS, MAX_EXAMPLES, PRODUCT_REASONS, IngestError, IngestReport
 
@@ -40,6 +40,8 @@ EVENT_TYPE_ALIASES: dict[str, str] = {
 }
 
 _EVENT_ID_COLS = ("event_id", "user_id", "item_id", "session_id")
+#: ids the HTTP API looks up through URL paths (see :data:`shopformer.types.UNADDRESSABLE_ID`)
+_ADDRESSED_EVENT_COLS = ("event_id", "user_id", "item_id")
 _EVENT_TEXT_COLS = ("query", "context")
 _PRODUCT_TEXT_COLS = ("title", "description", "brand", "currency", "attributes", "image_uri")
 _QUANTITY_TYPES = ("purchase", "add_to_cart")
@@ -132,6 +134,31 @@ def _summarize(
         report.examples[r] = [
             (int(ln), str(f), v) for ln, f, v in part.select(LINE, "_field", "_value").iter_rows()
         ]
+
+
+def _unaddressable_ids(
+    good: pl.DataFrame, cols: tuple[str, ...], fields: Mapping[str, str], report: IngestReport, strict: bool
+) -> None:
+    """Kept rows with an id the HTTP API could never look up (a ``/``, a control
+    character, ``.`` or ``..``): counted under ``warnings["unaddressable_id"]`` with
+    examples, not dropped (an offline log keeps its history); strict mode stops at the
+    first, naming its line. The API itself refuses such ids on write."""
+    bad = [pl.col(c).str.contains(UNADDRESSABLE_ID).fill_null(False) for c in cols]
+    flagged = good.filter(pl.any_horizontal(*bad))
+    if not flagged.height:
+        return
+    field = pl.coalesce(*[pl.when(b).then(pl.lit(fields.get(c, c))) for c, b in zip(cols, bad)])
+    value = pl.coalesce(*[pl.when(b).then(pl.col(c)) for c, b in zip(cols, bad)])
+    ex = flagged.sort(LINE).head(MAX_EXAMPLES).select(LINE, field.alias("_f"), value.alias("_v"))
+    rows = [(int(ln), str(f), v) for ln, f, v in ex.iter_rows()]
+    if strict:
+        ln, f, v = rows[0]
+        raise IngestError(
+            f"{report.source}, line {ln}: field {f!r} value {v!r} rejected: unaddressable_id "
+            f"({unaddressable(v)}; the HTTP API could never look it up) (strict mode)"
+        )
+    report.warnings["unaddressable_id"] = flagged.height
+    report.examples["unaddressable_id"] = rows
 
 
 def _stage(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
@@ -254,6 +281,7 @@ def finalize_events(
     _summarize(df, EVENT_REASONS, report, strict)
 
     good = df.filter(pl.col("_reason").is_null())
+    _unaddressable_ids(good, _ADDRESSED_EVENT_COLS, fields, report, strict)
     repaired = good.select(
         pl.any_horizontal(*[_has_fffd(c) for c in _EVENT_TEXT_COLS]).sum()
     ).item()
@@ -345,6 +373,7 @@ def finalize_products(
     df = df.with_columns(f_expr, v_expr)
     _summarize(df, PRODUCT_REASONS, report, strict)
     good = df.filter(pl.col("_reason").is_null())
+    _unaddressable_ids(good, ("item_id",), fields, report, strict)
     repaired = good.select(
         pl.any_horizontal(
             *[_has_fffd(c) for c in _PRODUCT_TEXT_COLS],

@@ -3,30 +3,26 @@ app, and its lifespan opens the store and loads the run (and closes the store)."
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from fastapi import FastAPI
 
 from shopformer.explain import ExplainConfig, OcclusionConfig
-from shopformer.store import EventStore, StoreConfig, StoreError
+from shopformer.store import EventStore, StoreConfig
 
+from . import errors
 from .explanations import ExplainerCache
+from .limits import BodyLimit
 from .metrics import Metrics, MetricsMiddleware
-from .recommender import NoModelError, RecommendationService, UnknownItemError
+from .recommender import RecommendationService
 from .routes import admin, catalog, events, recommend, search
-from .search import SearchNotReady, SearchService
+from .search import SearchService
 from .settings import ServeSettings
-from .writes import RowErrors
+from .writes import WriteLimits
 
 log = logging.getLogger("shopformer.serve")
 
@@ -36,7 +32,9 @@ Recommendations, product search, similar items, event ingestion and catalog upda
 * Every recommending answer carries scores and the model's `{name, version}`.
 * Write routes need the `X-API-Key` header (401 without it, 403 when wrong).
 * Bad input gets a 4xx naming the field (batches: the row index); nothing is
-  half-written.
+  half-written. Bodies over the size limit get 413 before they are read;
+  an `event_id` already stored with a different payload gets 409 with the stored
+  version's fingerprint (the same payload again is a harmless duplicate).
 * An event posted now changes the user's next recommendation (no retraining).
 """
 
@@ -90,73 +88,17 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.write_limits = WriteLimits.from_settings(settings)
     app.state.metrics = metrics
     # explain=true: one Explainer per served run
     app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, batch_limit=settings.max_batch_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, counts the 413s too
     app.state.search = None
     for router in (recommend.router, search.router, events.router, catalog.router, admin.router):
         app.include_router(router)
-    _exception_handlers(app)
+    errors.install(app)
     return app
-
-
-class _AsciiJSONResponse(JSONResponse):
-    """JSON with non-ASCII escaped: a 422 that echoes a bad input (even a lone
-    surrogate) always renders."""
-
-    def render(self, content: object) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
-def _json_safe(value: object) -> object:
-    """``value`` with non-finite floats as their text: a 422 that echoes a refused NaN or
-    infinity (e.g. ``"price": NaN`` in a body) must still render as JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _exception_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _AsciiJSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
-
-    @app.exception_handler(RowErrors)
-    async def _rows(request: Request, exc: RowErrors) -> JSONResponse:
-        what = "batch refused, nothing was written" if exc.batch else "event refused"
-        return _AsciiJSONResponse({"detail": jsonable_encoder(exc.errors), "message": what}, status_code=422)
-
-    @app.exception_handler(NoModelError)
-    async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(SearchNotReady)
-    async def _search_not_ready(request: Request, exc: SearchNotReady) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "2"})
-
-    @app.exception_handler(UnknownItemError)
-    async def _unknown(request: Request, exc: UnknownItemError) -> JSONResponse:
-        return JSONResponse({"detail": f"unknown item {exc.args[0]!r}"}, status_code=404)
-
-    @app.exception_handler(StoreError)
-    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(SQLAlchemyError)
-    async def _db_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
-        # The transaction was rolled back: nothing was written. Log the cause, tell the
-        # client to retry (the database may be locked, restarting or unreachable).
-        log.exception("store error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": f"store unavailable ({type(exc).__name__}); nothing was written, retry later"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
 
 
 def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event,

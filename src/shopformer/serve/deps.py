@@ -16,6 +16,7 @@ from shopformer.store import EventStore
 from .metrics import Metrics
 from .recommender import RecommendationService
 from .settings import ServeSettings
+from .writes import WriteLimits
 
 #: declared once so OpenAPI shows the scheme on every write route
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write routes")
@@ -31,6 +32,10 @@ async def get_service(request: Request) -> RecommendationService:
 
 async def get_store(request: Request) -> EventStore:
     return request.app.state.service.store
+
+
+async def get_write_limits(request: Request) -> WriteLimits:
+    return request.app.state.write_limits
 
 
 async def get_metrics(request: Request) -> Metrics:

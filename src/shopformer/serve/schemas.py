@@ -1,8 +1,18 @@
 """Request and response bodies of the HTTP API (apart from the store's tables).
 
-Ids are strings (numbers are accepted and turned into text, so ``17850`` is ``"17850"``),
-trimmed, 1..256 characters. Unknown fields are refused (422 naming the field), so a
-typo such as ``"usr_id"`` never silently drops data.
+Ids are strings (integers are accepted and turned into text, so ``17850`` is
+``"17850"``; floats and booleans are refused, so ``NaN`` never becomes the id ``"nan"``),
+trimmed, 1..256 characters. Ids that are written (user, item and event ids) must also be
+addressable in a URL path: no ``/``, no control characters, not ``.`` or ``..``.
+Unknown fields are refused (422 naming the field), so a typo such as ``"usr_id"`` never
+silently drops data.
+
+Types are strict where leniency hides client bugs: booleans take only ``true`` /
+``false`` (``"explain": 0`` is refused), numbers refuse booleans (``"value": false``;
+``3`` and ``"3.5"`` are still numbers), text fields refuse numbers (``"tags": [0]``), and
+NaN or infinity (``1e400``) is never a number. Sizes that depend on the settings (event
+``context``, product ``attributes``, the timestamp window) are checked in
+:mod:`shopformer.serve.writes`.
 """
 
 from __future__ import annotations
@@ -15,20 +25,25 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from shopformer.types import EVENT_TYPES
+from shopformer.types import EVENT_TYPES, unaddressable
 
 #: largest ``k`` any route accepts
 MAX_K = 500
 #: largest number of recent events / session items a request may carry
 MAX_ITEMS = 1000
+#: most categories / tags a product may carry
+MAX_LABELS = 100
 
 
 def _clean_text(value: str) -> str:
@@ -54,23 +69,67 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00: past year 9999 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def _id_text(value: Any) -> Any:
+    """Integer ids become text; floats and booleans are refused (``NaN`` is no id).
+    (ValueError, not TypeError: pydantic turns only the former into a 422.)"""
+    if isinstance(value, bool | float):
+        raise ValueError("an id must be a string or an integer")  # noqa: TRY004
+    return str(value) if isinstance(value, int) else value
+
+
+def _addressable(value: str) -> str:
+    why = unaddressable(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    """Numbers refuse booleans (pydantic would read ``false`` as 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")  # noqa: TRY004 - pydantic needs ValueError
+    return value
+
+
+def _id_schema(**text: Any) -> WithJsonSchema:
+    """OpenAPI for an id: text (with ``text``'s constraints) or an integer."""
+    return WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256, **text},
+                                     {"type": "integer"}]})
 
 
 Id = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    BeforeValidator(_id_text),  # after the constraints, or pydantic checks the length before stripping
     AfterValidator(_clean_text),
+    _id_schema(),
 ]
+#: an id that is stored and then looked up through a URL path (the pattern documents
+#: :func:`shopformer.types.unaddressable` in OpenAPI; the validator enforces it)
+WriteId = Annotated[Id, AfterValidator(_addressable),
+                    _id_schema(pattern=r"^(?!\.\.?$)[^/\x00-\x1f\x7f-\x9f]+$")]
 Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_clean_text)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_clean_text)]
+#: session ids are ids that are never looked up by path: integers become text too
+SessionId = Annotated[ShortText, BeforeValidator(_id_text),
+                      WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 256}, {"type": "integer"}]})]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+#: ISO 8601 text (naive = UTC) or Unix time as a number (seconds; milliseconds past 2e10)
+UtcDatetime = Annotated[datetime, AfterValidator(_utc), WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class _Out(BaseModel):
@@ -82,13 +141,14 @@ class EventIn(_In):
     """One behaviour event. ``type`` (also accepted as ``event_type``) is one of
     ``view, click, add_to_cart, remove_from_cart, purchase, cancel, search, rate``;
     ``item_id`` is required except for ``search``, which requires ``query``.
-    ``timestamp`` defaults to now (UTC); naive times are read as UTC. Give ``event_id``
-    to make re-posts idempotent (a stored id is a no-op); without one the store derives
-    an id from the event's content (same content + same timestamp = same event)."""
+    ``timestamp`` defaults to now (UTC); naive times are read as UTC; it must fall in
+    the window the settings give (SHOPFORMER_MIN_EVENT_TIME, SHOPFORMER_MAX_FUTURE_S).
+    Give ``event_id`` to make re-posts idempotent (a stored id with the same payload is
+    a no-op; with another payload, 409); without one the store derives an id from the
+    event's content (same content + same timestamp = same event)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        coerce_numbers_to_str=True,
         populate_by_name=True,
         json_schema_extra={
             "examples": [
@@ -99,14 +159,14 @@ class EventIn(_In):
     )
 
     # ``type`` comes before the fields whose rules depend on it (validation order).
-    event_id: Id | None = None
-    user_id: Id
+    event_id: WriteId | None = None
+    user_id: WriteId
     type: EventType = Field(validation_alias=AliasChoices("type", "event_type"))
-    item_id: Id | None = Field(default=None, validate_default=True)
+    item_id: WriteId | None = Field(default=None, validate_default=True)
     timestamp: UtcDatetime | None = None
-    session_id: ShortText | None = None
+    session_id: SessionId | None = None
     query: Text | None = Field(default=None, validate_default=True)
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    value: Number | None = Field(default=None, allow_inf_nan=False)
     context: JsonObject | None = None
 
     @field_validator("item_id")
@@ -169,6 +229,21 @@ class StoredEvent(_Out):
     query: str | None = None
     value: float | None = None
     context: dict[str, Any] | None = None
+    fingerprint: str = Field(description="sha256 of the canonical stored payload (what a 409 names)")
+
+
+class ConflictOut(_Out):
+    type: Literal["event_id_conflict"]
+    loc: list[str | int]
+    msg: str
+    input: str
+    stored_fingerprint: str = Field(description="sha256 of the stored version's canonical payload")
+    fields: list[str] = Field(description="payload fields that differ from the stored version")
+
+
+class ConflictResponse(_Out):
+    detail: list[ConflictOut]
+    message: str
 
 
 # -- catalog -----------------------------------------------------------------------
@@ -176,18 +251,19 @@ class ProductIn(_In):
     """A product. An upsert REPLACES every field of a stored ``item_id`` (omitted fields
     become empty)."""
 
-    item_id: Id
+    item_id: WriteId
     title: Text | None = None
     description: Text | None = None
     brand: ShortText | None = None
-    categories: list[ShortText] | None = Field(default=None, description="a path, most general first")
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    categories: list[ShortText] | None = Field(default=None, max_length=MAX_LABELS,
+                                               description="a path, most general first")
+    price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
     currency: ShortText | None = Field(default=None, max_length=16)
     attributes: JsonObject | None = None
     image_uri: Text | None = None
     created_at: UtcDatetime | None = None
-    available: bool | None = None
-    tags: list[ShortText] | None = None
+    available: StrictBool | None = None
+    tags: list[ShortText] | None = Field(default=None, max_length=MAX_LABELS)
 
     def to_row(self) -> dict[str, Any]:
         return self.model_dump()
@@ -317,10 +393,10 @@ class Filters(_In):
     unavailable (items with unknown availability stay); ``category`` keeps items whose
     category path contains it; a price bound drops items with no price."""
 
-    available_only: bool = False
+    available_only: StrictBool = False
     category: ShortText | None = None
-    min_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    max_price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    min_price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
@@ -338,10 +414,10 @@ class SessionRequest(_In):
     first. Items unknown to the model are ignored (and listed in the answer)."""
 
     item_ids: list[Id] = Field(max_length=MAX_ITEMS)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    exclude_history: bool = True
+    k: Count = Field(default=10, ge=1, le=MAX_K)
+    exclude_history: StrictBool = True
     filters: Filters = Field(default_factory=Filters)
-    explain: bool = Field(default=False, description="add an explanation to every item")
+    explain: StrictBool = Field(default=False, description="add an explanation to every item")
 
 
 # -- lookups -------------------------------------------------------------------------

@@ -61,6 +61,22 @@ SHOPFORMER_SEARCH_PERSONAL_WEIGHT          weight of the user's model scores in 
 SHOPFORMER_SEARCH_IN_HISTORY               ``1`` (default): a user's search events join the
                                            history recommendations read, as views of the
                                            product each query finds first
+SHOPFORMER_MAX_BODY_BYTES                  largest request body in bytes (default 1048576,
+                                           1 MiB); larger ones get 413 before they are
+                                           read (Content-Length) or as soon as the bytes
+                                           read pass it (chunked bodies)
+SHOPFORMER_MAX_BATCH_BODY_BYTES            the same for the batch writes, ``POST
+                                           /v1/events:batch`` and ``PUT /v1/catalog/items``
+                                           (default 16777216, 16 MiB)
+SHOPFORMER_MAX_CONTEXT_BYTES               largest event ``context``, as UTF-8 JSON (default
+                                           16384); larger ones get 422
+SHOPFORMER_MAX_ATTRIBUTES_BYTES            largest product ``attributes``, as UTF-8 JSON
+                                           (default 65536); larger ones get 422
+SHOPFORMER_MIN_EVENT_TIME                  earliest event timestamp accepted, ISO date or
+                                           time, naive = UTC (default 1990-01-01)
+SHOPFORMER_MAX_FUTURE_S                    how far ahead of the server clock an event
+                                           timestamp may be, in seconds (default 86400);
+                                           a far-future event would stay a user's latest
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -77,6 +93,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
@@ -122,6 +139,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {raw!r}")
     return value
+
+
+def _datetime(env: Mapping[str, str], name: str, default: datetime) -> datetime:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO date or time such as 1990-01-01, got {raw!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -178,6 +206,14 @@ class ServeSettings:
     search_semantic: bool = True
     search_personal_weight: float | None = None
     search_in_history: bool = True
+    #: request limits: bodies (413) and fields the schemas cannot bound alone (422)
+    max_body_bytes: int = 1 << 20
+    max_batch_body_bytes: int = 16 << 20
+    max_context_bytes: int = 16 << 10
+    max_attributes_bytes: int = 64 << 10
+    #: the window event timestamps must fall in (SHOPFORMER_MIN_EVENT_TIME / _MAX_FUTURE_S)
+    min_event_time: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+    max_future_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -200,6 +236,13 @@ class ServeSettings:
             raise ValueError(f"search_lexical must be one of {', '.join(LEXICAL_KINDS)}, got {self.search_lexical!r}")
         if self.search_lexical == "postgres" and not self.store_url.startswith("postgresql"):
             raise ValueError("search_lexical 'postgres' needs a PostgreSQL store (SHOPFORMER_STORE_URL)")
+        for name in ("max_body_bytes", "max_batch_body_bytes", "max_context_bytes", "max_attributes_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_future_s < 0:
+            raise ValueError(f"max_future_s must be >= 0, got {self.max_future_s}")
+        if self.min_event_time.tzinfo is None:  # naive = UTC, as everywhere
+            object.__setattr__(self, "min_event_time", self.min_event_time.replace(tzinfo=UTC))
         if self.new_visitors not in NEW_VISITOR_SOURCES:
             raise ValueError(f"new_visitors must be one of {', '.join(NEW_VISITOR_SOURCES)}, got {self.new_visitors!r}")
 
@@ -236,6 +279,12 @@ class ServeSettings:
             search_personal_weight=(_float(env, "SHOPFORMER_SEARCH_PERSONAL_WEIGHT", 0.0)
                                     if env.get("SHOPFORMER_SEARCH_PERSONAL_WEIGHT", "").strip() else None),
             search_in_history=_bool_default(env, "SHOPFORMER_SEARCH_IN_HISTORY", cls.search_in_history),
+            max_body_bytes=_int(env, "SHOPFORMER_MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            max_batch_body_bytes=_int(env, "SHOPFORMER_MAX_BATCH_BODY_BYTES", cls.max_batch_body_bytes, 1),
+            max_context_bytes=_int(env, "SHOPFORMER_MAX_CONTEXT_BYTES", cls.max_context_bytes, 1),
+            max_attributes_bytes=_int(env, "SHOPFORMER_MAX_ATTRIBUTES_BYTES", cls.max_attributes_bytes, 1),
+            min_event_time=_datetime(env, "SHOPFORMER_MIN_EVENT_TIME", cls.min_event_time),
+            max_future_s=_float(env, "SHOPFORMER_MAX_FUTURE_S", cls.max_future_s),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -249,5 +298,8 @@ class ServeSettings:
             f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days}, "
             f"explain_precision={self.explain_precision!r}, search={self.search}, search_dir={self.search_dir!r}, "
             f"search_lexical={self.search_lexical!r}, search_semantic={self.search_semantic}, "
-            f"search_personal_weight={self.search_personal_weight}, search_in_history={self.search_in_history})"
+            f"search_personal_weight={self.search_personal_weight}, search_in_history={self.search_in_history}, "
+            f"max_body_bytes={self.max_body_bytes}, max_batch_body_bytes={self.max_batch_body_bytes}, "
+            f"max_context_bytes={self.max_context_bytes}, max_attributes_bytes={self.max_attributes_bytes}, "
+            f"min_event_time={self.min_event_time.isoformat()!r}, max_future_s={self.max_future_s})"
         )

@@ -7,14 +7,17 @@
 
 from .base import AddResult, EventStore, StoreConfig
 from .engine import StoreError
+from .fingerprint import EventConflict, fingerprint
 from .snapshot import ImportResult, export_snapshot, import_folder
 
 __all__ = [
     "AddResult",
+    "EventConflict",
     "EventStore",
     "ImportResult",
     "StoreConfig",
     "StoreError",
     "export_snapshot",
+    "fingerprint",
     "import_folder",
 ]

@@ -13,6 +13,9 @@ Guarantees
 - Idempotent events: ``event_id`` is unique; re-posting a stored id is a no-op counted
   under ``duplicates`` (``INSERT ... ON CONFLICT DO NOTHING``). Events posted without
   an id get a deterministic one (see :func:`shopformer.store.frames.derive_event_ids`).
+  ``insert_events(..., conflicts=True)`` (the HTTP API) refuses a stored id re-posted
+  with a different payload instead: :class:`~shopformer.store.fingerprint.EventConflict`,
+  and nothing of the batch is written.
 - All-or-nothing batches: invalid rows are rejected by reason (the ingest rules) and the
   rest is written in ONE transaction; a database error rolls the whole batch back.
 - ``position`` is assigned by the database in commit order (writers are serialized:
@@ -31,7 +34,7 @@ commit that holds its rows; one fsync serves many concurrent single-event posts.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,6 +47,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
+from .fingerprint import PAYLOAD as PAYLOAD_COLUMNS
+from .fingerprint import EventConflict, differing, fingerprint
 from .frames import Rows, ValidEvents, check_events, rows_to_frame, validate_products
 from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, catalog_changes, events, metadata, products, serving_state
 
@@ -136,7 +141,7 @@ class EventStore:
         self._queue: list[_Job] = []
         self._writing = False
         ins = self._insert(events)
-        self._event_insert = ins.on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.position)
+        self._event_insert = ins.on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.event_id)
         ins = self._insert(products)
         self._product_upsert = ins.on_conflict_do_update(
             index_elements=["item_id"],
@@ -230,21 +235,33 @@ class EventStore:
         good, report = check_events(data)
         return self.insert_events(good, report)
 
-    def insert_events(self, good: ValidEvents, report) -> AddResult:  # noqa: ANN001 - an IngestReport
+    def insert_events(self, good: ValidEvents, report, *, conflicts: bool = False,  # noqa: ANN001 - an IngestReport
+                      server_timed: Collection[str] = ()) -> AddResult:
         """Store events that :func:`~shopformer.store.frames.check_events` accepted
         (``report`` is its report: rejected rows are counted, never written). For
-        callers that check a batch themselves before writing it, so it is checked once."""
+        callers that check a batch themselves before writing it, so it is checked once.
+
+        ``conflicts``: an ``event_id`` already stored with a different payload raises
+        :class:`~shopformer.store.fingerprint.EventConflict` and NOTHING of the batch is
+        written (checked inside the write transaction, so no concurrent writer slips
+        between); the same payload again stays a duplicate. ``server_timed``: event ids
+        whose timestamp the caller filled in (not chosen by the poster), compared
+        without it."""
         in_batch = report.rejected.get("duplicate", 0)
         rejected = {r: n for r, n in report.rejected.items() if r != "duplicate"}
-        examples = {r: ex for r, ex in report.examples.items() if r != "duplicate"}
+        examples = {r: ex for r, ex in report.examples.items() if r in rejected}
         inserted = 0
         if len(good):
             stmt, size = self._event_insert, self.config.chunk_size
+            loose = frozenset(server_timed)
 
             def work(conn: Connection) -> int:
                 n = 0
                 for part in good.chunks(size, EVENT_WRITE_COLUMNS):
-                    n += len(conn.execute(stmt, part[0] if len(part) == 1 else part).all())
+                    new = conn.execute(stmt, part[0] if len(part) == 1 else part).all()
+                    n += len(new)
+                    if conflicts and len(new) < len(part):
+                        self._refuse_changed(conn, part, {r[0] for r in new}, loose)
                 return n
 
             inserted = self._run_write(work)
@@ -254,6 +271,23 @@ class EventStore:
             rejected=rejected,
             examples=examples,
         )
+
+    def _refuse_changed(self, conn: Connection, part: list[dict[str, Any]], inserted: set[str],
+                        loose: frozenset[str]) -> None:
+        """Raise EventConflict for rows of ``part`` not inserted whose stored version
+        (same event_id) has another payload."""
+        dup = {r["event_id"]: r for r in part if r["event_id"] not in inserted}
+        cols = [events.c.event_id, *(events.c[c] for c in PAYLOAD_COLUMNS)]
+        found = []
+        for i in range(0, len(dup), 5000):
+            ids = list(dup)[i : i + 5000]
+            for row in conn.execute(select(*cols).where(events.c.event_id.in_(ids))).mappings():
+                posted = dup[row["event_id"]]
+                fields = differing(posted, row, ("timestamp",) if row["event_id"] in loose else ())
+                if fields:
+                    found.append((row["event_id"], fields, fingerprint(row)))
+        if found:
+            raise EventConflict(found)
 
     def upsert_products(self, data: Rows) -> int:
         """Insert or replace products (every column of a stored ``item_id`` is replaced)
@@ -458,4 +492,4 @@ class EventStore:
             return {q: int(c) for q, c in conn.execute(stmt)}
 
 
-__all__ = ["AddResult", "EventStore", "StoreConfig", "StoreError"]
+__all__ = ["AddResult", "EventConflict", "EventStore", "StoreConfig", "StoreError"]

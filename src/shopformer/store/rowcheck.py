@@ -33,13 +33,14 @@ from typing import Any
 from ..ingest._io import REPLACEMENT
 from ..ingest.report import EVENT_REASONS, MAX_EXAMPLES, IngestReport
 from ..ingest.validate import EVENT_TYPE_ALIASES
-from ..types import EVENT_TYPES
+from ..types import EVENT_TYPES, unaddressable
 from .frames import _digest, _scalar
 
 #: batches larger than this always take the vectorized path (it is faster there)
 MAX_ROWS = 64
 
 _ID_COLS = ("event_id", "user_id", "item_id", "session_id")
+_ADDRESSED = ("event_id", "user_id", "item_id")  # ids warned about when not addressable
 _INPUT = ("event_id", "user_id", "item_id", "event_type", "timestamp", "session_id", "query", "value", "context")
 _QUANTITY_TYPES = ("purchase", "add_to_cart")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -219,6 +220,7 @@ def _finalize(staged: list[dict[str, Any]], source: str) -> tuple[list[dict[str,
     report.rows_read = len(staged)
     rejected: dict[str, list[tuple[int, str, str | None]]] = {}
     good: list[dict[str, Any]] = []
+    flagged: list[tuple[int, str, str]] = []
     seen: set[tuple] = set()
     for line, r in enumerate(staged, start=1):
         bad = _reason(r)
@@ -233,6 +235,9 @@ def _finalize(staged: list[dict[str, Any]], source: str) -> tuple[list[dict[str,
             seen.add(key)
         if bad is None:
             good.append(r)
+            shown = next(((c, r[c]) for c in _ADDRESSED if r[c] is not None and unaddressable(r[c])), None)
+            if shown is not None:
+                flagged.append((line, *shown))
         else:
             reason, field, shown = bad
             rejected.setdefault(reason, []).append((line, field, shown))
@@ -242,6 +247,9 @@ def _finalize(staged: list[dict[str, Any]], source: str) -> tuple[list[dict[str,
     repaired = sum(1 for r in good if any(r[c] is not None and REPLACEMENT in r[c] for c in ("query", "context")))
     if repaired:
         report.warnings["repaired_utf8"] = repaired
+    if flagged:  # kept, with a warning (as ingest.validate does)
+        report.warnings["unaddressable_id"] = len(flagged)
+        report.examples["unaddressable_id"] = flagged[:MAX_EXAMPLES]
     report.rows_accepted = len(good)
     out = []
     for r in good:

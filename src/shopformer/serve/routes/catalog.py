@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 
-from ..deps import get_metrics, get_service, get_settings, require_api_key
+from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_api_key
 from ..metrics import Metrics
 from ..recommender import RecommendationService
 from ..schemas import DeleteAck, ErrorResponse, ItemResponse, Product, ProductIn, UpsertAck
 from ..settings import ServeSettings
-from ..writes import write_products
+from ..writes import WriteLimits, write_products
 from .events import WRITE_ERRORS
 
 router = APIRouter(prefix="/v1")
@@ -60,12 +60,13 @@ def upsert_items(
     service: Annotated[RecommendationService, Depends(get_service)],
     settings: Annotated[ServeSettings, Depends(get_settings)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
+    limits: Annotated[WriteLimits, Depends(get_write_limits)],
 ) -> UpsertAck:
     """Insert or replace products, all in one transaction (an item_id given twice: the
     last row wins). One invalid row refuses the batch; nothing is written then."""
     if len(products) > settings.max_batch:
         raise HTTPException(413, f"batch of {len(products)} products exceeds the limit of {settings.max_batch}")
-    n = write_products(service.store, products)
+    n = write_products(service.store, products, limits)
     service.invalidate_catalog()
     ids = [p.item_id for p in products]
     placed = service.place_new_products(ids)

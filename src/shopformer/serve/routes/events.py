@@ -14,21 +14,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
 
-from ..deps import get_metrics, get_service, get_settings, require_api_key
+from shopformer.store import fingerprint
+
+from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_api_key
 from ..metrics import Metrics
 from ..recommender import RecommendationService
-from ..schemas import BatchAck, ErrorResponse, EventAck, EventIn, StoredEvent, UserResponse
+from ..schemas import BatchAck, ConflictResponse, ErrorResponse, EventAck, EventIn, StoredEvent, UserResponse
 from ..settings import ServeSettings
-from ..writes import write_events
+from ..writes import WriteLimits, write_events
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
 WRITE_ERRORS = {
     401: {"model": ErrorResponse, "description": "missing API key"},
     403: {"model": ErrorResponse, "description": "wrong API key"},
-    413: {"model": ErrorResponse, "description": "batch too large"},
+    413: {"model": ErrorResponse, "description": "body or batch too large"},
     503: {"model": ErrorResponse, "description": "writes disabled / store unavailable"},
 }
+CONFLICT = {409: {"model": ConflictResponse,
+                  "description": "an event_id is already stored with a different payload; nothing was written"}}
 
 
 @router.post(
@@ -36,7 +40,8 @@ WRITE_ERRORS = {
     response_model=EventAck,
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_api_key)],
-    responses={200: {"model": EventAck, "description": "duplicate event_id: nothing changed"}, **WRITE_ERRORS},
+    responses={200: {"model": EventAck, "description": "duplicate event_id: nothing changed"}, **CONFLICT,
+               **WRITE_ERRORS},
 )
 async def post_event(
     request: Request,
@@ -44,10 +49,12 @@ async def post_event(
     response: Response,
     service: Annotated[RecommendationService, Depends(get_service)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
+    limits: Annotated[WriteLimits, Depends(get_write_limits)],
 ) -> EventAck:
     """Store one event (durable before this answers). 201 when stored, 200 when its
-    ``event_id`` was already stored. The user's next recommendation sees it."""
-    written = write_events(service.store, [event], batch=False)
+    ``event_id`` was already stored with the same payload, 409 (with the stored
+    version's fingerprint) when with another. The user's next recommendation sees it."""
+    written = write_events(service.store, [event], batch=False, limits=limits)
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, [event])
@@ -62,7 +69,7 @@ async def post_event(
     "/events:batch",
     response_model=BatchAck,
     dependencies=[Depends(require_api_key)],
-    responses=WRITE_ERRORS,
+    responses={**CONFLICT, **WRITE_ERRORS},
 )
 def post_events(
     request: Request,
@@ -70,12 +77,14 @@ def post_events(
     service: Annotated[RecommendationService, Depends(get_service)],
     settings: Annotated[ServeSettings, Depends(get_settings)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
+    limits: Annotated[WriteLimits, Depends(get_write_limits)],
 ) -> BatchAck:
     """Store a list of events in one transaction. One invalid row refuses the whole
-    batch (422 naming the row index and field); nothing is written then."""
+    batch (422 naming the row index and field), as does an event_id stored with
+    another payload (409); nothing is written then."""
     if len(events) > settings.max_batch:
         raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
-    written = write_events(service.store, events, batch=True)
+    written = write_events(service.store, events, batch=True, limits=limits)
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, events)
@@ -105,7 +114,7 @@ def get_user(
         StoredEvent(
             event_id=r["event_id"], item_id=r["item_id"], type=r["event_type"], timestamp=r["timestamp"],
             session_id=r["session_id"], query=r["query"], value=r["value"],
-            context=_json_object(r["context"]),
+            context=_json_object(r["context"]), fingerprint=fingerprint(r),
         )
         for r in df.iter_rows(named=True)
     ]

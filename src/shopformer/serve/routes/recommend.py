@@ -110,7 +110,8 @@ async def user_recommendations(
     )
 
 
-@router.post("/recommendations/session", response_model=RecommendationResponse, responses=ERRORS)
+@router.post("/recommendations/session", response_model=RecommendationResponse,
+             responses={**ERRORS, 413: {"model": ErrorResponse, "description": "body too large"}})
 async def session_recommendations(
     body: SessionRequest, request: Request, service: Annotated[RecommendationService, Depends(get_service)]
 ) -> RecommendationResponse:
