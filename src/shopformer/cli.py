@@ -1,4 +1,4 @@
-"""The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | demo."""
+"""The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | forget | export-user | demo."""
 
 from __future__ import annotations
 
@@ -345,6 +345,81 @@ def serve(
         return
     console.print(f"serving {settings.run or '(no model yet)'} on http://{host}:{port} (docs: /docs)")
     run_server(settings, host, port, access_log=access_log, workers=workers)
+
+
+StoreOpt = Annotated[str, typer.Option("--store", envvar="SHOPFORMER_STORE_URL",
+                                       help="Store URL (sqlite:///shop.db or postgresql://...).")]
+
+
+@app.command()
+def forget(
+    user: Annotated[str, typer.Argument(help="The customer's user id.")],
+    store: StoreOpt,
+    compact: Annotated[bool, typer.Option("--compact", help="Also rewrite the database (SQLite VACUUM, "
+                                          "PostgreSQL VACUUM FULL): slower, in proportion to the store.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON.")] = False,
+) -> None:
+    """Erase a customer from the store (every event, searches included; bytes scrubbed from
+    the database and its WAL) and print the receipt. API servers on the same store drop
+    their cached state of the user by themselves (see `serve`)."""
+    import json
+
+    from rich.table import Table
+
+    from shopformer.privacy import forget as forget_user
+    from shopformer.privacy import served_model
+    from shopformer.privacy.requests import OUTSIDE
+    from shopformer.store import ErasureConfig, EventStore, StoreConfig, StoreError
+
+    try:
+        with EventStore(StoreConfig(url=store)) as s:
+            receipt = forget_user(s, user, served_model(s), ErasureConfig(compact=compact))
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    if json_:
+        typer.echo(json.dumps({**receipt.to_dict(), "notes": list(OUTSIDE)}, indent=2))
+        return
+    table = Table(title=f"erasure receipt {receipt.receipt_id}: {receipt.status}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    d = receipt.to_dict()
+    for key in ("user_id", "user_hash", "requested_at", "status", "model_version", "model_saw_user",
+                "completed_version", "seconds"):
+        table.add_row(key, str(d[key]))
+    table.add_row("removed", ", ".join(f"{t}: {n}" for t, n in receipt.removed.items()))
+    table.add_row("event types", ", ".join(f"{t}: {n}" for t, n in receipt.event_types.items()) or "-")
+    table.add_row("storage", json.dumps(receipt.storage))
+    console.print(table)
+    for note in OUTSIDE:
+        console.print(f"note: {note}", soft_wrap=True)
+
+
+@app.command("export-user")
+def export_user_command(
+    user: Annotated[str, typer.Argument(help="The customer's user id.")],
+    store: StoreOpt,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON here instead of printing it.")] = None,
+) -> None:
+    """Everything the store holds about a customer as JSON (right of access): every event
+    with every field, erasure receipts, and whether the served model was trained on them."""
+    import json
+
+    from shopformer.privacy import export_user, served_model
+    from shopformer.store import EventStore, StoreConfig, StoreError
+
+    try:
+        with EventStore(StoreConfig(url=store)) as s:
+            data = export_user(s, user, served_model(s))
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out is None:
+        typer.echo(text)
+        return
+    out.write_text(text + "\n")
+    console.print(f"{len(data['events'])} events of {user!r} written to {out}")
 
 
 @app.command()

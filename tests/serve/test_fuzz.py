@@ -43,7 +43,7 @@ OPERATIONS = [
     "GET /v1/users/{user_id}/recommendations", "POST /v1/recommendations/session", "GET /v1/items/{item_id}/similar",
     "GET /v1/search", "GET /v1/search/suggest", "POST /v1/events", "POST /v1/events:batch", "GET /v1/users/{user_id}",
     "GET /v1/items/{item_id}", "PUT /v1/catalog/items", "DELETE /v1/catalog/items/{item_id}", "POST /v1/admin/reload",
-    "GET /health", "GET /metrics",
+    "DELETE /v1/users/{user_id}", "GET /v1/users/{user_id}/export", "GET /health", "GET /metrics",
 ]
 BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT")]
 #: (operation, mode): invalid input for every operation that takes any

@@ -64,6 +64,27 @@ class Suggester:
                         bisect.insort(self._sorted_queries, q)
                     self.queries[q] += n
 
+    def subtract(self, counts: Mapping[str, int]) -> None:
+        """Count each query ``counts[query]`` fewer times, never below zero; a query whose
+        count reaches zero is no longer suggested. How an erased customer's searches leave
+        autocomplete (their stored queries' counts, taken back)."""
+        cleaned: Counter[str] = Counter()
+        for x, n in counts.items():
+            q = clean(x)
+            if q and n > 0:
+                cleaned[q] += n
+        with self._lock:
+            for q, n in cleaned.items():
+                left = self.queries.get(q, 0) - n
+                if left > 0:
+                    self.queries[q] = left
+                elif q in self.queries:
+                    del self.queries[q]
+                    if self._sorted_queries is not None:
+                        i = bisect.bisect_left(self._sorted_queries, q)
+                        if i < len(self._sorted_queries) and self._sorted_queries[i] == q:
+                            del self._sorted_queries[i]
+
     def _lists(self) -> tuple[list[str], list[str]]:
         with self._lock:
             if self._sorted_queries is None:

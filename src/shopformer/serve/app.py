@@ -19,7 +19,7 @@ from .explanations import ExplainerCache
 from .limits import BodyLimit
 from .metrics import Metrics, MetricsMiddleware
 from .recommender import RecommendationService
-from .routes import admin, catalog, events, recommend, search
+from .routes import admin, catalog, events, privacy, recommend, search
 from .search import SearchService
 from .settings import ServeSettings
 from .writes import WriteLimits
@@ -36,6 +36,8 @@ Recommendations, product search, similar items, event ingestion and catalog upda
   an `event_id` already stored with a different payload gets 409 with the stored
   version's fingerprint (the same payload again is a harmless duplicate).
 * An event posted now changes the user's next recommendation (no retraining).
+* `DELETE /v1/users/{id}` erases a customer and answers a receipt; `GET
+  /v1/users/{id}/export` gives everything stored about them (both need the key).
 """
 
 
@@ -95,7 +97,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, batch_limit=settings.max_batch_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, counts the 413s too
     app.state.search = None
-    for router in (recommend.router, search.router, events.router, catalog.router, admin.router):
+    for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router):
         app.include_router(router)
     errors.install(app)
     return app
@@ -103,9 +105,17 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
 def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event,
             searching: SearchService | None = None) -> None:
-    """Load the run the store names whenever another process published a new one, and
-    bring the search index up to the catalog writes of every process."""
+    """Load the run the store names whenever another process published a new one, bring
+    the search index up to the catalog writes of every process, and drop cached state of
+    users another process erased."""
     while not stop.wait(every_s):
+        try:  # another process erased a user: drop what this one keeps of them
+            latest = service.store.last_erasure_id()
+            service.sync_erasures(latest)
+            if searching is not None:
+                searching.sync_erasures(latest)
+        except Exception:  # noqa: BLE001 - keep serving, try again later
+            log.exception("could not apply the latest erasures to this process's caches")
         if searching is not None:
             try:
                 if searching.sync():

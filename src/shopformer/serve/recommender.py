@@ -17,7 +17,11 @@ run's ``DataConfig``) and their item is in the model's vocabulary (unknown items
 ignored). The encoded history is cached per user and dropped when events for that
 user are posted through this service (or after ``cache_ttl_s``; with ``cache_check``,
 also as soon as any process stores an event of that user), and with it the user vector
-of the dot-product models, so a repeated request costs one index search. A user the model has
+of the dot-product models, so a repeated request costs one index search. An erasure
+(``DELETE /v1/users/{id}``) drops the user's entry here; other processes drop theirs
+because the user's newest stored position changes (``cache_check``) and, without it,
+within ``sync_s`` seconds, when the sync thread sees a new erasure receipt in the store
+and empties the whole cache (:meth:`RecommendationService.sync_erasures`). A user the model has
 never seen but who has events is personalised from those events; a user with no usable
 history gets the model's empty-history scores (popularity for the baselines).
 
@@ -55,7 +59,7 @@ from shopformer.artifact import Run, load_run
 from shopformer.dataset import DEFAULT_EVENT_TYPES
 from shopformer.features.sequences import Sequences, encode_history
 from shopformer.retrieve.exact import mask_items, top_k
-from shopformer.store import EventStore
+from shopformer.store import EventStore, schema
 
 from .new_products import TextEncoders, places_new_products, with_products
 from .new_visitors import NewVisitorConfig, RecentPopularity
@@ -75,7 +79,7 @@ log = logging.getLogger("shopformer.serve")
 #: catalog columns the view reads
 VIEW_COLUMNS = ("item_id", "title", "available", "price", "categories")
 #: serving-state entry naming the run every process serves: {"folder", "version"}
-SERVED_RUN = "served_run"
+SERVED_RUN = schema.SERVED_RUN
 
 
 class NoModelError(RuntimeError):
@@ -197,6 +201,7 @@ class RecommendationService:
         self._cache: OrderedDict[str, History] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._invalidations = 0  # bumped on every user invalidation (see _history)
+        self._erasure_id = store.last_erasure_id()  # the last erasure receipt this cache accounts for
         self._catalog: CatalogView | None = None
         self._catalog_generation = 0
         self._catalog_build = threading.Lock()  # one catalog read at a time
@@ -233,6 +238,10 @@ class RecommendationService:
         if publish:
             self.store.put_state(SERVED_RUN, json.dumps({"folder": str(served.run.folder.resolve()),
                                                          "version": served.version}))
+            # erasure receipts of users this run was not trained on are now complete
+            done = self.store.settle_erasures(served.version, served.run.users.ids)
+            if done:
+                log.info("erasure receipts %s complete: %s was trained without those users", done, served.version)
         return served, previous
 
     def sync(self) -> bool:
@@ -302,6 +311,28 @@ class RecommendationService:
             self._invalidations += 1
             for u in user_ids:
                 self._cache.pop(u, None)
+
+    def forget_cached(self, user_id: str, receipt_id: int) -> None:
+        """This process just erased ``user_id`` (receipt ``receipt_id``): drop their cached
+        history. When no other erasure came in between, the sync thread need not empty
+        the whole cache for this one."""
+        with self._cache_lock:
+            self._invalidations += 1
+            self._cache.pop(user_id, None)
+            if receipt_id == self._erasure_id + 1:
+                self._erasure_id = receipt_id
+
+    def sync_erasures(self, latest: int) -> bool:
+        """``latest``: the store's newest erasure receipt. If another process erased a user
+        since the last one seen, empty the history cache (the receipt names the user only
+        by hash; erasures are rare). True when the cache was emptied."""
+        with self._cache_lock:
+            if latest <= self._erasure_id:
+                return False
+            self._erasure_id = latest
+            self._invalidations += 1
+            self._cache.clear()
+            return True
 
     def invalidate_catalog(self) -> None:
         with self._cache_lock:

@@ -433,6 +433,63 @@ class UserResponse(_Out):
     events: list[StoredEvent] = Field(description="most recent first")
 
 
+# -- privacy -------------------------------------------------------------------------
+class ErasureReceiptOut(_Out):
+    """An erasure receipt (see :mod:`shopformer.store.erasure`). The store keeps the user
+    only as ``user_hash`` (SHA-256 of the id); ``user_id`` is filled in answers to the
+    request itself and in the user's own export."""
+
+    receipt_id: int
+    user_id: str | None = None
+    user_hash: str = Field(description="SHA-256 (hex) of the user id: all the store keeps of it")
+    requested_at: datetime
+    status: Literal["pending_retrain", "complete"] = Field(
+        description="pending_retrain while the served model was trained on the user's events; complete once a "
+                    "model trained without them is published (completed_version)")
+    removed: dict[str, int] = Field(description="rows deleted per store table")
+    event_types: dict[str, int] = Field(description="deleted events by type (search events are the query log)")
+    storage: dict[str, Any] = Field(description="what was done to the bytes: secure_delete, WAL checkpoint, VACUUM, "
+                                                "and (PostgreSQL) what is out of reach")
+    seconds: float
+    model_version: str | None = Field(None, description="the model served when the request came")
+    model_saw_user: bool | None = Field(None, description="whether that model's training data held the user")
+    completed_at: datetime | None = None
+    completed_version: str | None = Field(None, description="the model that no longer saw the user")
+
+
+class ErasureResponse(ErasureReceiptOut):
+    caches: dict[str, Any] = Field(description="what this process dropped from memory; other processes follow "
+                                               "through the store (see notes)")
+    notes: list[str]
+
+
+class ExportedEvent(_Out):
+    position: int
+    event_id: str
+    item_id: str | None
+    type: str
+    timestamp: datetime | None
+    session_id: str | None = None
+    query: str | None = None
+    value: float | None = None
+    context: Any = Field(None, description="the stored JSON context, decoded (text when it is not JSON)")
+
+
+class ExportedModel(_Out):
+    version: str
+    saw_user: bool | None = Field(description="whether the served model's training data held the user")
+
+
+class UserExport(_Out):
+    user_id: str
+    exported_at: datetime
+    events: list[ExportedEvent] = Field(description="every stored event of the user, oldest first")
+    event_counts: dict[str, int]
+    erasures: list[ErasureReceiptOut]
+    model: ExportedModel | None
+    outside_the_store: list[str] = Field(description="where else the user's data may be, beyond this answer")
+
+
 # -- admin -------------------------------------------------------------------------
 class ReloadRequest(_In):
     run: Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_clean_text)] | None = Field(

@@ -14,6 +14,14 @@ The search folder (``SHOPFORMER_SEARCH_DIR``) may hold ``search_config.json`` (a
 personalization weight) and ``reranker/`` (a trained :class:`~shopformer.search.rerank.
 Reranker`), which the service uses when present.
 
+Erasure (``DELETE /v1/users/{id}``): :meth:`SearchService.forget_queries` takes the
+user's stored queries' counts back out of autocomplete in the answering process, and
+drops them from the query -> top product cache; every other process learns of the
+erasure from the store's receipts (:meth:`SearchService.sync_erasures`, on the sync
+thread) and takes back whatever it had counted from stored search events that the store
+no longer holds. Queries counted only in memory from answered searches
+(``GET /v1/search``) name no user and stay.
+
 Search events join the behaviour history: :meth:`SearchService.top_item` resolves a
 query to the product it finds first (cached), and the recommendation service reads a
 user's ``search`` event as a view of that product (see RecommendationService.history).
@@ -24,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,6 +110,10 @@ class SearchService:
         self._top: OrderedDict[str, str | None] = OrderedDict()
         self._thread: threading.Thread | None = None
         self._seq = 0  # the last catalog change (store.catalog_changes) this index has applied
+        #: what autocomplete counted from the store (past search events at start-up, search
+        #: events posted here since), by raw query text: what an erasure may take back
+        self._from_store: Counter[str] = Counter()
+        self._erasure_id = 0  # the last erasure receipt (store.last_erasure_id) accounted for
         #: searches computing at once: one per CPU. More threads in a search only trade the
         #: GIL back and forth (measured: p50 53 ms at 44 req/s without this bound, 40 threads)
         self.slots = threading.BoundedSemaphore(max(1, _all_cpus()))
@@ -135,11 +147,19 @@ class SearchService:
             log.info("search: indexing %d products (vectors cached in %s)", products.height, self.folder)
             searcher = Searcher.build(products, config, lexical=self._lexical(config))
             if (self.folder / "reranker").is_dir():
+                from shopformer.search.features import warm_titles
                 from shopformer.search.rerank import Reranker
 
                 searcher.reranker = Reranker.load(self.folder / "reranker")
-            # past searches for autocomplete (a query's count capped at 1,000)
-            searcher.suggester.add_counts({q: min(n, 1000) for q, n in self.store.query_counts(limit=100_000).items()})
+                warm_titles(searcher.catalog.norm_titles)  # no query pays for a cold title
+            # past searches for autocomplete (a query's count capped at 1,000); erasures up to
+            # here are already out of the counts read
+            erased = self.store.last_erasure_id()
+            past = {q: min(n, 1000) for q, n in self.store.query_counts(limit=100_000).items()}
+            searcher.suggester.add_counts(past)
+            with self._lock:
+                self._from_store.update(past)
+                self._erasure_id = max(self._erasure_id, erased)
             limit_faiss_threads()  # one thread per search: requests run side by side instead
             with self._lock:
                 pending, self._pending = self._pending, []
@@ -221,6 +241,39 @@ class SearchService:
         s = self._searcher
         if s is not None and queries:
             s.record_queries(queries)
+            with self._lock:
+                self._from_store.update(queries)
+
+    def forget_queries(self, counts: dict[str, int]) -> int:
+        """An erased user's queries (text -> how often they searched it, read from the
+        store before the deletion): their counts leave autocomplete and the queries leave
+        the top-product cache. Returns how many distinct queries were taken back."""
+        s = self._searcher
+        with self._lock:
+            for q in counts:
+                self._top.pop(q, None)
+            if s is None:
+                return 0
+            taken = {q: min(n, self._from_store.get(q, 0)) for q, n in counts.items()}
+            taken = {q: n for q, n in taken.items() if n > 0}
+            self._from_store.subtract(taken)
+            self._from_store += Counter()  # drops the zeros
+        s.suggester.subtract(taken)
+        return len(taken)
+
+    def sync_erasures(self, latest: int) -> int:
+        """``latest``: the store's newest erasure receipt. When it is newer than the last
+        one accounted for here (another process erased someone), take back the counts
+        this process took from stored search events the store no longer holds (one
+        GROUP BY over the search events; erasures are rare). Returns the queries changed."""
+        if self._searcher is None or latest <= self._erasure_id:
+            return 0
+        stored = self.store.query_counts()
+        with self._lock:
+            excess = {q: n - stored.get(q, 0) for q, n in self._from_store.items() if n > stored.get(q, 0)}
+        changed = self.forget_queries(excess)
+        self._erasure_id = latest
+        return changed
 
     def top_item(self, query: str) -> str | None:
         """The product a query finds first (None when nothing), cached: how a search

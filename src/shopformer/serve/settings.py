@@ -85,7 +85,12 @@ updates posted to THIS process invalidate them at once; with several processes (
 --workers N``, or replicas behind a load balancer) ``SHOPFORMER_CACHE_CHECK=1`` makes an
 event posted to any of them change the next answer everywhere, while catalog changes
 made through another process are seen after at most ``cache_ttl_s`` seconds (titles are
-read from the store while an expired catalog view is rebuilt in the background).
+read from the store while an expired catalog view is rebuilt in the background). An
+erasure (``DELETE /v1/users/{id}`` or ``shopformer forget``) leaves the user's newest
+stored position changed, so ``SHOPFORMER_CACHE_CHECK=1`` stops every process serving
+their cached history at once; each process also empties its history cache and takes the
+user's stored queries out of autocomplete within ``SHOPFORMER_SYNC_S`` seconds of a new
+receipt in the store.
 """
 
 from __future__ import annotations

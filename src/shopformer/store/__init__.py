@@ -3,15 +3,19 @@
 ``EventStore(StoreConfig(url))`` — see :mod:`shopformer.store.base` for the guarantees
 (durable before acknowledged, idempotent ``event_id``, atomic batches and upserts).
 ``export_snapshot`` / ``import_folder`` bridge the store and an ingested data folder.
+``forget_user`` / ``erasures`` erase a customer with a receipt (:mod:`.erasure`).
 """
 
 from .base import AddResult, EventStore, StoreConfig
 from .engine import StoreError
+from .erasure import ErasureConfig, ErasureReceipt
 from .fingerprint import EventConflict, fingerprint
 from .snapshot import ImportResult, export_snapshot, import_folder
 
 __all__ = [
     "AddResult",
+    "ErasureConfig",
+    "ErasureReceipt",
     "EventConflict",
     "EventStore",
     "ImportResult",

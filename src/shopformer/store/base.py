@@ -46,11 +46,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
+from . import erasure
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
+from .erasure import ErasureConfig, ErasureReceipt
 from .fingerprint import PAYLOAD as PAYLOAD_COLUMNS
 from .fingerprint import EventConflict, differing, fingerprint
 from .frames import Rows, ValidEvents, check_events, rows_to_frame, validate_products
-from .schema import EVENT_WRITE_COLUMNS, PRODUCT_COLUMNS, catalog_changes, events, metadata, products, serving_state
+from .schema import (
+    EVENT_WRITE_COLUMNS,
+    PRODUCT_COLUMNS,
+    catalog_changes,
+    erasures,
+    events,
+    metadata,
+    products,
+    serving_state,
+)
 
 
 @dataclass(frozen=True)
@@ -491,5 +502,43 @@ class EventStore:
         with self._engine.connect() as conn:
             return {q: int(c) for q, c in conn.execute(stmt)}
 
+    def user_query_counts(self, user_id: str) -> dict[str, int]:
+        """How often the user searched each query text (their ``search`` events): what an
+        erasure takes back out of autocomplete's counts."""
+        stmt = (select(events.c.query, func.count()).where(events.c.user_id == user_id, events.c.event_type == "search",
+                                                           events.c.query.is_not(None)).group_by(events.c.query))
+        with self._engine.connect() as conn:
+            return {q: int(n) for q, n in conn.execute(stmt)}
 
-__all__ = ["AddResult", "EventConflict", "EventStore", "StoreConfig", "StoreError"]
+    # -- privacy: erasure receipts (see shopformer.store.erasure) ------------------------
+    def forget_user(self, user_id: str, model_version: str | None = None, model_saw_user: bool | None = None,
+                    config: ErasureConfig | None = None) -> ErasureReceipt:
+        """Erase a customer: every row keyed by ``user_id`` (all their events, search
+        queries included) is deleted in one transaction with a receipt recorded beside it
+        (the id as SHA-256, never raw), then the bytes are scrubbed from the database file
+        and its WAL (SQLite; PostgreSQL: VACUUM, with what it cannot reach listed, see
+        :mod:`shopformer.store.erasure`). ``model_version`` / ``model_saw_user``: the
+        model served now and whether it was trained on the user's events; the receipt is
+        ``complete`` at once when it was not (False), else ``pending_retrain`` until a
+        run without the user is published (:meth:`settle_erasures`). Erasing a user with
+        nothing stored still gives a receipt (0 rows), so a request is always answered."""
+        return erasure.forget_user(self, str(user_id), model_version, model_saw_user, config or ErasureConfig())
+
+    def erasures(self, status: str | None = None, user_id: str | None = None) -> list[ErasureReceipt]:
+        """Stored erasure receipts, oldest first (``status``: ``pending_retrain`` or
+        ``complete``; ``user_id``: that user's, matched by its hash)."""
+        return erasure.receipts(self, status, user_id)
+
+    def last_erasure_id(self) -> int:
+        """The newest receipt's id (0 when none): processes that cache per-user state
+        compare it with the last they saw to learn that another process erased someone."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.max(erasures.c.receipt_id))).scalar() or 0)
+
+    def settle_erasures(self, version: str, users: Sequence[str]) -> list[int]:
+        """A run with user vocabulary ``users`` is now served: complete the pending
+        receipts of users it does not contain (ids returned)."""
+        return erasure.settle(self, version, users)
+
+
+__all__ = ["AddResult", "ErasureConfig", "ErasureReceipt", "EventConflict", "EventStore", "StoreConfig", "StoreError"]

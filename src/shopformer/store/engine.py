@@ -2,7 +2,10 @@
 
 SQLite connections run ``journal_mode=WAL`` (readers never block the writer),
 ``synchronous=FULL`` (a commit is on disk before it returns, so an acknowledged event
-survives a power cut), ``foreign_keys=ON`` and a ``busy_timeout`` (a writer in another
+survives a power cut), ``secure_delete=ON`` (freed bytes are overwritten with zeros on
+every write, not only during an erasure: a customer's bytes can otherwise survive in the
+free space that earlier page splits left behind, see :mod:`shopformer.store.erasure`),
+``foreign_keys=ON`` and a ``busy_timeout`` (a writer in another
 process waits for the lock instead of failing; writers in one process queue on the
 store's own lock first, see :mod:`shopformer.store.base`). pysqlite's own transaction handling is switched off
 and the store emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for writes (the write lock is
@@ -90,6 +93,7 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA secure_delete = ON")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 

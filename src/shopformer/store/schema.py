@@ -15,6 +15,10 @@
 ``serving_state``
     ``name`` -> ``value`` (text): what every API process serving from this store must
     agree on, such as the run folder to serve.
+``erasures``
+    one receipt per erasure request (:mod:`shopformer.store.erasure`): the user as a
+    SHA-256 of the id (never the raw id), when, rows removed per table, what was done to
+    the bytes, and ``pending_retrain`` / ``complete`` with the model version.
 ``products``
     keyed by ``item_id``; ``categories`` and ``tags`` are JSON arrays, ``attributes``
     JSON text kept verbatim, ``created_at`` UTC.
@@ -92,6 +96,36 @@ serving_state = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", _TS, nullable=False),
 )
+
+#: ``serving_state`` name of the run every API process serves: JSON ``{"folder", "version"}``
+#: (written by RecommendationService.reload(publish=True); read by the privacy requests too)
+SERVED_RUN = "served_run"
+
+#: Erasure receipts (see :mod:`shopformer.store.erasure`). ``receipt_id`` increases, so a
+#: process that remembers the last one it saw knows when another process erased a user.
+#: No raw user id: ``user_hash`` is SHA-256 of it; ``removed``/``storage`` are JSON text.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("receipt_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("user_hash", String(64), nullable=False),
+    Column("requested_at", _TS, nullable=False),
+    Column("removed", Text, nullable=False),
+    Column("event_types", Text, nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("seconds", Double, nullable=False),
+    Column("model_version", Text),
+    Column("model_saw_user", Boolean),
+    Column("status", String(32), nullable=False),
+    Column("completed_at", _TS),
+    Column("completed_version", Text),
+    Index("ix_erasures_user", "user_hash"),
+    sqlite_autoincrement=True,
+)
+
+#: Tables holding rows keyed by a customer's ``user_id``: what an erasure deletes from
+#: (impressions join this list once they are logged).
+USER_TABLES: tuple[Table, ...] = (events,)
 
 #: Every catalog write, in commit order: ``seq`` (increasing), the product, ``upsert`` or
 #: ``delete``. Processes that keep their own view of the catalog (each API worker's search
