@@ -64,13 +64,16 @@ def markdown(records: list[dict], meta: dict) -> str:
             lines += [f"| {r['method']} | {r['timing']['build_s']} | {r['timing']['query_p50_ms']} |" for r in timed]
     timed = [r for r in records if r["method"].startswith("latency_")]
     if timed:
-        lines += ["", f"## Latency (the real server on loopback, one process, wrk with {timed[0]['clients']} "
-                  "connections on the same 2 CPUs; Home Depot's 54,667 products; random queries from its 8,836)", "",
+        lines += ["", f"## Latency (the real server on loopback, wrk with {timed[0]['clients']} connections on the "
+                  f"same 2 CPUs, {timed[0].get('seconds', '?')} s a phase after a warm-up; Home Depot's 54,667 products; "
+                  "random queries from its 8,836)", "",
                   "| served | endpoint | think time ms | offered req/s | served req/s | p50 ms | p95 ms | p99 ms | errors |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in timed:
             think = f"{r['think_ms']} ({r.get('think_dist', 'fixed')})" if r["think_ms"] else "0"
-            lines.append(f"| {r['run'].get('strategy')} (ready {r['run'].get('ready_s')} s after start, "
+            procs = r.get("workers", 1)
+            lines.append(f"| {r['run'].get('strategy')}, {procs} process{'es' if procs > 1 else ''} "
+                         f"(ready {r['run'].get('ready_s')} s after start, "
                          f"peak RSS {r['run'].get('peak_rss_mb')} MB) | {r['endpoint']} | {think} | "
                          f"{r['offered_rps'] or 'closed loop'} | "
                          f"{r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['errors']} |")
@@ -134,6 +137,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50, help="--part latency: concurrent connections")
     ap.add_argument("--duration", type=float, default=20.0, help="--part latency: seconds measured per phase")
     ap.add_argument("--no-rerank", action="store_true", help="--part latency: serve without the re-ranker")
+    ap.add_argument("--workers", type=int, default=1, help="--part latency: server processes")
     ap.add_argument("--dataset", choices=["scientific", "online-retail"], default="scientific",
                     help="--part personal: the dataset")
     ap.add_argument("--max-cases", type=int, default=None, help="--part personal: the first N cases (smoke runs)")
@@ -163,7 +167,7 @@ def main() -> None:
         save(args.results, "search_quality", meta, records, markdown, key)
     elif args.part == "latency":
         records, run_meta = search_latency.run(args.data_root, args.work, args.clients, args.duration,
-                                               rerank=not args.no_rerank)
+                                               rerank=not args.no_rerank, workers=args.workers)
         for r in records:
             r.update(date=meta["date"], machine=meta["machine"], run=run_meta)
         save(args.results, "search_quality", meta, records, markdown, key)

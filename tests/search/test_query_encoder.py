@@ -28,7 +28,7 @@ def reference(model) -> np.ndarray:
 
 
 def test_int8_queries_stay_close_to_the_model_and_exact_vectors_match_it(model, reference) -> None:
-    enc = QueryEncoder(model)
+    enc = QueryEncoder(model, quantize=True)
     assert enc.backend == "onnxruntime-int8"
     fast = np.concatenate([enc.encode(q) for q in QUERIES])
     exact = np.concatenate([enc.encode_exact(q) for q in QUERIES])
@@ -42,7 +42,7 @@ def test_int8_queries_stay_close_to_the_model_and_exact_vectors_match_it(model, 
 
 
 def test_backends_by_option(model, reference) -> None:
-    flt = QueryEncoder(model, quantize=False)
+    flt = QueryEncoder(model)  # the default: exact
     assert flt.backend == "onnxruntime"
     np.testing.assert_allclose(flt.encode(QUERIES[0])[0], reference[0], atol=1e-4)
     torch_only = QueryEncoder(model, use_onnx=False)
@@ -51,9 +51,17 @@ def test_backends_by_option(model, reference) -> None:
 
 
 def test_products_get_the_exact_vectors_and_offline_queries_the_served_ones(model, reference) -> None:
-    index = SemanticIndex(SemanticConfig(query_cache=100))
+    index = SemanticIndex(SemanticConfig(query_cache=100, quantize_queries=True))
     index.encoder._model = model  # the loaded model, not a second copy
     np.testing.assert_allclose(index.encode_products(QUERIES[:2]), reference[:2], atol=1e-4)
     offline = index.query_vectors(QUERIES)
     served = np.concatenate([index.query_encoder.encode(q) for q in QUERIES])
     np.testing.assert_array_equal(offline, served)
+
+
+def test_default_queries_are_exact_offline_and_served(model, reference) -> None:
+    index = SemanticIndex(SemanticConfig(query_cache=100))
+    index.encoder._model = model
+    assert index.query_encoder.backend == "onnxruntime"
+    np.testing.assert_allclose(index.query_vectors(QUERIES), reference, atol=1e-4)
+    np.testing.assert_allclose(index.query_encoder.encode(QUERIES[2])[0], reference[2], atol=1e-4)

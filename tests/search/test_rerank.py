@@ -80,3 +80,14 @@ def test_untrained_and_mismatched_models_are_refused(tmp_path, searcher):
     meta.write_text(meta.read_text().replace('"lexical"', '"renamed"'))
     with pytest.raises(ValueError, match="other features"):
         Reranker.load(tmp_path / "r")
+
+
+def test_warm_titles_reads_catalog_titles_into_the_cache():
+    from shopformer.search import features
+
+    features._title.cache_clear()
+    assert features.warm_titles(["cordless drill 18v", "", "ceiling fan with light"]) == 2
+    info = features._title.cache_info()
+    assert info.currsize == 2 and info.misses == 2
+    features._title("cordless drill 18v")  # a query's candidate: no second reading
+    assert features._title.cache_info().hits == 1

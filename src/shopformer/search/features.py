@@ -90,13 +90,29 @@ class _Title:
     unit_kinds: frozenset[str]  # units of its number-unit tokens
 
 
-@lru_cache(maxsize=200_000)
+#: titles whose reading is cached (the re-ranker reads up to rerank_depth per query)
+TITLE_CACHE = 200_000
+
+
+@lru_cache(maxsize=TITLE_CACHE)
 def _title(title: str) -> _Title:
     terms = _terms(title)
     words = title.split()
     units = {u[1] for u in map(_unit, (w for w in words if w[:1].isdigit())) if u}
     return _Title(terms, frozenset(terms), frozenset(words), frozenset(zip(terms, terms[1:])),
                   frozenset(_type_span(title)), frozenset(units))
+
+
+def warm_titles(titles: list[str]) -> int:
+    """Read up to :data:`TITLE_CACHE` catalog titles into the cache ahead of the first
+    queries (a cold title costs the request its stems and sets; with a re-ranker, the
+    search service does this before it reports ready). Returns how many were read."""
+    n = 0
+    for title in titles[:TITLE_CACHE]:
+        if title:
+            _title(title)
+            n += 1
+    return n
 
 
 def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,

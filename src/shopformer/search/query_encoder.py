@@ -3,13 +3,14 @@ and run by ONNX Runtime (the same numbers, within 1e-6; 2.6x faster than PyTorch
 short query on this project's 2-CPU machine: 4.1 against 11.0 ms), with PyTorch as the
 fallback.
 
-Queries go through an int8 copy of that export (ONNX Runtime's dynamic quantization,
-per-channel weights): 2.3-2.6x faster again (1.4-1.8 ms against 3.5-4.6 ms a query, Home
-Depot's queries, one thread). Its vectors keep a mean cosine of 0.993 (least 0.984) with
-the exact ones, and search quality held: on Home Depot's 8,812 judged queries NDCG@10 of
-MiniLM alone 0.2804 against 0.2810, hybrid 0.4110 against 0.4112. Products (catalog
-upserts) keep the exact float export: their vectors sit beside the catalog's, which the
-batched PyTorch encoder made.
+Optionally (``quantize=True``; SemanticConfig.quantize_queries) queries go through an int8
+copy of that export (ONNX Runtime's dynamic quantization, per-channel weights): 2.3-2.6x
+faster again (1.4-1.8 ms against 3.5-4.6 ms a query, Home Depot's queries, one thread).
+Its vectors keep a mean cosine of 0.993 (least 0.984) with the exact ones; on Home Depot's
+8,812 judged queries NDCG@10 of MiniLM alone is 0.2803 against 0.2810 and hybrid 0.4110
+against 0.4112, but the re-ranked hybrid 0.4360 against 0.4378, so it is off by default.
+Products (catalog upserts) always get the exact float export: their vectors sit beside the
+catalog's, which the batched PyTorch encoder made.
 
 The export (about 2 s, once per process) covers models whose sentence vector is the
 mean of the token vectors, optionally normalized (all-MiniLM-L6-v2 and most
@@ -38,7 +39,7 @@ MIN_INT8_COSINE = 0.97
 class QueryEncoder:
     """Unit vectors of single queries from a loaded SentenceTransformer ``model``."""
 
-    def __init__(self, model, use_onnx: bool = True, quantize: bool = True) -> None:  # noqa: ANN001 - a SentenceTransformer
+    def __init__(self, model, use_onnx: bool = True, quantize: bool = False) -> None:  # noqa: ANN001 - a SentenceTransformer
         self.model = model
         self._lock = threading.Lock()  # the fast tokenizer is not safe to call from two threads at once
         self._quantized = None

@@ -49,9 +49,12 @@ class SemanticConfig:
     #: encode single queries with ONNX Runtime (checked to give the model's numbers; see
     #: .query_encoder), else PyTorch
     onnx: bool = True
-    #: queries through the int8 copy of the ONNX model (2.3-2.6x faster, the same search
-    #: quality on Home Depot; see .query_encoder); products always get the exact numbers
-    quantize_queries: bool = True
+    #: queries through an int8 copy of the ONNX model: 2.3-2.6x faster (about 2.5 ms less
+    #: a search), but off by default: on Home Depot's cross-validated benchmark it cost the
+    #: re-ranked hybrid 0.4360 against 0.4378 NDCG@10 (MiniLM alone 0.2803 against 0.2810,
+    #: hybrid 0.4110 against 0.4112; results/search_quality_int8_queries.md); products
+    #: always get the exact numbers
+    quantize_queries: bool = False
 
 
 class SemanticIndex:
