@@ -27,7 +27,10 @@ class BodyTooLarge(HTTPException):
     reads the body through, so the app's 413 handler answers it."""
 
     def __init__(self, limit: int, setting: str) -> None:
-        super().__init__(413, f"request body too large: this route accepts at most {limit:,} bytes ({setting})")
+        # Connection: close, or the server reads the rest of a refused (chunked) body to
+        # keep the connection alive: 300 MB read and thrown away, forever for an endless one
+        super().__init__(413, f"request body too large: this route accepts at most {limit:,} bytes ({setting})",
+                         headers={"Connection": "close"})
 
 
 class BodyLimit:
