@@ -65,6 +65,8 @@ sys.path.insert(0, str(HERE))
 
 from results_file import save
 
+from shopformer.evaluate.report import cpu_model
+
 #: the tiny shop both parts serve (tests/serve/test_api.py's): two clusters, h unavailable
 SEQUENCES = "u1 a b c\nu2 a b d\nu3 b c d\nu4 e f g\nu5 e f h\nu6 f g h\nu7 a c d\n"
 CATALOG = """\
@@ -93,20 +95,10 @@ OVER_TARGETS = [
 ]
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> dict:
     import schemathesis
 
-    return {"platform": platform.platform(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "schemathesis": schemathesis.__version__}
 
 
@@ -355,6 +347,17 @@ class _OutOfTime(BaseException):
     """Raised inside a Hypothesis test to stop it (not an Exception: Hypothesis lets it through)."""
 
 
+def _timed(run, rec: dict) -> dict:  # noqa: ANN001 - a Hypothesis test function
+    """Run ``run`` into ``rec``: its wall time, and whether the time budget cut it short."""
+    t0 = time.monotonic()
+    try:
+        run()
+    except _OutOfTime:
+        rec["stopped_early"] = True
+    rec["seconds"] = round(time.monotonic() - t0, 1)
+    return rec
+
+
 def _fuzz_helpers() -> dict:
     """test_fuzz.py's helpers when importable, else the same few lines here."""
     sys.path.insert(0, str(ROOT / "tests" / "serve"))
@@ -456,13 +459,7 @@ def part_fuzz(args) -> dict:
                         rec["failures"][name] += 1
                         rec["samples"].setdefault(name, f"{f.title}: {str(f.message)[:400]}")
 
-            t0 = time.monotonic()
-            try:
-                run()
-            except _OutOfTime:
-                rec["stopped_early"] = True
-            rec["seconds"] = round(time.monotonic() - t0, 1)
-            return rec
+            return _timed(run, rec)
 
         def non_finite_one(label: str, client: TestClient) -> dict:
             op = api[label]
@@ -494,13 +491,7 @@ def part_fuzz(args) -> dict:
                     near = f" (near char {at}: {raw[max(0, at - 60): at + 40]!r})" if isinstance(at, int) else ""
                     rec["samples"].setdefault("non_finite_422", f"{r.status_code} {raw[:200]}{near} -> {r.text[:300]}")
 
-            t0 = time.monotonic()
-            try:
-                run()
-            except _OutOfTime:
-                rec["stopped_early"] = True
-            rec["seconds"] = round(time.monotonic() - t0, 1)
-            return rec
+            return _timed(run, rec)
 
         for label in labels:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

@@ -32,22 +32,13 @@ sys.path.insert(0, str(HERE))
 
 from results_file import save  # noqa: E402
 
+from shopformer.evaluate.report import cpu_model  # noqa: E402
 from shopformer.store import ErasureConfig, EventStore, StoreConfig  # noqa: E402
 
 USER = "erase-me-4f1c9a"
 MARK = "zq-bench-marker-9c2e"
 T0 = datetime(2024, 1, 1)
 COLS = ("event_id", "user_id", "item_id", "event_type", "timestamp", "session_id", "query", "value", "context")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rows(others: int, user_events: int, seed: int = 0):
@@ -232,7 +223,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {"others": args.others, "user_events": args.user_events, "repeats": args.repeats,
                    "postgres": bool(args.postgres)},
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version(), "sqlite": sqlite3.sqlite_version},
     }
     save(args.out, "erasure", meta, results, to_markdown, key=lambda r: (r["backend"], r["mode"]))

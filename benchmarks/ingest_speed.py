@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from shopformer.evaluate.report import cpu_model
 from shopformer.ingest import ingest_to_folder
 
 HERE = Path(__file__).resolve().parent
@@ -28,16 +29,6 @@ CASES = [
     ("ml-1m sequences", "ml-1m/ml-1m_sequences.txt.gz", "sequence"),
     ("online retail", "online-retail/online_retail.csv.gz", "online-retail"),
 ]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(data: Path, repeats: int) -> dict:
@@ -73,7 +64,7 @@ def run(data: Path, repeats: int) -> dict:
         "config": {"repeats": repeats, "data": str(data), "what": "ingest_to_folder into a fresh folder"},
         "machine": {
             "platform": platform.platform(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "polars": pl.__version__,

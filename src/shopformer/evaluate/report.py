@@ -16,6 +16,17 @@ from shopformer.evaluate.protocol import EvalResult
 HEADLINE = ("HR@10", "NDCG@10", "Recall@10", "MRR", "Precision@10", "F1@10", "Coverage@10")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for benchmark records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
