@@ -32,7 +32,8 @@ def request_maker(endpoint: str, users: list[str], items: list[str], event_type:
     ids = itertools.count()
     q = urllib.parse.quote
     if endpoint == "recommend":
-        return lambda: ("GET", f"/v1/users/{q(rnd.choice(users), safe='')}/recommendations", {"params": {"k": K}}, 200)
+        return lambda: ("GET", f"/v1/users/{q(rnd.choice(users), safe='')}/recommendations",
+                        {"params": {"k": K}, "headers": {"X-API-Key": API_KEY}}, 200)
     if endpoint == "similar":
         return lambda: ("GET", f"/v1/items/{q(rnd.choice(items), safe='')}/similar", {"params": {"k": K}}, 200)
     if endpoint == "event":

@@ -57,7 +57,9 @@ end
 
 function request()
   if endpoint == "recommend" then
-    return wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?k=" .. k)
+    -- a customer's recommendations need a read key (the benchmark's key holds every scope)
+    return wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?k=" .. k,
+      {["X-API-Key"] = key})
   elseif endpoint == "similar" then
     return wrk.format("GET", "/v1/items/" .. items[math.random(#items)] .. "/similar?k=" .. k)
   elseif endpoint == "search" then

@@ -76,15 +76,15 @@ def test_curl_examples_work_against_the_api(shop, tmp_path):
     examples = demo.curl_examples("http://testserver", "k3y", "u1", ["a", "b"], "d")
     assert len(examples) == 7
     settings = ServeSettings(store_url=url, run=shop["run"], api_key="k3y")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings)) as client:  # no default key: each example carries what it needs
         assert client.app.state.search.wait(120)
-        before = client.get("/v1/users/u1/recommendations").json()["items"]
+        before = client.get("/v1/users/u1/recommendations", headers={"X-API-Key": "k3y"}).json()["items"]
         assert "d" in [x["item_id"] for x in before]
         for comment, command in examples:
             r = _request(client, command)
             assert r.status_code in (200, 201), (comment, r.text)
-        assert "X-API-Key: k3y" in examples[3][1]
-        after = client.get("/v1/users/u1/recommendations").json()["items"]
+        assert "X-API-Key: k3y" in examples[3][1] and "X-API-Key: k3y" in examples[0][1]
+        after = client.get("/v1/users/u1/recommendations", headers={"X-API-Key": "k3y"}).json()["items"]
         assert "d" not in [x["item_id"] for x in after]  # the posted event changed the answer
 
 

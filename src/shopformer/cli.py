@@ -1,4 +1,5 @@
-"""The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | forget | export-user | demo."""
+"""The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | forget | export-user |
+keys | audit | demo."""
 
 from __future__ import annotations
 
@@ -42,6 +43,41 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _store_user(store, user: str) -> str:  # noqa: ANN001 - an EventStore
+    """USER as ``store`` knows it: its pseudonym when SHOPFORMER_PSEUDONYM_KEY is set, the
+    id as given when not; a store written with another key, or with none, is refused
+    (PseudonymMismatch, a StoreError), as a mistyped key would find nobody."""
+    from shopformer.privacy.pseudonym import from_env
+    from shopformer.store import pseudonyms as bound
+
+    p = from_env()
+    bound.bind(store, p.fingerprint if p else None, p.is_pseudonym if p else None, claim=False)
+    return p.user(user) if p is not None else user
+
+
+def _run_user(user: str, run: Path, data: Path | None) -> str:
+    """USER as the run's data folder knows it: mapped with SHOPFORMER_PSEUDONYM_KEY when
+    the folder's ids are pseudonyms (its ``pseudonyms.json``), as given when they are raw."""
+    import json
+
+    from shopformer.ingest.api import folder_pseudonym_key
+    from shopformer.privacy.pseudonym import ENV_VAR, from_env
+
+    if data is None:
+        try:
+            data = Path(json.loads((run / "run.json").read_text())["data_dir"])
+        except (OSError, ValueError, KeyError):
+            return user  # the command itself says what is wrong with the run
+    key = folder_pseudonym_key(data)
+    if key is None:
+        return user
+    p = from_env()
+    if p is None or p.fingerprint != key:
+        raise ValueError(f"{data} holds pseudonymous customer ids (key fingerprint {key}): set {ENV_VAR} to the key "
+                         "it was ingested with to name a customer by their raw id")
+    return p.user(user)
+
+
 def _data_config(
     types: str | None, min_user: int, min_item: int, dedupe: bool, protocol: str
 ) -> DataConfig:
@@ -73,9 +109,13 @@ def ingest(
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FIELD=COLUMN (repeatable).")] = None,
     event_type: Annotated[Optional[str], typer.Option(help="Event type for files without one.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad row.")] = False,
+    pseudonymize: Annotated[bool, typer.Option(
+        "--pseudonymize", help="Store user and session ids as keyed pseudonyms (HMAC, key in "
+                               "SHOPFORMER_PSEUDONYM_KEY): no raw customer id reaches the data folder.")] = False,
 ) -> None:
     """Read events (and a catalog) into a data folder, with a per-reason rejection report."""
     from shopformer.ingest import IngestError, ingest as run_ingest
+    from shopformer.privacy.pseudonym import from_env
 
     try:
         report = run_ingest(
@@ -87,6 +127,7 @@ def ingest(
             catalog_format=catalog_format,
             event_type=event_type,
             strict=strict,
+            pseudonyms=from_env(required=True) if pseudonymize else None,
         )
     except (IngestError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -94,6 +135,8 @@ def ingest(
     console.print(report.rich_table())
     if report.catalog is not None:
         console.print(report.catalog.rich_table())
+    if report.pseudonym_key:
+        console.print(f"customer ids stored as pseudonyms (key fingerprint {report.pseudonym_key})")
     console.print(f"report saved to {data / 'ingest_report.md'}")
 
 
@@ -135,6 +178,10 @@ def train(
         f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "
         f"-> {run.folder}"
     )
+    if "privacy" in run.info:  # DP-SGD: the guarantee the weights have (train/dp.py)
+        p = run.info["privacy"]
+        console.print(f"differential privacy: epsilon {p['epsilon']:.3f} (delta {p['delta']:.3g}) per user, "
+                      f"{p['steps']} steps, noise multiplier {p['noise_multiplier']:.3f}")
 
 
 @app.command()
@@ -226,6 +273,7 @@ def explain(
     from shopformer.explain.offline import explain_user, rich_table
 
     try:
+        user = _run_user(user, run, data)
         ue = explain_user(run, user, k, not include_history, data)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -271,6 +319,7 @@ def search(
     try:
         flt = SearchFilter(categories=tuple(category or ()), brands=tuple(brand or ()), min_price=min_price,
                            max_price=max_price, available_only=available_only)
+        user = _run_user(user, run, data) if user is not None else None
         result = search_run(run, query, k, flt, user, data, rebuild, personal_weight)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -369,12 +418,17 @@ def forget(
     from shopformer.privacy import forget as forget_user
     from shopformer.privacy import served_model
     from shopformer.privacy.requests import OUTSIDE
+    from shopformer.access_cli import cli_actor
     from shopformer.store import ErasureConfig, EventStore, StoreConfig, StoreError
+    from shopformer.store.access import record_audit
 
     try:
         with EventStore(StoreConfig(url=store)) as s:
+            user = _store_user(s, user)
             receipt = forget_user(s, user, served_model(s), ErasureConfig(compact=compact))
-    except StoreError as exc:
+            record_audit(s, cli_actor(), "erase_user", f"user_sha256:{receipt.user_hash}", "ok",
+                         {"receipt_id": receipt.receipt_id, "removed": receipt.removed, "status": receipt.status})
+    except (StoreError, ValueError) as exc:
         _fail(str(exc))
         return
     if json_:
@@ -405,13 +459,19 @@ def export_user_command(
     with every field, erasure receipts, and whether the served model was trained on them."""
     import json
 
+    from shopformer.access_cli import cli_actor
     from shopformer.privacy import export_user, served_model
     from shopformer.store import EventStore, StoreConfig, StoreError
+    from shopformer.store.access import record_audit
+    from shopformer.store.erasure import user_hash
 
     try:
         with EventStore(StoreConfig(url=store)) as s:
+            user = _store_user(s, user)
             data = export_user(s, user, served_model(s))
-    except StoreError as exc:
+            record_audit(s, cli_actor(), "export_user", f"user_sha256:{user_hash(user)}", "ok",
+                         {"events": len(data["events"])})
+    except (StoreError, ValueError) as exc:
         _fail(str(exc))
         return
     text = json.dumps(data, indent=2, ensure_ascii=False)
@@ -437,6 +497,21 @@ def demo(
         run_demo(workdir, console, serve=not no_serve, port=port)
     except DemoError as exc:
         _fail(str(exc))
+
+
+def _register_access() -> None:  # commands that live in their own module
+    from shopformer.access_cli import audit, keys_app
+
+    app.add_typer(keys_app, name="keys")
+    app.command("audit")(audit)
+
+
+_register_access()
+
+# `shopformer retention` (issue 17): its options and work live in cli_retention / privacy.retention
+from shopformer.cli_retention import retention as _retention  # noqa: E402
+
+app.command("retention")(_retention)
 
 
 if __name__ == "__main__":

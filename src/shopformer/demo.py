@@ -210,7 +210,7 @@ def curl_examples(url: str, key: str, user: str, items: list[str], next_item: st
     json_header = "-H 'Content-Type: application/json'"
     return [
         (f"top-10 for customer {user} (re-encoded from their latest purchases in the store)",
-         f"curl -s {shlex.quote(f'{url}/v1/users/{path(user, safe=str())}/recommendations?k=10')}"),
+         f'curl -s -H "X-API-Key: {key}" {shlex.quote(f"{url}/v1/users/{path(user, safe=str())}/recommendations?k=10")}'),
         ("an anonymous session that bought these items, oldest first",
          f"curl -s -X POST {url}/v1/recommendations/session {json_header} -d {shlex.quote(session)}"),
         (f"items similar to {item}",

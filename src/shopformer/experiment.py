@@ -93,6 +93,9 @@ def train_run(
         "fit_seconds": round(seconds, 3),
         "model_config": asdict(model.config),
     }
+    privacy = getattr(model, "privacy", None)
+    if privacy is not None:  # DP-SGD: the guarantee the weights have (train/dp.py)
+        info["privacy"] = privacy.to_dict()
     save_run(out, model, data.items, data.users, data_config, info)
     return load_run(out)
 

@@ -67,7 +67,8 @@ def client_for(shop, tmp_path, run: str) -> TestClient:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with EventStore(StoreConfig(url)) as store:
         import_folder(store, shop["data"])
-    return TestClient(create_app(ServeSettings(store_url=url, run=shop[run], api_key="k", cache_ttl_s=60)))
+    return TestClient(create_app(ServeSettings(store_url=url, run=shop[run], api_key="k", cache_ttl_s=60)),
+                      headers={"X-API-Key": "k"})
 
 
 @pytest.fixture
@@ -157,7 +158,7 @@ def test_explain_precision_setting_reaches_the_occlusion(shop, tmp_path):
     with EventStore(StoreConfig(url)) as store:
         import_folder(store, shop["data"])
     settings = ServeSettings(store_url=url, run=shop["sasrec"], api_key="k", explain_precision="int8")
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers={"X-API-Key": "k"}) as c:
         assert c.app.state.explainers.config.occlusion.precision == "int8"
         body = c.get("/v1/users/u2/recommendations", params={"k": 2, "explain": "true"}).json()
         model, vocab = c.app.state.service.require().run.model, c.app.state.service.require().run.items

@@ -233,7 +233,7 @@ def test_acknowledged_events_survive_kill_9(store_url, tmp_path):
 
     # The server comes back on the store the crash left behind and answers reads.
     with running(store_url, log) as again:
-        r = httpx.get(f"{again.base}/v1/users/user-1", params={"limit": 1000}, timeout=10)
+        r = httpx.get(f"{again.base}/v1/users/user-1", params={"limit": 1000}, headers={"X-API-Key": KEY}, timeout=10)
         assert r.status_code == 200, r.text
         # and every acknowledged event is stored (what the restarted server reads)
         missing = acked - stored_ids(store_url, tag)

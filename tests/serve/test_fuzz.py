@@ -44,6 +44,7 @@ OPERATIONS = [
     "GET /v1/search", "GET /v1/search/suggest", "POST /v1/events", "POST /v1/events:batch", "GET /v1/users/{user_id}",
     "GET /v1/items/{item_id}", "PUT /v1/catalog/items", "DELETE /v1/catalog/items/{item_id}", "POST /v1/admin/reload",
     "DELETE /v1/users/{user_id}", "GET /v1/users/{user_id}/export", "GET /health", "GET /metrics",
+    "POST /v1/admin/keys", "GET /v1/admin/keys", "DELETE /v1/admin/keys/{key_id}", "GET /v1/admin/audit",
 ]
 BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT")]
 #: (operation, mode): invalid input for every operation that takes any

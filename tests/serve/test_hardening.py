@@ -272,3 +272,19 @@ def test_limit_settings_from_env():
                       ("SHOPFORMER_MAX_FUTURE_S", "-1"), ("SHOPFORMER_MAX_CONTEXT_BYTES", "big")]:
         with pytest.raises(ValueError, match=name):
             ServeSettings.from_env({name: raw})
+
+
+# -- OpenAPI says what is enforced -------------------------------------------------------
+def test_padding_counts_toward_a_short_text_limit(client):
+    padded = " " * 10 + "c" * 250  # 260 characters, 250 after stripping
+    r = client.post("/v1/recommendations/session", json={"item_ids": ["a"], "filters": {"category": padded}})
+    assert r.status_code == 422 and locs(r) == [["body", "filters", "category"]]
+    ok = client.post("/v1/recommendations/session", json={"item_ids": ["a"], "filters": {"category": " kitchen "}})
+    assert ok.status_code == 200  # still stripped once within the limit
+
+
+def test_openapi_uses_standard_bounds(client):
+    spec = json.dumps(client.get("/openapi.json").json())
+    assert '"ge"' not in spec and '"le"' not in spec  # pydantic leaked these for some bounded fields
+    filters = client.get("/openapi.json").json()["components"]["schemas"]["Filters"]["properties"]
+    assert {"type": "number", "minimum": 0} in filters["min_price"]["anyOf"]

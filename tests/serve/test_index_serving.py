@@ -133,7 +133,7 @@ def test_baselines_keep_exact_scoring(shop):
 
 def test_http_reports_retrieval_and_reload_rebuilds(shop):
     settings = ServeSettings(store_url=shop["url"], run=shop["root"] / "itemknn", api_key="k")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": "k"}) as client:
         assert client.get("/v1/users/u0/recommendations").json()["model"]["retrieval"] == "exact"
         r = client.post("/v1/admin/reload", json={"run": str(shop["root"] / "sasrec")}, headers={"X-API-Key": "k"})
         assert r.status_code == 200 and r.json()["model"]["retrieval"] == "faiss-flat"
@@ -265,7 +265,7 @@ def test_an_event_posted_over_http_changes_the_transformers_next_answer(shop):
         return {"user_id": "walker", "item_id": item, "event_type": "purchase",
                 "timestamp": f"2024-06-01T10:{minute:02d}:00Z", "event_id": f"walker-{item}"}
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": "k"}) as client:
         assert client.post("/v1/events", json=event("i1", 0), headers=key).status_code == 201
         first = client.get("/v1/users/walker/recommendations", params={"k": 5}).json()
         cached = client.get("/v1/users/walker/recommendations", params={"k": 5}).json()

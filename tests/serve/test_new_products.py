@@ -43,7 +43,7 @@ def run(tmp_path_factory):
 def test_upserted_product_is_recommendable_and_similar_at_once(run):
     folder, url = run
     settings = ServeSettings(store_url=url, run=folder, api_key=KEY, cache_ttl_s=60)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": KEY}) as client:
         assert client.get("/v1/items/kettle").status_code == 404
         r = client.put("/v1/catalog/items", json=[{"item_id": "kettle", "title": "Kettle", "categories": ["kitchen"]}],
                        headers=AUTH)
@@ -58,5 +58,5 @@ def test_upserted_product_is_recommendable_and_similar_at_once(run):
         again = client.put("/v1/catalog/items", json=[{"item_id": "kettle", "title": "Kettle 2"}], headers=AUTH)
         assert again.json()["placed_in_model"] == 0
     # a fresh server over the same store places catalog products the run never saw
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": KEY}) as client:
         assert client.get("/v1/items/kettle").json()["known_to_model"] is True

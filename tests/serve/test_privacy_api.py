@@ -30,7 +30,7 @@ MARK = "zq-secret-marker-123"
 def make(store_url, run, folder, **kw) -> TestClient:  # noqa: F811
     settings = ServeSettings(store_url=store_url, run=run, api_key=KEY, search_dir=folder, search_semantic=False,
                              cache_ttl_s=60, **kw)
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), headers={"X-API-Key": KEY})
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def post(client, **event) -> None:
 
 def test_keys_are_required(client):
     for method, path in (("DELETE", "/v1/users/u1"), ("GET", "/v1/users/u1/export")):
-        assert client.request(method, path).status_code == 401
+        assert client.request(method, path, headers={"X-API-Key": ""}).status_code == 401  # the client's default key off
         assert client.request(method, path, headers={"X-API-Key": "wrong"}).status_code == 403
     assert client.get("/v1/users/u1/export", headers=AUTH).json()["events"]  # nothing was erased
 

@@ -87,7 +87,8 @@ def test_reload_through_one_app_reaches_another_app(shop, url):
     from shopformer.serve import create_app
 
     def app(run):
-        return TestClient(create_app(ServeSettings(store_url=url, run=run, api_key="k", sync_s=0.1)))
+        return TestClient(create_app(ServeSettings(store_url=url, run=run, api_key="k", sync_s=0.1)),
+                          headers={"X-API-Key": "k"})
 
     with app(shop["knn"]) as a, app(shop["knn"]) as b:
         assert b.get("/health").json()["model"]["name"] == "itemknn"

@@ -23,7 +23,7 @@ from test_api import AUTH, KEY, shop, store_url  # noqa: E402, F401 - fixtures
 def make(store_url, run, tmp_path, **kw) -> TestClient:  # noqa: F811
     settings = ServeSettings(store_url=store_url, run=run, api_key=KEY, search_dir=tmp_path / "search",
                              search_semantic=False, **kw)
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), headers={"X-API-Key": KEY})
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_upsert_and_delete_are_searchable_on_return(client):
     assert ids(client.get("/v1/search", params={"q": "teapot"}).json()) == []
     assert client.get("/v1/items/t").status_code == 404  # neither in the catalog nor known to the model
     assert client.delete("/v1/catalog/items/t", headers=AUTH).json() == {"deleted": 0}
-    assert client.delete("/v1/catalog/items/a").status_code == 401  # writes need the key
+    assert client.delete("/v1/catalog/items/a", headers={"X-API-Key": ""}).status_code == 401  # writes need the key
 
 
 def test_suggestions_from_search_events_and_catalog(client):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -36,6 +37,9 @@ from .readers import (
 from .report import IngestError
 from .timestamps import parse_timestamps
 from .validate import finalize_events, finalize_products
+
+if TYPE_CHECKING:  # a type only: ingest sits below the privacy package
+    from shopformer.privacy.pseudonym import Pseudonymizer
 
 
 def _no_products() -> pl.DataFrame:
@@ -57,6 +61,7 @@ def read_sequences(
     catalog_ids: pl.Series | None = None,
     strict: bool = False,
     encoding: str = "utf8",
+    pseudonyms: Pseudonymizer | None = None,
 ) -> Ingested:
     """Read a whitespace-separated sequence file: each line is a user id followed by
     item ids, in order. Lines are appended in file order, so a user may span several
@@ -87,7 +92,7 @@ def read_sequences(
     )
     events, report = finalize_events(
         staged, source=str(path), fmt="sequence", position_start=position_start,
-        catalog_ids=catalog_ids, strict=strict, warnings=warnings,
+        catalog_ids=catalog_ids, strict=strict, warnings=warnings, pseudonyms=pseudonyms,
     )
     return Ingested(events, _no_products(), report)
 
@@ -117,6 +122,7 @@ def read_online_retail(
     existing_products: pl.DataFrame | None = None,
     strict: bool = False,
     currency: str = "GBP",
+    pseudonyms: Pseudonymizer | None = None,
 ) -> Ingested:
     """UCI Online Retail (I or II) CSV -> events + derived catalog.
 
@@ -171,7 +177,7 @@ def read_online_retail(
     }
     events, report = finalize_events(
         staged, source=str(path), fmt="online-retail", fields=fields,
-        position_start=position_start, existing=existing, strict=strict,
+        position_start=position_start, existing=existing, strict=strict, pseudonyms=pseudonyms,
     )
 
     # Derived catalog.
@@ -237,6 +243,7 @@ def read_recbole(
     existing: pl.DataFrame | None = None,
     existing_products: pl.DataFrame | None = None,
     strict: bool = False,
+    pseudonyms: Pseudonymizer | None = None,
 ) -> Ingested:
     """RecBole atomic file: ``.inter`` -> events, ``.item`` -> products (kind from the
     file name). Header ``name:type`` loses its ``:type``. In ``.inter``, ``rating`` is the
@@ -266,7 +273,7 @@ def read_recbole(
         events, report = finalize_events(
             staged, source=str(path), fmt="recbole", fields=cols,
             position_start=position_start, catalog_ids=catalog_ids, existing=existing,
-            strict=strict,
+            strict=strict, pseudonyms=pseudonyms,
         )
         return Ingested(events, _no_products(), report)
     if kind == "item":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -22,6 +24,9 @@ from .adapters import (
 )
 from .readers import Ingested, read_events, read_products
 from .report import IngestError, IngestReport
+
+if TYPE_CHECKING:  # a type only: ingest sits below the privacy package
+    from shopformer.privacy.pseudonym import Pseudonymizer
 
 #: Every accepted ``fmt`` value.
 FORMATS: tuple[str, ...] = (
@@ -41,6 +46,8 @@ EVENTS_FILE = "events.parquet"
 PRODUCTS_FILE = "products.parquet"
 REPORT_JSON = "ingest_report.json"
 REPORT_MD = "ingest_report.md"
+#: present when the folder's customer ids are pseudonyms: ``{"key_fingerprint": ...}``
+PSEUDONYMS_FILE = "pseudonyms.json"
 
 
 def _norm_fmt(fmt: str | None, path: Path) -> str:
@@ -71,12 +78,15 @@ def read(
     encoding: str = "utf8",
     separator: str | None = None,
     list_separator: str = "|",
+    pseudonyms: Pseudonymizer | None = None,
 ) -> Ingested:
     """Read one source in any supported format, in memory (no folder involved).
 
     ``as_catalog`` reads a csv/tsv/jsonl/parquet file as products instead of events.
     ``event_type`` / ``timezone`` default per format (sequence: purchase; recbole: rate
     when there is a rating; csv/...: view; online-retail: Europe/London; others UTC).
+    ``pseudonyms``: events' ``user_id`` and ``session_id`` become pseudonyms (see
+    :mod:`shopformer.privacy.pseudonym`).
     """
     source = Path(source)
     f = _norm_fmt(fmt, source)
@@ -93,24 +103,25 @@ def read(
             source, f, mapping, event_type=event_type or "view",
             timestamp_format=timestamp_format, timezone=tz, position_start=position_start,
             catalog_ids=catalog_ids, existing=existing_events, strict=strict,
-            separator=separator, encoding=encoding,
+            separator=separator, encoding=encoding, pseudonyms=pseudonyms,
         )
     if f == "sequence":
         return read_sequences(
             source, event_type=event_type or "purchase", position_start=position_start,
-            catalog_ids=catalog_ids, strict=strict, encoding=encoding,
+            catalog_ids=catalog_ids, strict=strict, encoding=encoding, pseudonyms=pseudonyms,
         )
     if f == "online-retail":
         return read_online_retail(
             source, timezone=timezone or "Europe/London", timestamp_format=timestamp_format,
             position_start=position_start, existing=existing_events,
-            existing_products=existing_products, strict=strict,
+            existing_products=existing_products, strict=strict, pseudonyms=pseudonyms,
         )
     if f == "recbole":
         return read_recbole(
             source, mapping, event_type=event_type, timestamp_format=timestamp_format,
             timezone=tz, position_start=position_start, catalog_ids=catalog_ids,
             existing=existing_events, existing_products=existing_products, strict=strict,
+            pseudonyms=pseudonyms,
         )
     if f == "item2attributes":
         return read_item2attributes(source, existing_products=existing_products, strict=strict)
@@ -133,6 +144,47 @@ def load_folder(data_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         conform(pl.read_parquet(pr), PRODUCT_SCHEMA) if pr.exists() else pl.DataFrame(schema=PRODUCT_SCHEMA)
     )
     return events, products
+
+
+def folder_pseudonym_key(data_dir: str | Path) -> str | None:
+    """The fingerprint of the key whose pseudonyms the folder's customer ids are, or
+    None when they are raw (no ``pseudonyms.json``)."""
+    path = Path(data_dir) / PSEUDONYMS_FILE
+    if not path.exists():
+        return None
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["key_fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IngestError(f"{path}: unreadable ({exc}); it names the key of the folder's pseudonymous ids") from None
+
+
+def pseudonyms_marker(fingerprint: str) -> str:
+    """The text of ``pseudonyms.json`` for a key fingerprint."""
+    return json.dumps({"key_fingerprint": fingerprint, "scheme": "hmac-sha256/v1",
+                       "fields": ["user_id", "session_id"]}, indent=2) + "\n"
+
+
+def _check_pseudonyms(d: Path, old_events: pl.DataFrame, pseudonyms: Pseudonymizer | None) -> None:
+    """Refuse to mix raw ids and pseudonyms, or two keys' pseudonyms, in one folder:
+    either would split every customer in two."""
+    stored = folder_pseudonym_key(d)
+    if pseudonyms is None:
+        if stored is not None:
+            raise IngestError(
+                f"{d} holds pseudonymous customer ids (key fingerprint {stored}): ingest with --pseudonymize "
+                "and the same SHOPFORMER_PSEUDONYM_KEY")
+        return
+    if stored is not None:
+        if stored != pseudonyms.fingerprint:
+            raise IngestError(
+                f"{d} holds pseudonyms made with another key (fingerprint {stored}; SHOPFORMER_PSEUDONYM_KEY has "
+                f"{pseudonyms.fingerprint}): every customer would be split in two; use the key the folder was "
+                "made with, or a new folder")
+        return
+    if old_events.height and pseudonyms.foreign(old_events["user_id"].unique().to_list()):
+        raise IngestError(
+            f"{d} already holds events with raw customer ids: pseudonyms beside them would split every customer "
+            "in two; --pseudonymize into a new folder (re-ingest the raw files there)")
 
 
 def _write_atomically(d: Path, payload: dict[str, pl.DataFrame | str]) -> None:
@@ -173,9 +225,16 @@ def ingest_to_folder(
     encoding: str = "utf8",
     separator: str | None = None,
     list_separator: str = "|",
+    pseudonyms: Pseudonymizer | None = None,
 ) -> IngestReport:
     """Ingest ``source`` (events, or products for a catalog-only format) and/or
     ``catalog`` (products) into ``data_dir``.
+
+    ``pseudonyms``: events' ``user_id`` and ``session_id`` are replaced by their
+    pseudonyms before anything is written (the report's examples show pseudonyms too),
+    and ``pseudonyms.json`` records the key's fingerprint. A folder is all raw or all
+    pseudonyms of one key: events into a pseudonymous folder need the same key, and a
+    folder of raw events takes no pseudonyms (:class:`IngestError`).
 
     Existing data is kept: new events are appended with ``position`` continuing after
     the stored maximum, and events equal to stored ones are rejected as ``duplicate``;
@@ -218,10 +277,12 @@ def ingest_to_folder(
         got = read(
             source, sfmt, mapping, as_catalog=sfmt in CATALOG_ONLY_FORMATS,
             event_type=event_type, position_start=start, catalog_ids=catalog_ids,
-            existing_events=old_events, existing_products=old_products, **common,
+            existing_events=old_events, existing_products=old_products, pseudonyms=pseudonyms, **common,
         )
         report = got.report
         new_events = got.events
+        if report.kind == "events":  # before anything is written
+            _check_pseudonyms(d, old_events, pseudonyms)
         if got.products.height or got.report.kind == "products":
             new_products.append(got.products)
         if cat_report is not None:
@@ -242,6 +303,8 @@ def ingest_to_folder(
     report.seconds = time.perf_counter() - t0
     payload[REPORT_JSON] = report.to_json() + "\n"
     payload[REPORT_MD] = report.to_markdown()
+    if pseudonyms is not None and new_events.height:
+        payload[PSEUDONYMS_FILE] = pseudonyms_marker(pseudonyms.fingerprint)
     _write_atomically(d, payload)
     return report
 
@@ -259,6 +322,7 @@ def ingest(
     catalog_mapping: dict[str, str] | None = None,
     timestamp_format: str = "auto",
     timezone: str | None = None,
+    pseudonyms: Pseudonymizer | None = None,
 ) -> IngestReport:
     """The CLI entry point: same as :func:`ingest_to_folder`, arguments in CLI order.
 
@@ -268,5 +332,5 @@ def ingest(
     return ingest_to_folder(
         data_dir, source, fmt, mapping, catalog=catalog, catalog_format=catalog_format,
         catalog_mapping=catalog_mapping, event_type=event_type,
-        timestamp_format=timestamp_format, timezone=timezone, strict=strict,
+        timestamp_format=timestamp_format, timezone=timezone, strict=strict, pseudonyms=pseudonyms,
     )

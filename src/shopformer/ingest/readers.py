@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
 
@@ -20,6 +20,9 @@ from ._io import LINE, detect_format, read_table
 from .report import IngestError, IngestReport
 from .timestamps import parse_timestamps
 from .validate import finalize_events, finalize_products
+
+if TYPE_CHECKING:  # a type only: ingest sits below the privacy package
+    from shopformer.privacy.pseudonym import Pseudonymizer
 
 
 class Ingested(NamedTuple):
@@ -202,6 +205,7 @@ def read_events(
     strict: bool = False,
     separator: str | None = None,
     encoding: str = "utf8",
+    pseudonyms: Pseudonymizer | None = None,
 ) -> Ingested:
     """Read an event log (csv / tsv / jsonl / parquet; ``fmt`` from the extension when
     None). ``event_type`` is the type of every row when the file has no type column
@@ -217,7 +221,7 @@ def read_events(
     )
     events, report = finalize_events(
         staged, source=str(path), fmt=fmt, fields=cols, position_start=position_start,
-        catalog_ids=catalog_ids, existing=existing, strict=strict,
+        catalog_ids=catalog_ids, existing=existing, strict=strict, pseudonyms=pseudonyms,
     )
     return Ingested(events, pl.DataFrame(schema=PRODUCT_SCHEMA), report)
 

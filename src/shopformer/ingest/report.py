@@ -49,6 +49,8 @@ class IngestReport:
     ``unaddressable_id``: an id the HTTP API could never look up, see
     :data:`shopformer.types.UNADDRESSABLE_ID`). ``catalog`` is the report of the products read in the same
     call (a catalog file given beside the events, or a catalog derived from the events).
+    ``pseudonym_key``: the fingerprint of the key whose pseudonyms replaced ``user_id``
+    and ``session_id`` (examples then show pseudonyms too), None when ids are raw.
     """
 
     source: str
@@ -61,6 +63,7 @@ class IngestReport:
     kind: str = "events"
     seconds: float = 0.0
     catalog: IngestReport | None = None
+    pseudonym_key: str | None = None
 
     @property
     def rows_rejected(self) -> int:
@@ -96,6 +99,7 @@ class IngestReport:
             kind=d.get("kind", "events"),
             seconds=d.get("seconds", 0.0),
             catalog=cls.from_dict(cat) if cat else None,
+            pseudonym_key=d.get("pseudonym_key"),
         )
 
     def _md_lines(self, level: int = 2) -> list[str]:
@@ -109,6 +113,8 @@ class IngestReport:
             f"- time: {self.seconds:.2f} s",
             "",
         ]
+        if self.pseudonym_key:
+            out[-1:-1] = [f"- customer ids: pseudonymous (user_id, session_id; key fingerprint {self.pseudonym_key})"]
         if self.rejected:
             out += ["| reason | rows | examples (line: field = value) |", "|---|---:|---|"]
             for reason, n in self.rejected.items():

@@ -16,12 +16,16 @@ Staged event columns (absent ones are null): ``_line``, ``event_id``, ``user_id`
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ..types import EVENT_SCHEMA, EVENT_TYPES, PRODUCT_SCHEMA, UNADDRESSABLE_ID, conform, unaddressable
 from ._io import LINE, REPLACEMENT
 from .report import EVENT_REASONS, MAX_EXAMPLES, PRODUCT_REASONS, IngestError, IngestReport
+
+if TYPE_CHECKING:  # a type only: ingest sits below the privacy package
+    from shopformer.privacy.pseudonym import Pseudonymizer
 
 #: Spellings of event types found in public logs, mapped to EVENT_TYPES.
 EVENT_TYPE_ALIASES: dict[str, str] = {
@@ -161,6 +165,24 @@ def _unaddressable_ids(
     report.examples["unaddressable_id"] = rows
 
 
+def _pseudonymize(df: pl.DataFrame, pseudonyms: Pseudonymizer, report: IngestReport,
+                  fields: Mapping[str, str]) -> pl.DataFrame:
+    """``user_id`` and ``session_id`` by their pseudonyms (rejected rows too: their
+    examples are reported). A value shaped like another key's pseudonym stops the ingest,
+    naming its line: hashing it again would split that customer."""
+    from shopformer.privacy.pseudonym import ForeignPseudonym
+
+    out = {}
+    for col, kind in (("user_id", "user"), ("session_id", "session")):
+        try:
+            out[col] = pseudonyms.column(kind, df[col])
+        except ForeignPseudonym as exc:
+            line = df.filter(pl.col(col) == exc.value)[LINE][0]
+            raise IngestError(f"{report.source}, line {line}: field {fields.get(col, col)!r}: {exc}") from None
+    report.pseudonym_key = pseudonyms.fingerprint
+    return df.with_columns(**out)
+
+
 def _stage(df: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     if LINE not in df.columns:
         df = df.with_row_index(LINE, offset=1)
@@ -179,12 +201,17 @@ def finalize_events(
     strict: bool = False,
     rows_read: int | None = None,
     warnings: dict[str, int] | None = None,
+    pseudonyms: Pseudonymizer | None = None,
 ) -> tuple[pl.DataFrame, IngestReport]:
     """Validate a staged event frame; return (events conformed to EVENT_SCHEMA, report).
 
     Rows are in file order. Duplicates are only looked for among rows that have an
     ``event_id`` or a timestamp: in a file without timestamps a repeated row is a
     repeated interaction, not a duplicate.
+
+    ``pseudonyms``: ``user_id`` and ``session_id`` are replaced by their pseudonyms right
+    after the rows are checked, so duplicates are found against stored (pseudonymous)
+    data and the report's examples and strict-mode errors never show a raw id.
     """
     fields = dict(fields or {})
     report = IngestReport(source=source, format=fmt, kind="events", warnings=dict(warnings or {}))
@@ -217,6 +244,10 @@ def finalize_events(
         ids = catalog_ids.cast(pl.String).unique()
         conds.append(("unknown_item", ~is_search & ~pl.col("item_id").is_in(ids.implode())))
     df = df.with_columns(_reason_chain(conds))
+    # which id column made a row invalid_utf8, noted before pseudonyms replace the ids
+    df = df.with_columns(_has_fffd(c).alias(f"_fffd_{c}") for c in _EVENT_ID_COLS)
+    if pseudonyms is not None:
+        df = _pseudonymize(df, pseudonyms, report, fields)
 
     # Duplicates among otherwise-good rows: same event_id, or the same full row.
     df = df.with_row_index("_row")
@@ -256,9 +287,9 @@ def finalize_events(
         )
     )
     utf8_field = pl.coalesce(
-        *[pl.when(_has_fffd(c)).then(pl.lit(fields.get(c, c))) for c in _EVENT_ID_COLS]
+        *[pl.when(pl.col(f"_fffd_{c}")).then(pl.lit(fields.get(c, c))) for c in _EVENT_ID_COLS]
     )
-    utf8_value = pl.coalesce(*[pl.when(_has_fffd(c)).then(pl.col(c)) for c in _EVENT_ID_COLS])
+    utf8_value = pl.coalesce(*[pl.when(pl.col(f"_fffd_{c}")).then(pl.col(c)) for c in _EVENT_ID_COLS])
     f_expr, v_expr = _field_value(
         {
             "missing_user_id": ("user_id", pl.col("user_id")),

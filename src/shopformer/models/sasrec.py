@@ -139,12 +139,15 @@ class SASRec(nn.Module):
         gaps: torch.Tensor | None = None,
         table: torch.Tensor | None = None,
         last_only: bool = False,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # items, types, gaps: (B, T) left-padded with 0, T <= max_len -> hidden (B, T, D)
         # table: item_representations() when the caller already has it (one per step)
         # last_only: hidden (B, 1, D) at the last position only; the last block then asks
         #   one query, not T (inference reads nothing else)
-        x = self.embed(items, types, gaps, table)  # (B, T, D)
+        # rows: (B, T, D) the items' table rows, already looked up (DP-SGD differentiates
+        #   each user's rows rather than the whole table, train/per_user.py)
+        x = self.embed(items, types, gaps, table, rows)  # (B, T, D)
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
@@ -190,13 +193,13 @@ class SASRec(nn.Module):
             self.unit_vectors.copy_(token_unit_rows(self.content.tokens, self.token_idf))
             self.unit_vectors[0] = 0
 
-    def embed(self, items, types=None, gaps=None, table=None) -> torch.Tensor:  # noqa: ANN001
+    def embed(self, items, types=None, gaps=None, table=None, rows=None) -> torch.Tensor:  # noqa: ANN001
         """(B, T) inputs -> (B, T, D): what the first block reads."""
         T = items.shape[1]
-        if table is None:
-            table = self.item_representations()  # (N + 2, D)
+        if rows is None:
+            rows = (self.item_representations() if table is None else table)[items]  # (B, T, D)
         pos = torch.arange(self.config.max_len - T, self.config.max_len, device=items.device)
-        x = table[items] * self.config.d_model**0.5 + self.pos_emb(pos)[None]  # (B, T, D)
+        x = rows * self.config.d_model**0.5 + self.pos_emb(pos)[None]  # (B, T, D)
         if self.type_emb is not None and types is not None:
             x = x + self.type_emb(types)
         if self.gap_emb is not None and gaps is not None:

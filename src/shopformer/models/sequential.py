@@ -24,6 +24,7 @@ from shopformer.models.item_encoder import token_unit_rows
 from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import losses
 from shopformer.train.batches import Windows, all_windows, bucketed_batches, build_windows, cloze_mask
+from shopformer.train.dp import DPConfig, PrivacyReport
 from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
 
 
@@ -40,6 +41,8 @@ class TransformerConfig:
     members: int = 1
     #: with content: the output ID scale and text weight chosen on validation after fit
     calibration: CalibrationConfig = CalibrationConfig()
+    #: DP-SGD (user-level differential privacy), off unless ``dp.epsilon`` is set
+    dp: DPConfig = DPConfig()
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,12 @@ class SASRecRecommender:
         self._int8: tuple | None = None  # (_table it came from, network copy)
         self.history = TrainHistory()
         self.calibration: Calibration | None = None
+        self.privacy: PrivacyReport | None = None  # the guarantee, when trained with DP-SGD
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
+        if self.config.dp.enabled:
+            self._check_dp()
         if self.config.members > 1:
             return self._fit_members(train, n_items, valid)
         c = self.config
@@ -131,12 +137,36 @@ class SASRecRecommender:
             keep = y > 0
             return self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
 
+        if c.dp.enabled:
+            self._fit_private(seqs, len(train))
+            return self
         validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
         self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
         self._table = None  # the best weights were restored
         if c.calibration.enabled and valid is not None and self.module.content is not None:
             self.apply_calibration(calibrate(self, valid, c.calibration))
         return self
+
+    def _check_dp(self) -> None:
+        c = self.config
+        for bad, why in ((not c.arch.causal, f"{self.name} (the causal model, sasrec, only)"),
+                         (self.content is not None, "product content (ID-only models for now)"),
+                         (c.members > 1, "members > 1 (each network would spend the budget again)"),
+                         (c.train.loss != "ce", f"train.loss={c.train.loss} (DP-SGD uses the full softmax, ce)"),
+                         (c.train.crop == "all", "train.crop=all (a user must be one example: use random or last)")):
+            if bad:
+                raise ValueError(f"dp.epsilon: DP-SGD does not support {why}")
+
+    def _fit_private(self, seqs: Sequences, n_users: int) -> None:
+        """DP-SGD (train/private.py): fixed epochs, no validation read, the last weights kept."""
+        from shopformer.train.private import fit_private
+
+        c = self.config
+        length = c.arch.max_len + 1
+        crop = c.train.crop == "random"
+        self.history, self.privacy = fit_private(
+            self.module, seqs, lambda rows, r: self._windows(rows, length, r if crop else None),
+            c.train, c.dp, n_users)
 
     def apply_calibration(self, cal: Calibration) -> None:
         """Score with the chosen ID scale and text weight (adds the text channel to a
@@ -383,6 +413,7 @@ class SASRecRecommender:
             "stopped": self.history.stopped,
             "records": [asdict(r) for r in self.history.records],
             "calibration": None if self.calibration is None else asdict(self.calibration),
+            "privacy": None if self.privacy is None else self.privacy.to_dict(),
         }
         (folder / "training.json").write_text(json.dumps(hist, indent=2))
         if self.history.records:
@@ -398,6 +429,7 @@ class SASRecRecommender:
             members=raw.get("members", 1),
             calibration=CalibrationConfig(**{k: tuple(v) if isinstance(v, list) else v
                                              for k, v in raw.get("calibration", {}).items()}),
+            dp=DPConfig(**raw.get("dp", {})),
         )
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)
@@ -408,6 +440,9 @@ class SASRecRecommender:
             state.setdefault("known", model.module.known)  # saved before content fusion: all known
         model.module.load_state_dict(state)
         model.module.eval()
+        training = folder / "training.json"
+        privacy = json.loads(training.read_text()).get("privacy") if training.exists() else None
+        model.privacy = None if privacy is None else PrivacyReport(**privacy)
         return model
 
 

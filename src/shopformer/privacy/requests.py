@@ -23,8 +23,8 @@ from shopformer.store.schema import SERVED_RUN
 OUTSIDE = (
     "the served run folder's users.json lists the user id until a run trained without them is published "
     "(status pending_retrain until then)",
-    "data folders and snapshots exported from the store (events.parquet) are files the operator keeps; "
-    "re-export or delete them",
+    "data folders the store exported (shopformer's snapshots) are cleaned too (storage.exported_folders); "
+    "copies made otherwise (ingested source files, backups, copied folders) are the operator's",
     "access logs of the HTTP server and proxies name user ids in request paths",
 )
 

@@ -12,14 +12,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shopformer.explain import ExplainConfig, OcclusionConfig
+from shopformer.privacy.pseudonym import ENV_VAR as PSEUDONYM_ENV
+from shopformer.privacy.pseudonym import Pseudonymizer
 from shopformer.store import EventStore, StoreConfig
+from shopformer.store import pseudonyms as store_pseudonyms
 
 from . import errors
 from .explanations import ExplainerCache
+from .access import AccessControl, KeyRing, RateLimits
 from .limits import BodyLimit
 from .metrics import Metrics, MetricsMiddleware
+from .pseudonyms import UserIdPseudonyms, install_access_log_filter, remove_access_log_filter
 from .recommender import RecommendationService
-from .routes import admin, catalog, events, privacy, recommend, search
+from .retention import start_retention, sync_purges
+from .routes import access, admin, catalog, events, privacy, recommend, search
 from .search import SearchService
 from .settings import ServeSettings
 from .writes import WriteLimits
@@ -30,14 +36,18 @@ DESCRIPTION = """\
 Recommendations, product search, similar items, event ingestion and catalog updates for a shop.
 
 * Every recommending answer carries scores and the model's `{name, version}`.
-* Write routes need the `X-API-Key` header (401 without it, 403 when wrong).
+* Keys go in the `X-API-Key` header and carry scopes: `read` (customers' data: their
+  events, recommendations, personalized search), `write` (events, catalog), `admin`
+  (reload, erasure, export, keys, audit log; includes the other two). 401 without a
+  key, 403 with a wrong one or one without the scope; 429 with `Retry-After` over the
+  key's rate limit. Admin actions are written to an audit log (`GET /v1/admin/audit`).
 * Bad input gets a 4xx naming the field (batches: the row index); nothing is
   half-written. Bodies over the size limit get 413 before they are read;
   an `event_id` already stored with a different payload gets 409 with the stored
   version's fingerprint (the same payload again is a harmless duplicate).
 * An event posted now changes the user's next recommendation (no retraining).
 * `DELETE /v1/users/{id}` erases a customer and answers a receipt; `GET
-  /v1/users/{id}/export` gives everything stored about them (both need the key).
+  /v1/users/{id}/export` gives everything stored about them (both need an admin key).
 """
 
 
@@ -45,13 +55,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """Build the API. ``settings`` default: :meth:`ServeSettings.from_env`."""
     settings = settings or ServeSettings.from_env()
     metrics = Metrics()
+    pseudonyms = Pseudonymizer(settings.pseudonyms) if settings.pseudonyms is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = EventStore(StoreConfig(url=settings.store_url))
         follower = None
         searching = None
+        purger = None
+        log_filter = None
         try:
+            # before anything reads or writes: raw ids and pseudonyms (or two keys) never mix
+            store_pseudonyms.bind(store, pseudonyms.fingerprint if pseudonyms else None,
+                                  pseudonyms.is_pseudonym if pseudonyms else None)
+            if pseudonyms is not None:
+                log_filter = install_access_log_filter(pseudonyms)
+            keyring.attach(store)
             service = RecommendationService(settings, store)
             if settings.search:  # built in the background; search routes answer 503 until ready
                 searching = SearchService(settings, store)
@@ -71,16 +90,23 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             app.state.service = service
             stop = threading.Event()
             if settings.sync_s > 0:
-                follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop, searching),
+                follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop, searching,
+                                                                  keyring),
                                             name="shopformer-sync", daemon=True)
                 follower.start()
+            purger = start_retention(settings, service, searching, stop)  # scheduled purges (serve/retention.py)
             yield
         finally:
             if follower is not None:
                 stop.set()
                 follower.join(timeout=10)
+            if purger is not None:
+                stop.set()  # a purge under way stops after its batch
+                purger.join(timeout=30)
             if searching is not None:
                 searching.close()
+            if log_filter is not None:
+                remove_access_log_filter(log_filter)
             store.close()
 
     app = FastAPI(
@@ -95,20 +121,40 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     # explain=true: one Explainer per served run
     app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, batch_limit=settings.max_batch_body_bytes)
+    keyring = KeyRing(settings.api_key)
+    app.state.keyring = keyring
+    # always: a key may carry its own limit where the server sets none
+    limits = RateLimits(settings.rate_limit, settings.anon_rate_limit, settings.rate_limit_storage)
+    app.add_middleware(AccessControl, keyring=keyring, limits=limits)
+    if settings.cors_origins:  # outside the key check and limits, so their 401/429s carry CORS headers too
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=600)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, counts the 413s too
+    app.state.pseudonyms = pseudonyms
+    if pseudonyms is not None:  # outermost of all: no layer (audit, metrics, errors) ever sees a raw id
+        app.add_middleware(UserIdPseudonyms, pseudonyms=pseudonyms)
     app.state.search = None
-    for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router):
+    for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
+                   access.router):
         app.include_router(router)
     errors.install(app)
     return app
 
 
 def _follow(service: RecommendationService, metrics: Metrics, every_s: float, stop: threading.Event,
-            searching: SearchService | None = None) -> None:
+            searching: SearchService | None = None, keyring: KeyRing | None = None) -> None:
     """Load the run the store names whenever another process published a new one, bring
-    the search index up to the catalog writes of every process, and drop cached state of
-    users another process erased."""
+    the search index up to the catalog writes of every process, drop cached state of
+    users another process erased, and reload the API keys when another process changed them."""
     while not stop.wait(every_s):
+        if keyring is not None:
+            try:
+                keyring.refresh()
+            except Exception:  # noqa: BLE001 - keep the keys this process has, try again later
+                log.exception("could not reload the API keys")
         try:  # another process erased a user: drop what this one keeps of them
             latest = service.store.last_erasure_id()
             service.sync_erasures(latest)
@@ -116,6 +162,10 @@ def _follow(service: RecommendationService, metrics: Metrics, every_s: float, st
                 searching.sync_erasures(latest)
         except Exception:  # noqa: BLE001 - keep serving, try again later
             log.exception("could not apply the latest erasures to this process's caches")
+        try:  # a retention purge (any process) deleted events: drop what this one cached of them
+            sync_purges(service, searching)
+        except Exception:  # noqa: BLE001 - keep serving, try again later
+            log.exception("could not apply the latest retention purge to this process's caches")
         if searching is not None:
             try:
                 if searching.sync():
@@ -160,4 +210,6 @@ def serve(
     if settings.run is not None:
         os.environ["SHOPFORMER_RUN"] = str(settings.run.resolve())
     os.environ["SHOPFORMER_CACHE_CHECK"] = "1"
+    if settings.pseudonyms is not None and not os.environ.get(PSEUDONYM_ENV):
+        os.environ[PSEUDONYM_ENV] = settings.pseudonyms.key.decode("utf-8")  # workers must map ids alike
     uvicorn.run("shopformer.serve.app:create_app", factory=True, workers=workers, **common)

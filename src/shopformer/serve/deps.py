@@ -1,4 +1,4 @@
-"""Request dependencies: the service objects on ``app.state`` and the API-key check.
+"""Request dependencies: the service objects on ``app.state`` and the API-key scope checks.
 
 They are ``async``: none of them blocks, and FastAPI runs a plain ``def`` dependency in
 its thread pool, a thread hand-off per dependency per request that costs more than the
@@ -6,20 +6,20 @@ work (the routes that do I/O stay plain functions)."""
 
 from __future__ import annotations
 
-import hmac
-
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
 from shopformer.store import EventStore
+from shopformer.store.access import ADMIN, READ, WRITE
 
+from .access import Principal, authorize
 from .metrics import Metrics
 from .recommender import RecommendationService
 from .settings import ServeSettings
 from .writes import WriteLimits
 
 #: declared once so OpenAPI shows the scheme on every write route
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write routes")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key: read (customers' data), write (events, catalog) or admin scope")
 
 
 async def get_settings(request: Request) -> ServeSettings:
@@ -42,26 +42,17 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def require_api_key(
-    key: str | None = Security(api_key_header),
-    settings: ServeSettings = Depends(get_settings),
-) -> None:
-    """401 without ``X-API-Key``, 403 with a wrong one (constant-time comparison).
-    With no key configured, writes are refused (503) unless
-    ``SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES=1``."""
-    if settings.api_key is None:
-        if settings.allow_unauthenticated_writes:
-            return
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "writes are disabled: this server has no API key; set SHOPFORMER_API_KEY "
-            "(or SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES=1 for a local demo)",
-        )
-    if not key:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send it in the X-API-Key header",
-            headers={"WWW-Authenticate": "ApiKey"},
-        )
-    if not hmac.compare_digest(key.encode("utf-8"), settings.api_key.encode("utf-8")):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+def _scope_check(scope: str):  # noqa: ANN202 - a FastAPI dependency
+    async def check(request: Request, key: str | None = Security(api_key_header)) -> Principal:
+        return authorize(request, scope)
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+#: route dependencies: 401 without ``X-API-Key`` (once any key exists), 403 with a wrong
+#: key or one without the scope, 503 for writes when no key exists and unauthenticated
+#: writes are not allowed (see :mod:`shopformer.serve.access`)
+require_read = _scope_check(READ)
+require_write = _scope_check(WRITE)
+require_admin = _scope_check(ADMIN)

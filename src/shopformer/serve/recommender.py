@@ -58,6 +58,7 @@ import polars as pl
 from shopformer.artifact import Run, load_run
 from shopformer.dataset import DEFAULT_EVENT_TYPES
 from shopformer.features.sequences import Sequences, encode_history
+from shopformer.privacy.pseudonym import Pseudonymizer
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore, schema
 
@@ -175,6 +176,17 @@ class Ranked:
     query_history: Sequences | None = None
 
 
+def _check_pseudonymous(run: Run, pseudonyms: Pseudonymizer) -> None:
+    """Refuse a run trained on raw ids on a pseudonymous server: its user vocabulary
+    (users.json) would hold raw ids and match no customer the server names."""
+    bad = pseudonyms.foreign(run.users.ids)
+    if bad:
+        raise ValueError(
+            f"{run.folder} was trained on raw customer ids (or another key's pseudonyms): {bad} of its first "
+            f"{min(len(run.users), 1000)} users are not pseudonyms of SHOPFORMER_PSEUDONYM_KEY; train it from "
+            "pseudonymous data (`shopformer ingest --pseudonymize`, or a snapshot of this store)")
+
+
 def rank_exact(scores: np.ndarray, exclude: Sequences | None, allowed: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of a (1, n_items + 1) score row: padding, ``exclude`` items and items
     outside ``allowed`` are never returned. The retrieval step of serving for models
@@ -202,6 +214,7 @@ class RecommendationService:
         self._cache_lock = threading.Lock()
         self._invalidations = 0  # bumped on every user invalidation (see _history)
         self._erasure_id = store.last_erasure_id()  # the last erasure receipt this cache accounts for
+        self._purge_id = store.last_purge_id()  # the last retention purge this cache accounts for
         self._catalog: CatalogView | None = None
         self._catalog_generation = 0
         self._catalog_build = threading.Lock()  # one catalog read at a time
@@ -269,6 +282,8 @@ class RecommendationService:
                 raise FileNotFoundError(f"{folder} is not a trained run folder (no run.json)")
             version = run_version(folder)
             run = load_run(folder)
+            if self.settings.pseudonyms is not None:
+                _check_pseudonymous(run, Pseudonymizer(self.settings.pseudonyms))
             empty = Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
             warm = run.model.score(empty)
             if warm.shape != (1, len(run.items) + 1):
@@ -330,6 +345,18 @@ class RecommendationService:
             if latest <= self._erasure_id:
                 return False
             self._erasure_id = latest
+            self._invalidations += 1
+            self._cache.clear()
+            return True
+
+    def sync_purges(self, latest: int) -> bool:
+        """``latest``: the store's newest retention purge that deleted events. If it is new
+        here, empty the history cache (cached histories may hold purged events; purges are
+        periodic, and entries live ``cache_ttl_s`` at most anyway). True when emptied."""
+        with self._cache_lock:
+            if latest <= self._purge_id:
+                return False
+            self._purge_id = latest
             self._invalidations += 1
             self._cache.clear()
             return True

@@ -115,7 +115,8 @@ Id = Annotated[
 WriteId = Annotated[Id, AfterValidator(_addressable),
                     _id_schema(pattern=r"^(?!\.\.?$)[^/\x00-\x1f\x7f-\x9f]+$")]
 Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_clean_text)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_clean_text)]
+# stripped AFTER the length check, as OpenAPI's maxLength says (padding counts)
+ShortText = Annotated[str, StringConstraints(max_length=256), AfterValidator(str.strip), AfterValidator(_clean_text)]
 #: session ids are ids that are never looked up by path: integers become text too
 SessionId = Annotated[ShortText, BeforeValidator(_id_text),
                       WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 256}, {"type": "integer"}]})]
@@ -124,6 +125,9 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc), WithJsonSchema(
     {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})]
 Number = Annotated[float, BeforeValidator(_not_bool)]
+#: the bound inside the annotation, so OpenAPI shows ``minimum`` (a Field(ge=) beside a
+#: validated Annotated type leaked as a non-standard ``ge`` keyword)
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_not_bool)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
@@ -257,7 +261,7 @@ class ProductIn(_In):
     brand: ShortText | None = None
     categories: list[ShortText] | None = Field(default=None, max_length=MAX_LABELS,
                                                description="a path, most general first")
-    price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price: Price | None = None
     currency: ShortText | None = Field(default=None, max_length=16)
     attributes: JsonObject | None = None
     image_uri: Text | None = None
@@ -395,8 +399,8 @@ class Filters(_In):
 
     available_only: StrictBool = False
     category: ShortText | None = None
-    min_price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
-    max_price: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    min_price: Price | None = None
+    max_price: Price | None = None
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
@@ -500,6 +504,55 @@ class ReloadRequest(_In):
 class ReloadResponse(_Out):
     model: ModelInfo
     previous: ModelInfo | None
+
+
+Scope = Literal["read", "write", "admin"]
+
+
+def _rate_limit(text: str) -> str:
+    from shopformer.store.access import check_rate_limit
+
+    return check_rate_limit(text)  # its AccessError is a ValueError: a 422 naming the field
+
+
+class KeyRequest(_In):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+                    AfterValidator(_clean_text)] = Field(description="who or what uses the key")
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)] = Field(
+        description="read: customers' data; write: events and catalog; admin: everything, incl. keys and audit")
+    rate_limit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+                          AfterValidator(_rate_limit)] | None = Field(
+        default=None, description="this key's budget, e.g. '100/second' or '20/second;1000/minute' "
+                                  "(default: the server's SHOPFORMER_RATE_LIMIT)")
+
+
+class KeyOut(_Out):
+    key_id: str
+    name: str
+    scopes: list[str]
+    rate_limit: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="the key itself: shown this once, stored only as a SHA-256")
+
+
+class AuditEntryOut(_Out):
+    entry_id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any]
+    client: str | None
+
+
+class AuditLog(_Out):
+    entries: list[AuditEntryOut]
+    next_after: int = Field(description="pass as `after` for the next page")
 
 
 class Health(_Out):

@@ -7,7 +7,29 @@ SHOPFORMER_RUN                             trained run folder to serve (optional
                                            one the API stores events and catalog updates,
                                            and recommendation routes answer 503 until
                                            ``POST /v1/admin/reload {"run": ...}``)
-SHOPFORMER_API_KEY                         key that write routes require in ``X-API-Key``
+SHOPFORMER_API_KEY                         a key with every scope (read, write, admin),
+                                           sent in ``X-API-Key``; more keys, with scopes
+                                           and their own rate limits, are made with
+                                           ``shopformer keys create`` (stored hashed). Once
+                                           any key exists, customers' data (their events,
+                                           recommendations, personalized search) needs a
+                                           read key, writes a write key, admin actions
+                                           (reload, erasure, export, keys, audit log) an
+                                           admin key; see serve/access.py
+SHOPFORMER_RATE_LIMIT                      each key's request budget unless the key has its
+                                           own, e.g. ``100/second`` or
+                                           ``20/second;1000/minute`` (default: none); over
+                                           it: 429 with ``Retry-After``
+SHOPFORMER_ANON_RATE_LIMIT                 the same per client address, for requests
+                                           without a valid key (default: none; behind a
+                                           proxy run uvicorn with ``--proxy-headers``)
+SHOPFORMER_RATE_LIMIT_STORAGE              where the counts live: ``memory://`` (default:
+                                           per process, so N workers allow N times the
+                                           budget) or ``redis://host:port`` (shared by every
+                                           process and replica)
+SHOPFORMER_CORS_ORIGINS                    browser origins allowed to call the API, comma-
+                                           separated (``https://shop.example``), or ``*``
+                                           (default: none, no CORS headers)
 SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES    ``1`` allows writes with no key (local demos
                                            only). Without it and without an API key,
                                            every write route answers 503 saying so.
@@ -77,6 +99,28 @@ SHOPFORMER_MIN_EVENT_TIME                  earliest event timestamp accepted, IS
 SHOPFORMER_MAX_FUTURE_S                    how far ahead of the server clock an event
                                            timestamp may be, in seconds (default 86400);
                                            a far-future event would stay a user's latest
+SHOPFORMER_PSEUDONYM_KEY                   secret (>= 16 bytes) for pseudonymous customer
+                                           ids: every ``user_id`` (paths, queries, event
+                                           bodies) and ``session_id`` becomes an HMAC
+                                           pseudonym before the store, caches, logs or
+                                           metrics see it; callers keep sending raw ids
+                                           and answers name the pseudonym. The store
+                                           records the key's fingerprint and refuses
+                                           another key, or none (default: unset, raw ids;
+                                           see privacy/pseudonym.py, serve/pseudonyms.py)
+SHOPFORMER_RETENTION_DAYS                  maximum event age in days (or ``forever``): at
+                                           start-up it becomes the store's retention
+                                           policy, which every process and ``shopformer
+                                           retention`` share (default: keep the store's;
+                                           none = keep every event)
+SHOPFORMER_RETENTION_TYPES                 per event type, overriding it, e.g.
+                                           ``purchase=730,view=90,search=30`` (``TYPE=
+                                           forever`` keeps that type)
+SHOPFORMER_RETENTION_CHECK_S               seconds between purges of expired events
+                                           (default 3600; 0: no purges by this process).
+                                           Only when the store has a policy; one process at
+                                           a time (a lease in the store); see
+                                           serve/retention.py
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -90,7 +134,10 @@ erasure (``DELETE /v1/users/{id}`` or ``shopformer forget``) leaves the user's n
 stored position changed, so ``SHOPFORMER_CACHE_CHECK=1`` stops every process serving
 their cached history at once; each process also empties its history cache and takes the
 user's stored queries out of autocomplete within ``SHOPFORMER_SYNC_S`` seconds of a new
-receipt in the store.
+receipt in the store. A retention purge is handled the same way: the purging process drops
+its history cache and the purged queries at once, the others within ``SHOPFORMER_SYNC_S``
+seconds of the purge's entry in the store's purge log (a user whose newest events were
+purged is re-read at once everywhere with ``SHOPFORMER_CACHE_CHECK=1``).
 """
 
 from __future__ import annotations
@@ -102,6 +149,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
+from shopformer.privacy.pseudonym import PseudonymConfig
+from shopformer.store.retention import RetentionConfig
 
 _TRUE = ("1", "true", "yes", "on")
 INDEX_KINDS = ("exact", "faiss")
@@ -157,6 +206,28 @@ def _datetime(env: Mapping[str, str], name: str, default: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated CORS origins: ``*`` or scheme://host[:port] each."""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for o in origins:
+        if o != "*" and not (o.startswith(("http://", "https://")) and "/" not in o.split("://", 1)[1]):
+            raise ValueError(f"SHOPFORMER_CORS_ORIGINS: {o!r} is not an origin such as https://shop.example (or *)")
+    return origins
+
+
+def _retention(env: Mapping[str, str]) -> RetentionConfig | None:
+    """SHOPFORMER_RETENTION_DAYS / _TYPES as a policy (None when neither is set)."""
+    days = env.get("SHOPFORMER_RETENTION_DAYS", "").strip()
+    types = env.get("SHOPFORMER_RETENTION_TYPES", "").strip()
+    if not days and not types:
+        return None
+    by_type = RetentionConfig.parse_types(types, "SHOPFORMER_RETENTION_TYPES")
+    try:
+        return RetentionConfig(days=days or None, types=by_type)
+    except ValueError as exc:
+        raise ValueError(f"SHOPFORMER_RETENTION_DAYS: {exc}") from None
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in _TRUE:
@@ -188,6 +259,12 @@ class ServeSettings:
     run: Path | None = None
     api_key: str | None = None
     allow_unauthenticated_writes: bool = False
+    #: rate limits (``limits`` strings) and where they are counted (serve/access.py)
+    rate_limit: str | None = None
+    anon_rate_limit: str | None = None
+    rate_limit_storage: str = "memory://"
+    #: browser origins allowed by CORS (empty: no CORS headers)
+    cors_origins: tuple[str, ...] = ()
     history_limit: int = 200
     cache_ttl_s: float = 60.0
     cache_size: int = 10_000
@@ -219,12 +296,31 @@ class ServeSettings:
     #: the window event timestamps must fall in (SHOPFORMER_MIN_EVENT_TIME / _MAX_FUTURE_S)
     min_event_time: datetime = datetime(1990, 1, 1, tzinfo=UTC)
     max_future_s: float = 86_400.0
+    #: pseudonymous customer ids: the key (SHOPFORMER_PSEUDONYM_KEY); None: raw ids
+    pseudonyms: PseudonymConfig | None = None
+    #: retention policy published to the store at start-up (None: keep the store's), and
+    #: seconds between scheduled purges (SHOPFORMER_RETENTION_*; serve/retention.py)
+    retention: RetentionConfig | None = None
+    retention_check_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
             object.__setattr__(self, "run", Path(self.run))
         if self.api_key == "":
             object.__setattr__(self, "api_key", None)
+        for name in ("rate_limit", "anon_rate_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                from shopformer.store.access import AccessError, check_rate_limit
+
+                try:
+                    object.__setattr__(self, name, check_rate_limit(value))
+                except AccessError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        if not self.rate_limit_storage.startswith(("memory://", "redis://", "rediss://", "redis+")):
+            raise ValueError(f"rate_limit_storage must be memory:// or a redis:// URL, got {self.rate_limit_storage!r}")
+        if isinstance(self.cors_origins, str):
+            object.__setattr__(self, "cors_origins", _origins(self.cors_origins))
         if self.history_limit < 1:
             raise ValueError(f"history_limit must be >= 1, got {self.history_limit}")
         if self.cache_ttl_s < 0:
@@ -250,6 +346,10 @@ class ServeSettings:
             object.__setattr__(self, "min_event_time", self.min_event_time.replace(tzinfo=UTC))
         if self.new_visitors not in NEW_VISITOR_SOURCES:
             raise ValueError(f"new_visitors must be one of {', '.join(NEW_VISITOR_SOURCES)}, got {self.new_visitors!r}")
+        if self.retention is not None and not isinstance(self.retention, RetentionConfig):
+            raise ValueError(f"retention must be a RetentionConfig or None, got {self.retention!r}")
+        if not self.retention_check_s >= 0:
+            raise ValueError(f"retention_check_s must be >= 0, got {self.retention_check_s}")
 
     @property
     def writes_enabled(self) -> bool:
@@ -266,6 +366,10 @@ class ServeSettings:
             run=Path(run) if run else None,
             api_key=env.get("SHOPFORMER_API_KEY") or None,
             allow_unauthenticated_writes=_bool(env, "SHOPFORMER_ALLOW_UNAUTHENTICATED_WRITES"),
+            rate_limit=env.get("SHOPFORMER_RATE_LIMIT", "").strip() or None,
+            anon_rate_limit=env.get("SHOPFORMER_ANON_RATE_LIMIT", "").strip() or None,
+            rate_limit_storage=env.get("SHOPFORMER_RATE_LIMIT_STORAGE", "").strip() or cls.rate_limit_storage,
+            cors_origins=_origins(env.get("SHOPFORMER_CORS_ORIGINS", "")),
             history_limit=_int(env, "SHOPFORMER_HISTORY_LIMIT", cls.history_limit, 1),
             cache_ttl_s=_float(env, "SHOPFORMER_CACHE_TTL_S", cls.cache_ttl_s),
             cache_size=_int(env, "SHOPFORMER_CACHE_SIZE", cls.cache_size, 0),
@@ -290,13 +394,18 @@ class ServeSettings:
             max_attributes_bytes=_int(env, "SHOPFORMER_MAX_ATTRIBUTES_BYTES", cls.max_attributes_bytes, 1),
             min_event_time=_datetime(env, "SHOPFORMER_MIN_EVENT_TIME", cls.min_event_time),
             max_future_s=_float(env, "SHOPFORMER_MAX_FUTURE_S", cls.max_future_s),
+            pseudonyms=PseudonymConfig.from_env(env),
+            retention=_retention(env),
+            retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
         )
 
     def __repr__(self) -> str:  # never print the key
         key = "set" if self.api_key else None
         return (
             f"ServeSettings(store_url={_hide_password(self.store_url)!r}, run={self.run!r}, api_key={key}, "
-            f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, "
+            f"allow_unauthenticated_writes={self.allow_unauthenticated_writes}, rate_limit={self.rate_limit!r}, "
+            f"anon_rate_limit={self.anon_rate_limit!r}, rate_limit_storage={_hide_password(self.rate_limit_storage)!r}, "
+            f"cors_origins={self.cors_origins!r}, "
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
             f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
             f"cache_check={self.cache_check}, sync_s={self.sync_s}, new_visitors={self.new_visitors!r}, "
@@ -306,5 +415,7 @@ class ServeSettings:
             f"search_personal_weight={self.search_personal_weight}, search_in_history={self.search_in_history}, "
             f"max_body_bytes={self.max_body_bytes}, max_batch_body_bytes={self.max_batch_body_bytes}, "
             f"max_context_bytes={self.max_context_bytes}, max_attributes_bytes={self.max_attributes_bytes}, "
-            f"min_event_time={self.min_event_time.isoformat()!r}, max_future_s={self.max_future_s})"
+            f"min_event_time={self.min_event_time.isoformat()!r}, max_future_s={self.max_future_s}, "
+            f"pseudonyms={self.pseudonyms!r}, "
+            f"retention={self.retention!r}, retention_check_s={self.retention_check_s})"
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from shopformer.privacy.pseudonym import ForeignPseudonym, Pseudonymizer
 from shopformer.store import EventStore
 from shopformer.store.fingerprint import EventConflict, differing
 from shopformer.store.frames import check_events, validate_products
@@ -140,6 +141,26 @@ def _conflicts(exc: EventConflict, events: list[EventIn], batch: bool) -> RowErr
     ], batch, status=409)
 
 
+def _pseudonymize(rows: list[dict[str, Any]], pseudonyms: Pseudonymizer, batch: bool) -> list[dict[str, Any]]:
+    """Replace ``user_id`` and ``session_id`` by their pseudonyms in place, before the
+    rows are checked (so derived event ids and the store never see a raw id); the
+    errors of ids shaped like another key's pseudonyms."""
+    errors, seen = [], {}
+    for i, row in enumerate(rows):
+        for name, kind in (("user_id", "user"), ("session_id", "session")):
+            value = row[name]
+            if value is None:
+                continue
+            try:
+                if (kind, value) not in seen:  # a batch repeats its users: hash each once
+                    seen[kind, value] = pseudonyms.map(kind, value)
+                row[name] = seen[kind, value]
+            except ForeignPseudonym as exc:
+                errors.append({"type": "foreign_pseudonym", "loc": _loc(batch, i, name), "msg": str(exc),
+                               "input": value})
+    return errors
+
+
 @dataclass(frozen=True)
 class EventsWritten:
     inserted: int
@@ -149,13 +170,18 @@ class EventsWritten:
 
 
 def write_events(store: EventStore, events: list[EventIn], batch: bool,
-                 limits: WriteLimits = WriteLimits()) -> EventsWritten:
+                 limits: WriteLimits = WriteLimits(), pseudonyms: Pseudonymizer | None = None) -> EventsWritten:
     """Check the rows once, then write them; returns after the commit. Raises
     :class:`RowErrors`: 422 naming row and field when any is refused, 409 (with the
     stored version's fingerprint) when an ``event_id`` is stored with another payload;
-    nothing is written then."""
+    nothing is written then. ``pseudonyms``: customer ids are stored as pseudonyms (the
+    answer's ``user_ids`` are the pseudonyms too)."""
     now = datetime.now(timezone.utc)
     rows = [e.to_row(now) for e in events]
+    if pseudonyms is not None:
+        errors = _pseudonymize(rows, pseudonyms, batch)
+        if errors:
+            raise RowErrors(errors, batch)
     for row in rows:
         row["context"] = _json_text(row["context"])
     errors = _event_errors(events, rows, now, limits, batch)

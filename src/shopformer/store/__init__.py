@@ -4,12 +4,14 @@
 (durable before acknowledged, idempotent ``event_id``, atomic batches and upserts).
 ``export_snapshot`` / ``import_folder`` bridge the store and an ingested data folder.
 ``forget_user`` / ``erasures`` erase a customer with a receipt (:mod:`.erasure`).
+``purge_events`` / ``retention_policy`` apply a retention policy (:mod:`.retention`).
 """
 
 from .base import AddResult, EventStore, StoreConfig
 from .engine import StoreError
 from .erasure import ErasureConfig, ErasureReceipt
 from .fingerprint import EventConflict, fingerprint
+from .retention import PurgeConfig, PurgeResult, RetentionConfig
 from .snapshot import ImportResult, export_snapshot, import_folder
 
 __all__ = [
@@ -19,6 +21,9 @@ __all__ = [
     "EventConflict",
     "EventStore",
     "ImportResult",
+    "PurgeConfig",
+    "PurgeResult",
+    "RetentionConfig",
     "StoreConfig",
     "StoreError",
     "export_snapshot",

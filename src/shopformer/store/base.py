@@ -46,7 +46,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
-from . import erasure
+from . import erasure, retention
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
 from .erasure import ErasureConfig, ErasureReceipt
 from .fingerprint import PAYLOAD as PAYLOAD_COLUMNS
@@ -539,6 +539,33 @@ class EventStore:
         """A run with user vocabulary ``users`` is now served: complete the pending
         receipts of users it does not contain (ids returned)."""
         return erasure.settle(self, version, users)
+
+    # -- privacy: retention (see shopformer.store.retention) --------------------------------
+    def purge_events(self, policy: retention.RetentionConfig, *, now: datetime | None = None,
+                     config: retention.PurgeConfig | None = None, dry_run: bool = False, trigger: str = "manual",
+                     holder: str | None = None, stop: threading.Event | None = None) -> retention.PurgeResult:
+        """Delete the events ``policy`` expires as of ``now`` (default: the clock) in
+        batches of ``config.batch_size`` (each its own short write transaction, so other
+        writers keep going), count them per type, scrub the bytes as an erasure does and
+        log the purge (:meth:`purges`). ``dry_run``: only count what would go. ``holder``
+        and ``stop``: see :func:`shopformer.store.retention.purge`."""
+        return retention.purge(self, policy, now=now, config=config, dry_run=dry_run, trigger=trigger, holder=holder,
+                               stop=stop)
+
+    def retention_policy(self) -> retention.RetentionConfig | None:
+        """The retention policy every process on this store applies (None: keep everything)."""
+        return retention.load_policy(self)
+
+    def set_retention_policy(self, policy: retention.RetentionConfig | None) -> None:
+        retention.save_policy(self, policy)
+
+    def purges(self, limit: int | None = None) -> list[retention.PurgeResult]:
+        """The retention purge log, newest first."""
+        return retention.purges(self, limit)
+
+    def last_purge_id(self) -> int:
+        """The newest finished purge that deleted events (0 when none)."""
+        return retention.last_purge_id(self)
 
 
 __all__ = ["AddResult", "ErasureConfig", "ErasureReceipt", "EventConflict", "EventStore", "StoreConfig", "StoreError"]

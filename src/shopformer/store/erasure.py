@@ -32,7 +32,10 @@ PostgreSQL
 The receipt never stores the raw user id: ``user_hash`` is SHA-256 of it (a pseudonym:
 whoever holds a candidate id can recompute it, which is how "was X erased?" and the
 model check below are answered; it is not anonymous). The caller gets the raw id back
-in the receipt it is handed.
+in the receipt it is handed. With pseudonymous ids (``SHOPFORMER_PSEUDONYM_KEY``, see
+:mod:`shopformer.privacy.pseudonym`) the id erased IS the pseudonym, so the receipt keys
+on it: ``user_hash`` is SHA-256 of the pseudonym, which nobody can recompute from a
+candidate raw id without the key, and the receipt's ``user_id`` is the pseudonym.
 
 Status: ``pending_retrain`` while the served model was trained on the user's events,
 ``complete`` once a model that was not is published. The rule is the run's user
@@ -157,6 +160,9 @@ def forget_user(store: EventStore, user_id: str, model_version: str | None, mode
     t_delete = time.perf_counter() - t0
     storage = scrub(store, config)
     storage["delete_seconds"] = round(t_delete, 4)
+    from . import exports  # a lazy import: exports -> ingest -> store
+
+    storage["exported_folders"] = exports.erase_user(store, user_id)
     seconds = round(time.perf_counter() - t0, 4)
     stmt = erasures.update().where(erasures.c.receipt_id == rid).values(storage=json.dumps(storage), seconds=seconds)
     store._run_write(lambda conn: conn.execute(stmt))

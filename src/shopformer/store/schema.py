@@ -14,11 +14,20 @@
     processes that keep their own copy of the catalog (search indexes) to catch up.
 ``serving_state``
     ``name`` -> ``value`` (text): what every API process serving from this store must
-    agree on, such as the run folder to serve.
+    agree on, such as the run folder to serve, the retention policy and the purge lease.
+``retention_purges``
+    the purge log (:mod:`shopformer.store.retention`): when, the policy and cutoffs,
+    events deleted per type, what was done to the bytes.
 ``erasures``
     one receipt per erasure request (:mod:`shopformer.store.erasure`): the user as a
     SHA-256 of the id (never the raw id), when, rows removed per table, what was done to
     the bytes, and ``pending_retrain`` / ``complete`` with the model version.
+``api_keys``
+    the API's keys (:mod:`shopformer.store.access`): a public ``key_id``, a name, scopes,
+    an optional rate limit, and a SHA-256 of the whole key (never the key itself).
+``audit_log``
+    one row per admin action (reload, key changes, erasure, export, retention): when,
+    who (key id and name, or ``cli``), what, on what (no raw customer ids), outcome.
 ``products``
     keyed by ``item_id``; ``categories`` and ``tags`` are JSON arrays, ``attributes``
     JSON text kept verbatim, ``created_at`` UTC.
@@ -123,6 +132,28 @@ erasures = Table(
     sqlite_autoincrement=True,
 )
 
+#: Retention purges (see :mod:`shopformer.store.retention`), one row each: the policy and
+#: cutoffs applied, events deleted per type (kept current batch by batch), what was done to
+#: the bytes, ``running`` / ``done`` / ``failed``. JSON as text, as for the receipts.
+retention_purges = Table(
+    "retention_purges",
+    metadata,
+    Column("purge_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("started_at", _TS, nullable=False),
+    Column("finished_at", _TS),
+    Column("trigger", String(32), nullable=False),
+    Column("holder", Text),
+    Column("policy", Text, nullable=False),
+    Column("cutoffs", Text, nullable=False),
+    Column("event_types", Text, nullable=False),
+    Column("deleted", BigInteger, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("seconds", Double, nullable=False),
+    Column("status", String(16), nullable=False),
+    sqlite_autoincrement=True,
+)
+
 #: Tables holding rows keyed by a customer's ``user_id``: what an erasure deletes from
 #: (impressions join this list once they are logged).
 USER_TABLES: tuple[Table, ...] = (events,)
@@ -136,6 +167,35 @@ catalog_changes = Table(
     Column("seq", _POSITION, primary_key=True, autoincrement=True),
     Column("item_id", Text, nullable=False),
     Column("kind", String(16), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: API keys (see :mod:`shopformer.store.access`). ``key_hash`` is SHA-256 of the whole key:
+#: the keys are 256-bit random strings, so a fast hash is enough (nothing to brute-force).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # comma-separated, sorted
+    Column("rate_limit", Text),  # a ``limits`` string such as "100/second", or NULL
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", _TS, nullable=False),
+    Column("revoked_at", _TS),
+)
+
+#: Admin actions, append-only (see :mod:`shopformer.store.access`).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("entry_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("at", _TS, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Column("client", Text),
     sqlite_autoincrement=True,
 )
 

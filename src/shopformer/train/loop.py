@@ -105,7 +105,11 @@ class Trainer:
         step_fn: Callable[[object], torch.Tensor],
         validate: Callable[[], float] | None,
         progress: bool = True,
+        own_grads: bool = False,
     ) -> TrainHistory:
+        """own_grads: ``step_fn`` sets every parameter's ``.grad`` itself (DP-SGD: clipped
+        per-user gradients plus noise, ``train/private.py``) and returns the loss for the
+        record; the trainer then runs no backward and no clipping of its own."""
         c = self.config
         if c.threads:
             torch.set_num_threads(c.threads)
@@ -146,11 +150,12 @@ class Trainer:
                 for i, batch in enumerate(batches):
                     for group in opt.param_groups:
                         group["lr"] = c.lr * lr_factor(step, total_steps, c, time.perf_counter() - t_start)
-                    loss = step_fn(batch)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if c.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), c.grad_clip)
+                    loss = step_fn(batch)
+                    if not own_grads:
+                        loss.backward()
+                        if c.grad_clip:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), c.grad_clip)
                     opt.step()
                     step += 1
                     losses.append(loss.item())

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import get_metrics, get_service, require_api_key
+from ..access import Principal, audit
+from ..deps import get_metrics, get_service, require_admin
 from ..metrics import Metrics
 from ..recommender import RecommendationService
 from ..schemas import ErrorResponse, Health, ReloadRequest, ReloadResponse
@@ -22,10 +23,11 @@ router = APIRouter(tags=["admin"])
 @router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
-    dependencies=[Depends(require_api_key)],
     responses={400: {"model": ErrorResponse, "description": "the run could not be loaded"}, **WRITE_ERRORS},
 )
 def reload_model(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_admin)],
     service: Annotated[RecommendationService, Depends(get_service)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
     body: Annotated[ReloadRequest | None, Body()] = None,
@@ -38,9 +40,13 @@ def reload_model(
         served, previous = service.reload(Path(body.run) if body and body.run else None, publish=True)
     except Exception as exc:  # noqa: BLE001 - any load failure is the caller's bad run
         metrics.reloads.labels("failed").inc()
+        audit(request, principal, "reload", body.run if body and body.run else "(current run)", "failed",
+              {"error": str(exc)[:500]})
         raise HTTPException(400, f"reload failed, still serving the previous model: {exc}") from None
     metrics.reloads.labels("ok").inc()
     metrics.set_model(served.name, served.version)
+    audit(request, principal, "reload", str(served.run.folder), "ok",
+          {"version": served.version, "previous": previous.version if previous else None})
     return ReloadResponse(model=model_info(served), previous=model_info(previous) if previous else None)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 
-from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_api_key
+from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_write
 from ..metrics import Metrics
 from ..recommender import RecommendationService
 from ..schemas import DeleteAck, ErrorResponse, ItemResponse, Product, ProductIn, UpsertAck
@@ -51,7 +51,7 @@ def get_item(
     "/catalog/items",
     response_model=UpsertAck,
     tags=["catalog"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_write)],
     responses=WRITE_ERRORS,
 )
 def upsert_items(
@@ -80,7 +80,7 @@ def upsert_items(
     "/catalog/items/{item_id}",
     response_model=DeleteAck,
     tags=["catalog"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_write)],
     responses=WRITE_ERRORS,
 )
 def delete_item(

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 
 from shopformer.store import fingerprint
 
-from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_api_key
+from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_read, require_write
 from ..metrics import Metrics
 from ..recommender import RecommendationService
 from ..schemas import BatchAck, ConflictResponse, ErrorResponse, EventAck, EventIn, StoredEvent, UserResponse
@@ -27,10 +27,13 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 WRITE_ERRORS = {
     401: {"model": ErrorResponse, "description": "missing API key"},
-    403: {"model": ErrorResponse, "description": "wrong API key"},
+    403: {"model": ErrorResponse, "description": "wrong API key, or one without the route's scope"},
+    429: {"model": ErrorResponse, "description": "rate limit exceeded (see Retry-After)"},
     413: {"model": ErrorResponse, "description": "body or batch too large"},
     503: {"model": ErrorResponse, "description": "writes disabled / store unavailable"},
 }
+#: routes that return a customer's data: a read key once any key exists
+READ_ERRORS = {k: v for k, v in WRITE_ERRORS.items() if k in (401, 403, 429)}
 CONFLICT = {409: {"model": ConflictResponse,
                   "description": "an event_id is already stored with a different payload; nothing was written"}}
 
@@ -39,7 +42,7 @@ CONFLICT = {409: {"model": ConflictResponse,
     "/events",
     response_model=EventAck,
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_write)],
     responses={200: {"model": EventAck, "description": "duplicate event_id: nothing changed"}, **CONFLICT,
                **WRITE_ERRORS},
 )
@@ -54,7 +57,7 @@ async def post_event(
     """Store one event (durable before this answers). 201 when stored, 200 when its
     ``event_id`` was already stored with the same payload, 409 (with the stored
     version's fingerprint) when with another. The user's next recommendation sees it."""
-    written = write_events(service.store, [event], batch=False, limits=limits)
+    written = write_events(service.store, [event], batch=False, limits=limits, pseudonyms=request.app.state.pseudonyms)
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, [event])
@@ -68,7 +71,7 @@ async def post_event(
 @router.post(
     "/events:batch",
     response_model=BatchAck,
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_write)],
     responses={**CONFLICT, **WRITE_ERRORS},
 )
 def post_events(
@@ -84,7 +87,7 @@ def post_events(
     another payload (409); nothing is written then."""
     if len(events) > settings.max_batch:
         raise HTTPException(413, f"batch of {len(events)} events exceeds the limit of {settings.max_batch}")
-    written = write_events(service.store, events, batch=True, limits=limits)
+    written = write_events(service.store, events, batch=True, limits=limits, pseudonyms=request.app.state.pseudonyms)
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, events)
@@ -97,14 +100,16 @@ def post_events(
     "/users/{user_id}",
     response_model=UserResponse,
     tags=["lookup"],
-    responses={404: {"model": ErrorResponse, "description": "unknown user"}},
+    dependencies=[Depends(require_read)],
+    responses={404: {"model": ErrorResponse, "description": "unknown user"}, **READ_ERRORS},
 )
 def get_user(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
     service: Annotated[RecommendationService, Depends(get_service)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> UserResponse:
-    """A user's most recent events (newest first) and whether the model knows them."""
+    """A user's most recent events (newest first) and whether the model knows them.
+    Needs a key with the ``read`` scope once the server has any key."""
     served = service.served
     known = served is not None and user_id in served.run.users
     df = service.store.user_events(user_id, limit=limit).reverse()

@@ -1,8 +1,8 @@
 """Privacy requests: erasure (``DELETE /v1/users/{id}``) and access (``GET /v1/users/{id}/export``).
 
-Both need the write key for now: the export returns everything stored about a customer,
-and scoped read keys (issue 17, point 6) do not exist yet, so the only key there is gates
-it. Both are plain functions (FastAPI's thread pool): the erasure commits, checkpoints
+Both are admin actions (a key with the ``admin`` scope) and both are written to the
+audit log, naming the customer only by the SHA-256 of their id, as erasure receipts do.
+Both are plain functions (FastAPI's thread pool): the erasure commits, checkpoints
 and may vacuum, the export reads a whole history.
 """
 
@@ -15,7 +15,10 @@ from fastapi import APIRouter, Depends, Path, Request
 from shopformer.privacy import ModelView, export_user, forget
 from shopformer.privacy.requests import OUTSIDE
 
-from ..deps import get_service, require_api_key
+from shopformer.store.erasure import user_hash
+
+from ..access import Principal, audit
+from ..deps import get_service, require_admin
 from ..recommender import RecommendationService, Served
 from ..schemas import ErasureResponse, UserExport
 from .events import WRITE_ERRORS
@@ -30,12 +33,12 @@ def _model(served: Served | None) -> ModelView | None:
     return None if served is None else ModelView(served.version, served.run.users)
 
 
-@router.delete("/users/{user_id}", response_model=ErasureResponse, dependencies=[Depends(require_api_key)],
-               responses=KEYED)
+@router.delete("/users/{user_id}", response_model=ErasureResponse, responses=KEYED)
 def erase_user(
     request: Request,
     user_id: UserId,
     service: Annotated[RecommendationService, Depends(get_service)],
+    principal: Annotated[Principal, Depends(require_admin)],
 ) -> ErasureResponse:
     """Erase a customer: every stored event of theirs (searches included: the query log)
     is deleted in one transaction and its bytes scrubbed from the database (SQLite:
@@ -47,7 +50,13 @@ def erase_user(
     user with nothing stored answers a receipt with zero rows."""
     store = service.store
     queries = store.user_query_counts(user_id)  # before the rows go: autocomplete takes these back
-    receipt = forget(store, user_id, _model(service.served))
+    try:
+        receipt = forget(store, user_id, _model(service.served))
+    except Exception as exc:
+        audit(request, principal, "erase_user", f"user_sha256:{user_hash(user_id)}", "failed", {"error": str(exc)[:500]})
+        raise
+    audit(request, principal, "erase_user", f"user_sha256:{user_hash(user_id)}", "ok",
+          {"receipt_id": receipt.receipt_id, "removed": receipt.removed, "status": receipt.status})
     service.forget_cached(user_id, receipt.receipt_id)
     search = request.app.state.search
     taken = search.forget_queries(queries) if search is not None else 0
@@ -59,13 +68,17 @@ def erase_user(
     return ErasureResponse(**receipt.to_dict(), caches=caches, notes=list(OUTSIDE))
 
 
-@router.get("/users/{user_id}/export", response_model=UserExport, dependencies=[Depends(require_api_key)],
-            responses=KEYED)
+@router.get("/users/{user_id}/export", response_model=UserExport, responses=KEYED)
 def export(
+    request: Request,
     user_id: UserId,
     service: Annotated[RecommendationService, Depends(get_service)],
+    principal: Annotated[Principal, Depends(require_admin)],
 ) -> UserExport:
     """Everything stored about a customer (right of access): every event with every
     field (context included), the erasure receipts that name them, and whether the served
-    model was trained on their events. Needs the write key until scoped read keys exist."""
-    return UserExport(**export_user(service.store, user_id, _model(service.served)))
+    model was trained on their events."""
+    found = export_user(service.store, user_id, _model(service.served))
+    audit(request, principal, "export_user", f"user_sha256:{user_hash(user_id)}", "ok",
+          {"events": len(found.get("events", []))})
+    return UserExport(**found)

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from shopformer.features.sequences import Sequences
 
-from ..deps import get_service
+from ..deps import get_service, require_read
 from ..explanations import ExplainerCache, explain_ranked
 from ..recommender import RecommendationService, Ranked, Served, UnknownItemError
+from .events import READ_ERRORS
 from ..schemas import (
     MAX_K,
     ErrorResponse,
@@ -80,7 +81,8 @@ def explained(
     return [item.model_copy(update={"explanation": e}) for item, e in zip(items, found)]
 
 
-@router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse, responses=ERRORS)
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
+            dependencies=[Depends(require_read)], responses={**ERRORS, **READ_ERRORS})
 async def user_recommendations(
     user_id: PathId,
     request: Request,
@@ -93,7 +95,8 @@ async def user_recommendations(
     """Top-k for a user, re-encoded from the user's latest events in the store (an event
     posted now changes the next answer). Users with no usable history get the model's
     empty-history scores (``strategy: popularity``). ``explain=true`` adds an
-    ``explanation`` to every item."""
+    ``explanation`` to every item. Needs a key with the ``read`` scope once the server
+    has any key (the answer is drawn from the customer's history)."""
     served = service.require()
     ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
     items = scored(service, ranked, served)

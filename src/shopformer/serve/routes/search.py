@@ -18,10 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from shopformer.search import SearchFilter
 from shopformer.search.searcher import scores_by_item
 
+from shopformer.store.access import READ
+
+from ..access import authorize
 from ..deps import get_service
 from ..recommender import RecommendationService
 from ..search import SearchNotReady
 from ..schemas import ErrorResponse, Facets, SearchItem, SearchResponse, SuggestionOut, SuggestResponse
+from .events import READ_ERRORS
 from .recommend import model_info
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -52,7 +56,7 @@ def _known_params(request: Request, allowed: set[str]) -> None:
 Q = Annotated[str, Query(min_length=1, max_length=MAX_QUERY, description="what the customer typed")]
 
 
-@router.get("", response_model=SearchResponse, responses=ERRORS)
+@router.get("", response_model=SearchResponse, responses={**ERRORS, **READ_ERRORS})
 def search(
     request: Request,
     q: Q,
@@ -68,7 +72,8 @@ def search(
     """Products for a query: lexical (BM25 over title, brand, categories, attributes,
     description; units, numbers and typos handled) fused with product text vectors,
     re-ranked when a trained re-ranker is installed, and personalized with ``user_id``
-    by the served model (when the search config gives personalization a weight).
+    by the served model (when the search config gives personalization a weight;
+    ``user_id`` needs a key with the ``read`` scope once the server has any key).
     Facets count the top results by category, brand, price band and availability."""
     _known_params(request, SEARCH_PARAMS)
     try:
@@ -77,6 +82,8 @@ def search(
     except ValueError as exc:
         raise RequestValidationError([{"type": "value_error", "loc": ("query", "min_price"), "msg": str(exc),
                                        "input": min_price}]) from None
+    if user_id is not None:  # a personalized answer is drawn from the customer's history
+        authorize(request, READ)
     searching = _search_service(request)
     searcher = searching.require()
     with searching.slots:
