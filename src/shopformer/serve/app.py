@@ -140,6 +140,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
                    access.router):
         app.include_router(router)
+    from shopformer import web  # the pages (storefront, console) sit on top of the API
+
+    web.mount(app, settings)
     errors.install(app)
     return app
 

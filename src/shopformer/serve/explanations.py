@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from shopformer.explain import CoCounts, ExplainConfig, Explainer
+from shopformer.explain.explainer import Explanation as ExplainResult
 from shopformer.explain.rules import EXCLUDED_HISTORY, history_mask
 from shopformer.features.sequences import Sequences
 
@@ -122,8 +123,24 @@ def explain_ranked(
 ) -> list[Explanation]:
     """One :class:`Explanation` per item of ``ranked`` (answer order), for the one-row
     ``history`` it was recommended from."""
+    result = explain_result(cache, service, served, history, ranked, exclude_history, filters)
+    return [] if result is None else [Explanation.model_validate(x.to_dict()) for x in result.items]
+
+
+def explain_result(
+    cache: ExplainerCache,
+    service: RecommendationService,
+    served: Served,
+    history: Sequences,
+    ranked: Ranked,
+    exclude_history: bool,
+    filters: Filters | None,
+) -> ExplainResult | None:
+    """What :func:`explain_ranked` answers from, with the attribution matrix (history
+    events x items) the reasons came from (the operator console's heatmap); None when
+    ``ranked`` is empty."""
     if not ranked.item_ids:
-        return []
+        return None
     explainer = cache.get(service, served)
     idx = np.asarray(ranked.idx if ranked.idx is not None else served.run.items.encode(ranked.item_ids))
     items = served.run.items
@@ -141,5 +158,4 @@ def explain_ranked(
     if ranked.query is not None and ranked.query_history is not None:
         same = ranked.query_history.without_padding().items
         query = ranked.query if np.array_equal(same, history.without_padding().items) else None
-    result = explainer.explain(history, idx, None, removed, titles, query)
-    return [Explanation.model_validate(x.to_dict()) for x in result.items]
+    return explainer.explain(history, idx, None, removed, titles, query)

@@ -47,7 +47,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,6 +134,8 @@ class History:
     sequences: Sequences
     made: float  # time.monotonic()
     position: int = 0  # the user's newest stored event when read (with settings.cache_check)
+    #: events of the window whose type the model does not read, counted by type
+    ignored_types: dict[str, int] = field(default_factory=dict, compare=False)
     #: the model's user vector for ``sequences``, once computed: it depends only on the
     #: history and the model (``version``), so a cached history serves it again
     _query: list = field(default_factory=list, repr=False, compare=False)
@@ -174,6 +176,8 @@ class Ranked:
     #: history it is the vector of: the explanations reuse it instead of computing it again
     query: np.ndarray | None = None
     query_history: Sequences | None = None
+    #: a user's answer: events of the history window whose type the model does not read
+    ignored_types: dict[str, int] = field(default_factory=dict)
 
 
 def _check_pseudonymous(run: Run, pseudonyms: Pseudonymizer) -> None:
@@ -389,11 +393,13 @@ class RecommendationService:
                 seen = self._invalidations
         search = self.search
         if search is not None and search.ready:
-            rows = [(search.top_item(r[3]), "view", r[2]) if r[1] == "search" else r[:3]
-                    for r in self.store.user_history(user_id, limit=self.settings.history_limit, queries=True)]
+            raw = self.store.user_history(user_id, limit=self.settings.history_limit, queries=True)
+            rows = [(search.top_item(r[3]), "view", r[2]) if r[1] == "search" else r[:3] for r in raw]
         else:
-            rows = self.store.user_history(user_id, limit=self.settings.history_limit)
-        hist = History(served.version, self._encode(served, rows), now, position)
+            rows = raw = self.store.user_history(user_id, limit=self.settings.history_limit)
+        read = set(served.event_types)
+        ignored = Counter(r[1] for r, used in zip(raw, rows) if used[1] not in read)
+        hist = History(served.version, self._encode(served, rows), now, position, dict(ignored))
         if use_cache:
             with self._cache_lock:
                 # An event posted while we read could be missing from ``events``: keep
@@ -502,7 +508,9 @@ class RecommendationService:
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
         query = hist.query(served.run.model) if served.vectors is not None else None
-        return self._recommend(served, hist.sequences, k, exclude_history, filters, query), hist.length
+        ranked = self._recommend(served, hist.sequences, k, exclude_history, filters, query)
+        ranked.ignored_types = hist.ignored_types
+        return ranked, hist.length
 
     def recommend_items(self, served: Served, item_ids: list[str], k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int, list[str]]:
         """Recommendations for an anonymous session (item ids, oldest first)."""

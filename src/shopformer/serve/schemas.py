@@ -384,6 +384,11 @@ class RecommendationResponse(_Out):
     history_length: int = Field(description="history items the model saw (unknown items left out)")
     known_user: bool | None = Field(default=None, description="the user was in the model's training data")
     ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")
+    ignored_event_types: dict[str, int] = Field(
+        default_factory=dict,
+        description="the user's latest events (SHOPFORMER_HISTORY_LIMIT) that the model does not read, counted by "
+        "type: it reads the event types its run was trained with (the run's data config)",
+    )
 
 
 class SimilarResponse(_Out):

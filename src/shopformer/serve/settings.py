@@ -121,6 +121,12 @@ SHOPFORMER_RETENTION_CHECK_S               seconds between purges of expired eve
                                            Only when the store has a policy; one process at
                                            a time (a lease in the store); see
                                            serve/retention.py
+SHOPFORMER_STOREFRONT                      ``1`` (default): serve the storefront pages at
+                                           ``/`` (``src/shopformer/web/``); ``0``: the API
+                                           only
+SHOPFORMER_CONSOLE                         ``1`` (default): serve the operator console at
+                                           ``/console`` (admin key; web/console.py); ``0``:
+                                           not
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -302,6 +308,10 @@ class ServeSettings:
     #: seconds between scheduled purges (SHOPFORMER_RETENTION_*; serve/retention.py)
     retention: RetentionConfig | None = None
     retention_check_s: float = 3600.0
+    #: the storefront pages at / (SHOPFORMER_STOREFRONT; web/storefront.py)
+    storefront: bool = True
+    #: the operator console at /console (SHOPFORMER_CONSOLE; web/console.py)
+    console: bool = True
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -397,6 +407,8 @@ class ServeSettings:
             pseudonyms=PseudonymConfig.from_env(env),
             retention=_retention(env),
             retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
+            storefront=_bool_default(env, "SHOPFORMER_STOREFRONT", cls.storefront),
+            console=_bool_default(env, "SHOPFORMER_CONSOLE", cls.console),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -417,5 +429,6 @@ class ServeSettings:
             f"max_context_bytes={self.max_context_bytes}, max_attributes_bytes={self.max_attributes_bytes}, "
             f"min_event_time={self.min_event_time.isoformat()!r}, max_future_s={self.max_future_s}, "
             f"pseudonyms={self.pseudonyms!r}, "
-            f"retention={self.retention!r}, retention_check_s={self.retention_check_s})"
+            f"retention={self.retention!r}, retention_check_s={self.retention_check_s}, storefront={self.storefront}, "
+            f"console={self.console})"
         )

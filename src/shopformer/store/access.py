@@ -214,5 +214,16 @@ def audit_entries(store: EventStore, after: int = 0, limit: int = 100, action: s
     if action:
         stmt = stmt.where(audit_log.c.action == action)
     with store._engine.connect() as conn:
-        return [AuditEntry(int(r.entry_id), _utc(r.at), r.actor, r.action, r.target, r.outcome,
-                           json.loads(r.detail or "{}"), r.client) for r in conn.execute(stmt)]
+        return [_audit_entry(r) for r in conn.execute(stmt)]
+
+
+def latest_audit_entries(store: EventStore, limit: int = 10) -> list[AuditEntry]:
+    """The newest ``limit`` entries, newest first (the operator console's table)."""
+    stmt = select(audit_log).order_by(audit_log.c.entry_id.desc()).limit(limit)
+    with store._engine.connect() as conn:
+        return [_audit_entry(r) for r in conn.execute(stmt)]
+
+
+def _audit_entry(r: Any) -> AuditEntry:
+    return AuditEntry(int(r.entry_id), _utc(r.at), r.actor, r.action, r.target, r.outcome,
+                      json.loads(r.detail or "{}"), r.client)

@@ -7,12 +7,15 @@ import copy
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,30 @@ def lr_factor(step: int, total: int, config: TrainConfig, elapsed_s: float = 0.0
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+#: the caller's (bar, task) that Trainer.fit draws on instead of its own (see progress_into)
+_CALLER_BAR: ContextVar[tuple[Progress, TaskID] | None] = ContextVar("shopformer_train_bar", default=None)
+
+
+@contextmanager
+def progress_into(bar: Progress, task: TaskID) -> Iterator[None]:
+    """Inside this block :meth:`Trainer.fit` draws on ``task`` of the caller's ``bar``
+    (one named bar per model, as ``shopformer demo`` shows them) instead of its own bar
+    and its one line per evaluation: the task's total becomes the planned epochs,
+    ``completed`` the epochs done (fractions within an epoch), and its ``status`` field a
+    short text (epoch, loss, the best validation NDCG@10 so far and its epoch; at the end
+    how many epochs ran and why training stopped)."""
+    token = _CALLER_BAR.set((bar, task))
+    try:
+        yield
+    finally:
+        _CALLER_BAR.reset(token)
+
+
+def _best(history: "TrainHistory") -> str:
+    """The best validation so far, for a caller's bar; "" before the first evaluation."""
+    return f"best {history.best_valid:.4f} (epoch {history.best_epoch})" if history.best_epoch else ""
+
+
 class Trainer:
     """Runs epochs of ``step_fn`` over batches from ``epoch_batches`` and keeps the module
     weights that scored best on ``validate``."""
@@ -137,7 +164,8 @@ class Trainer:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=not progress) as bar:
+        caller = _CALLER_BAR.get() if progress else None  # the caller's named bar, if any
+        with Progress(*columns, disable=not progress or caller is not None) as bar:
             task = bar.add_task("train", total=0, epoch=0, loss=0.0, rate=0.0, val="-")
             for epoch in range(1, c.epochs + 1):
                 batches = epoch_batches(epoch)
@@ -161,6 +189,10 @@ class Trainer:
                     losses.append(loss.item())
                     rate = (i + 1) / (time.perf_counter() - t0)
                     bar.update(task, advance=1, loss=float(np.mean(losses[-50:])), rate=rate)
+                    if caller is not None:
+                        caller[0].update(caller[1], total=c.epochs, completed=epoch - 1 + (i + 1) / len(batches),
+                                         status=f"epoch {epoch}/{c.epochs}, loss {np.mean(losses[-50:]):.3f}"
+                                         + (f", {_best(history)}" if history.best_epoch else ""))
                 train_seconds += time.perf_counter() - t0
                 val = None
                 if validate is not None and (epoch % c.eval_every == 0 or epoch == c.epochs):
@@ -175,7 +207,7 @@ class Trainer:
                 rec = EpochRecord(epoch, step, round(train_seconds, 3),
                                   round(time.perf_counter() - t_start, 3), float(np.mean(losses)), val)
                 history.records.append(rec)
-                if progress and (val is not None or not bar.console.is_terminal):
+                if progress and caller is None and (val is not None or not bar.console.is_terminal):
                     # one line per evaluation (every epoch when no live bar can be drawn)
                     bar.console.print(
                         f"epoch {epoch}: loss {rec.loss:.4f}"
@@ -190,6 +222,11 @@ class Trainer:
                     break
             else:
                 history.stopped = "epochs done"
+            if caller is not None:
+                why = {"early": ", early stop", "time ": ", time limit"}.get(history.stopped[:5], "")
+                caller[0].update(caller[1], total=c.epochs, completed=c.epochs,
+                                 status=f"{len(history.records)} epochs{why}"
+                                 + (f"; {_best(history)}" if history.best_epoch else ""))
         if validate is not None:
             module.load_state_dict(best_state)
         else:

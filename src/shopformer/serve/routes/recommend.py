@@ -94,7 +94,8 @@ async def user_recommendations(
 ) -> RecommendationResponse:
     """Top-k for a user, re-encoded from the user's latest events in the store (an event
     posted now changes the next answer). Users with no usable history get the model's
-    empty-history scores (``strategy: popularity``). ``explain=true`` adds an
+    empty-history scores (``strategy: popularity``). Events of types the model does not
+    read are counted in ``ignored_event_types``. ``explain=true`` adds an
     ``explanation`` to every item. Needs a key with the ``read`` scope once the server
     has any key (the answer is drawn from the customer's history)."""
     served = service.require()
@@ -110,6 +111,7 @@ async def user_recommendations(
         strategy=ranked.strategy,
         history_length=n,
         known_user=user_id in served.run.users,
+        ignored_event_types=ranked.ignored_types,
     )
 
 
