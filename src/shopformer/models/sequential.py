@@ -415,8 +415,10 @@ class SASRecRecommender:
             "calibration": None if self.calibration is None else asdict(self.calibration),
             "privacy": None if self.privacy is None else self.privacy.to_dict(),
         }
+        if self.privacy is not None:  # the training loss is a statistic of the raw data: kept out of the folder
+            hist["records"] = [{**r, "loss": None} for r in hist["records"]]
         (folder / "training.json").write_text(json.dumps(hist, indent=2))
-        if self.history.records:
+        if self.history.records and self.privacy is None:
             plot_history(self.history, folder / "training.png", f"{self.name} training")
 
     @classmethod

@@ -17,8 +17,12 @@ training), recorded in the run folder with the rest of the guarantee.
 What the guarantee does not cover, stated so a report cannot overstate it: anything
 else that reads the data, such as choosing hyperparameters or the number of epochs on
 validation (DP training itself never evaluates: the epochs are fixed, the last weights
-are kept); the noise comes from PyTorch's seeded generator, not a cryptographically
-secure one (as Opacus without ``secure_mode``).
+are kept; the training loss, a plain statistic of the data, is shown while training but
+not saved with the model); the run folder's ``users.json``, which lists every training user's id (the
+serving vocabulary: hand out ``model/`` and ``items.json``, not the run folder, where
+membership must stay private); the item vocabulary and the number of users, taken as
+public (the catalog, the data's size); the noise comes from PyTorch's seeded generator,
+not a cryptographically secure one (as Opacus without ``secure_mode``).
 """
 
 from __future__ import annotations
