@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _lib import bulk_events  # noqa: E402
 from results_file import save  # noqa: E402
 
 from shopformer.evaluate.report import cpu_model  # noqa: E402
@@ -38,7 +39,6 @@ from shopformer.store import ErasureConfig, EventStore, StoreConfig  # noqa: E40
 USER = "erase-me-4f1c9a"
 MARK = "zq-bench-marker-9c2e"
 T0 = datetime(2024, 1, 1)
-COLS = ("event_id", "user_id", "item_id", "event_type", "timestamp", "session_id", "query", "value", "context")
 
 
 def rows(others: int, user_events: int, seed: int = 0):
@@ -68,21 +68,7 @@ def rows(others: int, user_events: int, seed: int = 0):
 
 
 def build_sqlite(path: Path, others: int, user_events: int) -> float:
-    """The store's schema (EventStore creates it), then bulk inserts on one connection with
-    the store's pragmas (secure_delete on, as every store connection has it)."""
-    EventStore(StoreConfig(f"sqlite:///{path}")).close()
-    t0 = time.perf_counter()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA secure_delete = ON")
-    sql = f"INSERT INTO events ({', '.join(COLS)}) VALUES ({', '.join('?' * len(COLS))})"
-    for part in rows(others, user_events):
-        conn.execute("BEGIN")
-        conn.executemany(sql, part)
-        conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return time.perf_counter() - t0
+    return bulk_events.load_sqlite(path, rows(others, user_events))
 
 
 def bytes_left(path: Path) -> dict[str, int]:
@@ -142,21 +128,7 @@ def bench_postgres(url: str, others: int, user_events: int, repeats: int) -> lis
             schema = f"shopformer_bench_{uuid.uuid4().hex[:10]}"
             try:
                 with EventStore(StoreConfig(url=url, schema=schema)) as store:
-                    t0 = time.perf_counter()
-                    raw = store._base_engine.raw_connection()
-                    try:
-                        cur = raw.cursor()
-                        with cur.copy(f'COPY "{schema}".events ({", ".join(COLS)}) FROM STDIN') as copy:
-                            for part in rows(others, user_events):
-                                for r in part:
-                                    copy.write_row(r)
-                        raw.commit()
-                        raw.driver_connection.autocommit = True
-                        cur.execute(f'VACUUM ANALYZE "{schema}".events')  # a settled table, as in production
-                        raw.driver_connection.autocommit = False
-                    finally:
-                        raw.close()
-                    load_s = time.perf_counter() - t0
+                    load_s = bulk_events.load_postgres(store, schema, rows(others, user_events))
                     t0 = time.perf_counter()
                     receipt = store.forget_user(USER, config=config)
                     wall = time.perf_counter() - t0

@@ -32,6 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _lib import bulk_events  # noqa: E402
 from results_file import save  # noqa: E402
 
 from shopformer.evaluate.report import cpu_model  # noqa: E402
@@ -39,7 +40,6 @@ from shopformer.store import EventStore, PurgeConfig, RetentionConfig, StoreConf
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 POLICY = RetentionConfig(days=365)
-COLS = ("event_id", "user_id", "item_id", "event_type", "timestamp", "session_id", "query", "value", "context")
 
 
 def rows(n: int, share: float):
@@ -62,38 +62,13 @@ def rows(n: int, share: float):
 
 
 def build_sqlite(path: Path, n: int, share: float) -> float:
-    EventStore(StoreConfig(f"sqlite:///{path}")).close()
-    t0 = time.perf_counter()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA secure_delete = ON")
-    sql = f"INSERT INTO events ({', '.join(COLS)}) VALUES ({', '.join('?' * len(COLS))})"
-    for part in rows(n, share):
-        conn.execute("BEGIN")
-        conn.executemany(sql, part)
-        conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return time.perf_counter() - t0
+    return bulk_events.load_sqlite(path, rows(n, share))
 
 
 def build_postgres(url: str, schema: str, n: int, share: float) -> float:
+    utc = ([(*r[:4], r[4] + "+00", *r[5:]) for r in part] for part in rows(n, share))  # UTC whatever the session's zone
     with EventStore(StoreConfig(url=url, schema=schema)) as store:
-        t0 = time.perf_counter()
-        raw = store._base_engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            with cur.copy(f'COPY "{schema}".events ({", ".join(COLS)}) FROM STDIN') as copy:
-                for part in rows(n, share):
-                    for r in part:
-                        copy.write_row((*r[:4], r[4] + "+00", *r[5:]))
-            raw.commit()
-            raw.driver_connection.autocommit = True
-            cur.execute(f'VACUUM ANALYZE "{schema}".events')  # a settled table, as in production
-            raw.driver_connection.autocommit = False
-        finally:
-            raw.close()
-        return time.perf_counter() - t0
+        return bulk_events.load_postgres(store, schema, utc)
 
 
 def writer(url: str, schema: str | None, stop, out) -> None:  # noqa: ANN001 - mp.Event, mp.Queue
