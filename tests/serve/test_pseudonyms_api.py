@@ -32,8 +32,8 @@ from shopformer.serve.pseudonyms import AccessLogPseudonyms  # noqa: E402
 from shopformer.store import EventStore, StoreConfig, import_folder  # noqa: E402
 from shopformer.store.pseudonyms import STATE, PseudonymMismatch  # noqa: E402
 
-KEY = "s3cret-key"
-AUTH = {"X-API-Key": KEY}
+from test_api import AUTH, CATALOG, KEY  # noqa: E402 - the same shop catalog and key as test_api
+
 CONFIG = PseudonymConfig(b"pseudonym key for the tests, 32b")
 P = Pseudonymizer(CONFIG)
 OTHER = PseudonymConfig(b"a different key, also 32 bytes!!")
@@ -44,17 +44,6 @@ bobRaw52 a b d
 cyRaw63 b c d
 deeRaw74 e f g
 eveRaw85 e f h
-"""
-CATALOG = """\
-item_id,title,price,categories,available
-a,Apron,1,kitchen,true
-b,Bowl,2,kitchen,true
-c,Cup,3,kitchen|cups,true
-d,Dish,4,kitchen,true
-e,Edger,5,garden,true
-f,Fork,6,garden,true
-g,Gloves,7,garden,true
-h,Hose,8,garden,false
 """
 #: raw ids the API is given (the file's and new ones); none may be stored or logged
 ZED, KIM, SESSION = "zedRaw96", "kimRaw07", "sessRaw18"
