@@ -33,16 +33,18 @@
   const updated = document.getElementById("live-updated");
   let timer = null;
 
+  function emptyRow(text, span) {
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    const td = cell("td", text);
+    td.colSpan = span;
+    tr.appendChild(td);
+    return tr;
+  }
+
   function renderRoutes(rows) {
     const body = document.createDocumentFragment();
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      tr.className = "empty";
-      const td = cell("td", "No API requests yet.");
-      td.colSpan = 6;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
+    if (!rows.length) body.appendChild(emptyRow("No API requests yet.", 6));
     for (const r of rows) {
       const tr = document.createElement("tr");
       tr.dataset.route = r.route;
@@ -62,14 +64,7 @@
 
   function renderEvents(rows) {
     const body = document.createDocumentFragment();
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      tr.className = "empty";
-      const td = cell("td", "No events stored.");
-      td.colSpan = 4;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
+    if (!rows.length) body.appendChild(emptyRow("No events stored.", 4));
     for (const e of rows) {
       const tr = document.createElement("tr");
       tr.appendChild(cell("td", e.time, "small"));
