@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
-from .schema import api_keys, audit_log, serving_state
+from .schema import api_keys, audit_log
 
 if TYPE_CHECKING:
     from .base import EventStore
@@ -119,10 +119,7 @@ def _utc(ts: datetime) -> datetime:
 
 
 def _bump_version(store: EventStore, conn: Connection) -> None:
-    ins = store._insert(serving_state).values(name=KEYS_VERSION, value=secrets.token_hex(8),
-                                               updated_at=datetime.now(timezone.utc))
-    conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
-                                                                         "updated_at": ins.excluded.updated_at}))
+    conn.execute(store._state_upsert(KEYS_VERSION, secrets.token_hex(8)))
 
 
 def create_key(store: EventStore, name: str, scopes: list[str] | tuple[str, ...],

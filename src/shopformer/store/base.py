@@ -402,11 +402,16 @@ class EventStore:
                 stmt = stmt.where((events.c.timestamp >= since) | events.c.timestamp.is_(None))
         return self._frame(stmt, {"item_id": EVENT_SCHEMA["item_id"], "timestamp": EVENT_SCHEMA["timestamp"]})
 
+    def _state_upsert(self, name: str, value: str, at: datetime | None = None):  # noqa: ANN202 - an Insert
+        """The statement that sets a shared serving value, for callers that write it inside
+        a transaction of their own."""
+        ins = self._insert(serving_state).values(name=name, value=value, updated_at=at or datetime.now(timezone.utc))
+        return ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
+                                                                       "updated_at": ins.excluded.updated_at})
+
     def put_state(self, name: str, value: str) -> None:
         """Set a shared serving value (durable on return)."""
-        ins = self._insert(serving_state).values(name=name, value=value, updated_at=datetime.now(timezone.utc))
-        stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
-                                                                        "updated_at": ins.excluded.updated_at})
+        stmt = self._state_upsert(name, value)
         self._run_write(lambda conn: conn.execute(stmt))
 
     def get_state(self, name: str) -> str | None:

@@ -31,15 +31,11 @@ EVENTS_FILE = "events.parquet"
 
 def _update(store: EventStore, change) -> list[str]:  # noqa: ANN001 - list[str] -> list[str]
     """Read-modify-write the list in one write transaction (writers are serialized)."""
-    from datetime import datetime, timezone
 
     def work(conn: Connection) -> list[str]:
         raw = conn.execute(select(serving_state.c.value).where(serving_state.c.name == EXPORTED_FOLDERS)).scalar()
         folders = change(json.loads(raw) if raw else [])
-        ins = store._insert(serving_state).values(name=EXPORTED_FOLDERS, value=json.dumps(folders),
-                                                   updated_at=datetime.now(timezone.utc))
-        conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
-                                                                             "updated_at": ins.excluded.updated_at}))
+        conn.execute(store._state_upsert(EXPORTED_FOLDERS, json.dumps(folders)))
         return folders
 
     return store._run_write(work)

@@ -286,9 +286,7 @@ def _lease(conn: Connection) -> dict[str, Any] | None:
 def _put_lease(store: EventStore, conn: Connection, holder: str, lease_s: float) -> None:
     now = datetime.now(timezone.utc)
     value = json.dumps({"holder": holder, "until": (now + timedelta(seconds=lease_s)).isoformat()})
-    ins = store._insert(serving_state).values(name=LEASE_STATE, value=value, updated_at=now)
-    conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
-                                                                        "updated_at": ins.excluded.updated_at}))
+    conn.execute(store._state_upsert(LEASE_STATE, value, now))
 
 
 def take_lease(store: EventStore, holder: str, lease_s: float, min_interval_s: float = 0.0) -> dict[str, Any] | None:

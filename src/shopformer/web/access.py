@@ -87,11 +87,20 @@ def check_key(request: Request, key: str) -> Principal | None:
     return None if principal is INVALID else principal
 
 
-def same_origin(request: Request) -> None:
-    """Refuse (403) a POST whose Origin, else Referer, is not this server (CSRF)."""
+def from_this_server(request: Request) -> bool:
+    """The request came from a page of this server: the host of its ``Origin`` (else of
+    its ``Referer``) is the request's ``Host`` (hosts compare case-insensitively). The
+    CSRF rule of the storefront and the console."""
     source = request.headers.get("origin") or request.headers.get("referer")
     host = request.headers.get("host")
-    if not source or source == "null" or not host or urlsplit(source).netloc != host:
+    if not source or source == "null" or not host:
+        return False
+    return urlsplit(source).netloc.lower() == host.lower()
+
+
+def same_origin(request: Request) -> None:
+    """Refuse (403) a POST whose Origin, else Referer, is not this server (CSRF)."""
+    if not from_this_server(request):
         raise HTTPException(403, "cross-site request refused: the storefront accepts POSTs from its own pages only")
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -61,6 +61,8 @@ from shopformer.serve.access import INVALID, Principal, audit, authorize
 from shopformer.serve.recommender import NoModelError, Served
 from shopformer.store.access import ADMIN, latest_audit_entries
 from shopformer.types import EVENT_TYPES
+
+from .access import from_this_server
 
 log = logging.getLogger("shopformer.web")
 
@@ -122,18 +124,8 @@ def admin_principal(request: Request) -> Principal:
     return authorize(request, ADMIN)
 
 
-def same_origin(request: Request) -> bool:
-    """The POST came from a page of this server: the host of its ``Origin`` (else of its
-    ``Referer``) is the request's ``Host`` (the storefront's rule, :mod:`.access`)."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    host = request.headers.get("host")
-    if not source or source == "null" or not host:
-        return False
-    return urlsplit(source).netloc.lower() == host.lower()
-
-
 def _check_origin(request: Request) -> None:
-    if not same_origin(request):
+    if not from_this_server(request):
         raise HTTPException(403, "cross-site request refused: the Origin header must be this server's")
 
 
