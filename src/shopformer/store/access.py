@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
+from .engine import as_utc
 from .schema import api_keys, audit_log
 
 if TYPE_CHECKING:
@@ -111,11 +112,7 @@ class ApiKey:
 
 def _row_key(r: Any) -> ApiKey:
     return ApiKey(key_id=r.key_id, name=r.name, scopes=tuple(r.scopes.split(",")), rate_limit=r.rate_limit,
-                  created_at=_utc(r.created_at), revoked_at=_utc(r.revoked_at) if r.revoked_at else None)
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+                  created_at=as_utc(r.created_at), revoked_at=as_utc(r.revoked_at) if r.revoked_at else None)
 
 
 def _bump_version(store: EventStore, conn: Connection) -> None:
@@ -222,5 +219,5 @@ def latest_audit_entries(store: EventStore, limit: int = 10) -> list[AuditEntry]
 
 
 def _audit_entry(r: Any) -> AuditEntry:
-    return AuditEntry(int(r.entry_id), _utc(r.at), r.actor, r.action, r.target, r.outcome,
+    return AuditEntry(int(r.entry_id), as_utc(r.at), r.actor, r.action, r.target, r.outcome,
                       json.loads(r.detail or "{}"), r.client)

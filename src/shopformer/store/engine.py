@@ -16,6 +16,7 @@ server's default ``synchronous_commit=on``.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,3 +115,11 @@ def _postgres_engine(url: URL, config: StoreConfig) -> Engine:
         with engine.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
     return engine
+
+
+def as_utc(ts: datetime | None) -> datetime | None:
+    """A timestamp read back from the store, aware and in UTC: SQLite gives naive UTC
+    datetimes back, PostgreSQL aware ones."""
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=timezone.utc)

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from .engine import as_utc
 from .schema import USER_TABLES, erasures, events
 
 if TYPE_CHECKING:
@@ -121,19 +122,12 @@ class ErasureReceipt:
     @classmethod
     def from_row(cls, row: Any) -> ErasureReceipt:
         return cls(
-            receipt_id=int(row["receipt_id"]), user_hash=row["user_hash"], requested_at=_utc(row["requested_at"]),
+            receipt_id=int(row["receipt_id"]), user_hash=row["user_hash"], requested_at=as_utc(row["requested_at"]),
             removed=json.loads(row["removed"]), event_types=json.loads(row["event_types"]),
             storage=json.loads(row["storage"]), seconds=float(row["seconds"]), status=row["status"],
             model_version=row["model_version"], model_saw_user=row["model_saw_user"],
-            completed_at=_utc(row["completed_at"]), completed_version=row["completed_version"],
+            completed_at=as_utc(row["completed_at"]), completed_version=row["completed_version"],
         )
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    """SQLite gives naive UTC datetimes back; PostgreSQL aware ones."""
-    if ts is None or ts.tzinfo is not None:
-        return ts
-    return ts.replace(tzinfo=timezone.utc)
 
 
 def forget_user(store: EventStore, user_id: str, model_version: str | None, model_saw_user: bool | None,

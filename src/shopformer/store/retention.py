@@ -50,6 +50,7 @@ import polars as pl
 from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, true
 
 from ..types import EVENT_TYPES
+from .engine import as_utc
 from .erasure import ErasureConfig, scrub
 from .schema import events, retention_purges, serving_state
 
@@ -247,21 +248,15 @@ class PurgeResult:
 
     @classmethod
     def from_row(cls, row: Any) -> PurgeResult:
-        return cls(purge_id=int(row["purge_id"]), started_at=_utc(row["started_at"]), policy=json.loads(row["policy"]),
+        return cls(purge_id=int(row["purge_id"]), started_at=as_utc(row["started_at"]), policy=json.loads(row["policy"]),
                    cutoffs=json.loads(row["cutoffs"]), event_types=json.loads(row["event_types"]),
                    batches=int(row["batches"]), storage=json.loads(row["storage"]), seconds=float(row["seconds"]),
                    trigger=row["trigger"], holder=row["holder"], status=row["status"],
-                   finished_at=_utc(row["finished_at"]))
+                   finished_at=as_utc(row["finished_at"]))
 
 
 class LeaseHeld(RuntimeError):
     """Another process holds the purge lease (or lost it to one while purging)."""
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None or ts.tzinfo is not None:
-        return ts
-    return ts.replace(tzinfo=timezone.utc)
 
 
 # -- policy ---------------------------------------------------------------------------------
@@ -301,7 +296,7 @@ def take_lease(store: EventStore, holder: str, lease_s: float, min_interval_s: f
         if current and current["holder"] != holder and datetime.fromisoformat(current["until"]) > now:
             return current
         if min_interval_s > 0:
-            last = _utc(conn.execute(select(func.max(retention_purges.c.started_at))).scalar())
+            last = as_utc(conn.execute(select(func.max(retention_purges.c.started_at))).scalar())
             if last is not None and (now - last).total_seconds() < min_interval_s:
                 return {"recent": last.isoformat()}
         _put_lease(store, conn, holder, lease_s)
