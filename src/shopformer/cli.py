@@ -417,7 +417,7 @@ def forget(
 
     from shopformer.privacy import forget as forget_user
     from shopformer.privacy import served_model
-    from shopformer.privacy.requests import OUTSIDE
+    from shopformer.privacy.requests import OUTSIDE, audit_target, erasure_detail
     from shopformer.access_cli import cli_actor
     from shopformer.store import ErasureConfig, EventStore, StoreConfig, StoreError
     from shopformer.store.access import record_audit
@@ -426,8 +426,7 @@ def forget(
         with EventStore(StoreConfig(url=store)) as s:
             user = _store_user(s, user)
             receipt = forget_user(s, user, served_model(s), ErasureConfig(compact=compact))
-            record_audit(s, cli_actor(), "erase_user", f"user_sha256:{receipt.user_hash}", "ok",
-                         {"receipt_id": receipt.receipt_id, "removed": receipt.removed, "status": receipt.status})
+            record_audit(s, cli_actor(), "erase_user", audit_target(user), "ok", erasure_detail(receipt))
     except (StoreError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -461,16 +460,15 @@ def export_user_command(
 
     from shopformer.access_cli import cli_actor
     from shopformer.privacy import export_user, served_model
+    from shopformer.privacy.requests import audit_target
     from shopformer.store import EventStore, StoreConfig, StoreError
     from shopformer.store.access import record_audit
-    from shopformer.store.erasure import user_hash
 
     try:
         with EventStore(StoreConfig(url=store)) as s:
             user = _store_user(s, user)
             data = export_user(s, user, served_model(s))
-            record_audit(s, cli_actor(), "export_user", f"user_sha256:{user_hash(user)}", "ok",
-                         {"events": len(data["events"])})
+            record_audit(s, cli_actor(), "export_user", audit_target(user), "ok", {"events": len(data["events"])})
     except (StoreError, ValueError) as exc:
         _fail(str(exc))
         return

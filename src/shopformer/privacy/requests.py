@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shopformer.store import ErasureConfig, ErasureReceipt, EventStore
-from shopformer.store.erasure import with_user
+from shopformer.store.erasure import user_hash, with_user
 from shopformer.store.schema import SERVED_RUN
 
 #: what an export or receipt cannot vouch for, said with every answer
@@ -59,6 +59,17 @@ def served_model(store: EventStore) -> ModelView | None:
 def forget(store: EventStore, user_id: str, model: ModelView | None, config: ErasureConfig | None = None) -> ErasureReceipt:
     """Erase ``user_id`` from the store, the receipt stating what ``model`` saw."""
     return store.forget_user(user_id, model.version if model else None, model.saw(user_id) if model else None, config)
+
+
+def audit_target(user_id: str) -> str:
+    """How the audit log names the customer of a privacy request: the SHA-256 of the id,
+    as erasure receipts do (never the raw id)."""
+    return f"user_sha256:{user_hash(user_id)}"
+
+
+def erasure_detail(receipt: ErasureReceipt) -> dict[str, Any]:
+    """What the audit log keeps of an erasure (the receipt itself is in the store)."""
+    return {"receipt_id": receipt.receipt_id, "removed": receipt.removed, "status": receipt.status}
 
 
 def _context(text: str | None) -> Any:

@@ -13,9 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from shopformer.privacy import ModelView, export_user, forget
-from shopformer.privacy.requests import OUTSIDE
+from shopformer.privacy.requests import OUTSIDE, audit_target, erasure_detail
 
-from shopformer.store.erasure import user_hash
 
 from ..access import Principal, audit
 from ..deps import get_service, require_admin
@@ -53,10 +52,9 @@ def erase_user(
     try:
         receipt = forget(store, user_id, _model(service.served))
     except Exception as exc:
-        audit(request, principal, "erase_user", f"user_sha256:{user_hash(user_id)}", "failed", {"error": str(exc)[:500]})
+        audit(request, principal, "erase_user", audit_target(user_id), "failed", {"error": str(exc)[:500]})
         raise
-    audit(request, principal, "erase_user", f"user_sha256:{user_hash(user_id)}", "ok",
-          {"receipt_id": receipt.receipt_id, "removed": receipt.removed, "status": receipt.status})
+    audit(request, principal, "erase_user", audit_target(user_id), "ok", erasure_detail(receipt))
     service.forget_cached(user_id, receipt.receipt_id)
     search = request.app.state.search
     taken = search.forget_queries(queries) if search is not None else 0
@@ -79,6 +77,5 @@ def export(
     field (context included), the erasure receipts that name them, and whether the served
     model was trained on their events."""
     found = export_user(service.store, user_id, _model(service.served))
-    audit(request, principal, "export_user", f"user_sha256:{user_hash(user_id)}", "ok",
-          {"events": len(found.get("events", []))})
+    audit(request, principal, "export_user", audit_target(user_id), "ok", {"events": len(found["events"])})
     return UserExport(**found)
