@@ -41,7 +41,7 @@ def test_export_then_forget(tmp_path):
     assert data["model"] == {"version": "run-v1", "saw_user": True}
 
     receipt = json.loads(invoke("forget", "ann", "--store", url, "--json"))
-    assert receipt["user_id"] == "ann" and receipt["removed"] == {"events": 2}
+    assert receipt["user_id"] == "ann" and receipt["removed"] == {"events": 2, "impressions": 0}
     assert receipt["status"] == "pending_retrain" and receipt["model_version"] == "run-v1"
     assert receipt["storage"]["secure_delete"] is True and receipt["notes"]
 

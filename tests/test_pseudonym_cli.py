@@ -52,7 +52,7 @@ def test_export_and_forget_by_raw_id(shop, tmp_path):
 
     result = cli("forget", "annRaw41", "--store", url, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["removed"] == {"events": 3}
+    assert json.loads(result.output)["removed"] == {"events": 3, "impressions": 0}
     with EventStore(StoreConfig(url)) as store:
         assert store.user_events(P.user("annRaw41")).height == 0 and store.count_events() == 9
 

@@ -148,3 +148,12 @@ def load_run(folder: Path) -> Run:
         data_config=DataConfig.from_dict(meta["data_config"]),
         info=meta,
     )
+
+
+def run_version(folder: Path) -> str:
+    """``<run folder name>-<first 12 hex of sha256(run.json)>``: changes whenever the
+    run is retrained in place or another run is loaded (the version every answer names)."""
+    import hashlib
+
+    digest = hashlib.sha256((Path(folder) / "run.json").read_bytes()).hexdigest()[:12]
+    return f"{Path(folder).name}-{digest}"

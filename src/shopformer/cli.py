@@ -1,5 +1,5 @@
 """The `shopformer` command: ingest | train | evaluate | recommend | explain | search | serve | forget | export-user |
-keys | audit | demo."""
+keys | audit | retrain | versions | rollback | demo."""
 
 from __future__ import annotations
 
@@ -502,6 +502,9 @@ def _register_access() -> None:  # commands that live in their own module
 
     app.add_typer(keys_app, name="keys")
     app.command("audit")(audit)
+    from shopformer.experiment_cli import experiment_app
+
+    app.add_typer(experiment_app, name="experiment")
 
 
 _register_access()
@@ -510,6 +513,18 @@ _register_access()
 from shopformer.cli_retention import retention as _retention  # noqa: E402
 
 app.command("retention")(_retention)
+
+# `shopformer report online` (issue 19): in report_cli / feedback.online_report
+from shopformer.report_cli import report_app as _report_app  # noqa: E402
+
+app.add_typer(_report_app, name="report")
+
+# `shopformer retrain | versions | rollback` (issue 19): in retrain_cli / feedback.retrain
+from shopformer.retrain_cli import retrain as _retrain, rollback as _rollback, versions as _versions  # noqa: E402
+
+app.command("retrain")(_retrain)
+app.command("versions")(_versions)
+app.command("rollback")(_rollback)
 
 
 if __name__ == "__main__":

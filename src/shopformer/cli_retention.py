@@ -111,7 +111,8 @@ def _print(out: dict[str, Any], policy: Any, dry_run: bool, clear: bool) -> None
                   + (" [dim](dry run: not saved)[/]" if dry_run else ""), soft_wrap=True)
     if out["store"] is not None:
         r = out["store"]
-        console.print(f"store: {verb} {r['deleted']:,} events ({_counts(r['event_types'])})"
+        console.print(f"store: {verb} {r['deleted']:,} events ({_counts(r['event_types'])}) and "
+                      f"{r['impressions']:,} impressions"
                       + ("" if dry_run else f" in {r['batches']} batches, {r['seconds']:.2f} s, purge {r['purge_id']}; "
                          f"storage: {json.dumps(r['storage'])}"), soft_wrap=True)
     if out["data"] is not None:

@@ -14,6 +14,7 @@ import polars as pl
 
 from shopformer.features.sequences import SequenceData, build_sequences, kcore
 from shopformer.features.splits import Split, leave_one_out, temporal
+from shopformer.features.vocab import Vocabulary
 from shopformer.types import PRODUCT_SCHEMA, conform, empty_products
 
 
@@ -67,8 +68,10 @@ def load_products(data_dir: Path) -> pl.DataFrame:
     return conform(pl.read_parquet(path), PRODUCT_SCHEMA) if path.exists() else empty_products()
 
 
-def prepare(events: pl.DataFrame, config: DataConfig) -> tuple[SequenceData, Split]:
-    """Filter events, build sequences and split them as ``config`` says."""
+def prepare(events: pl.DataFrame, config: DataConfig, items: Vocabulary | None = None) -> tuple[SequenceData, Split]:
+    """Filter events, build sequences and split them as ``config`` says. ``items``: index
+    items by this vocabulary (events of other items are dropped) instead of by first
+    appearance: a warm-started run keeps its parent's indexes (feedback/warmstart.py)."""
     types = config.event_types or DEFAULT_EVENT_TYPES
     ev = events.filter(pl.col("event_type").is_in(list(types)))
     if config.dedupe_consecutive:
@@ -79,7 +82,7 @@ def prepare(events: pl.DataFrame, config: DataConfig) -> tuple[SequenceData, Spl
         ev = kcore(ev, config.min_user_events, config.min_item_events)
     if ev.height == 0:
         raise ValueError(f"no events left after filtering with {config}")
-    data = build_sequences(ev)
+    data = build_sequences(ev, items)
     if config.protocol == "leave_one_out":
         split = leave_one_out(data.sequences)
     elif config.protocol == "temporal":

@@ -135,7 +135,8 @@ def evaluate_model(
 def reload_data(run: Run, data_dir: Path | None = None) -> tuple[SequenceData, Split]:
     """Rebuild the exact data and split a run was trained on, checking the vocabulary."""
     source = Path(data_dir or run.info["data_dir"])
-    data, split = prepare(load_events(source), run.data_config)
+    # a warm-started run's items keep its parent's indexes, not the order of first appearance
+    data, split = prepare(load_events(source), run.data_config, run.items if run.info.get("fixed_items") else None)
     if data.items != run.items or data.users != run.users:
         raise ValueError(
             f"the data in {source} no longer matches run {run.folder} (its users or items "

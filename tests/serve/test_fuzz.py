@@ -45,8 +45,11 @@ OPERATIONS = [
     "GET /v1/items/{item_id}", "PUT /v1/catalog/items", "DELETE /v1/catalog/items/{item_id}", "POST /v1/admin/reload",
     "DELETE /v1/users/{user_id}", "GET /v1/users/{user_id}/export", "GET /health", "GET /metrics",
     "POST /v1/admin/keys", "GET /v1/admin/keys", "DELETE /v1/admin/keys/{key_id}", "GET /v1/admin/audit",
+    "POST /v1/admin/experiments", "GET /v1/admin/experiments", "POST /v1/admin/experiments/{name}/stop",
+    "GET /v1/admin/experiments/{name}/report",
 ]
-BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT")]
+#: operations that read a body (stopping an experiment is a POST without one)
+BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT") and not op.endswith("/stop")]
 #: (operation, mode): invalid input for every operation that takes any
 FUZZ = [pytest.param(op, mode, id=f"{op}-{'valid' if mode is GenerationMode.POSITIVE else 'invalid'}")
         for op in OPERATIONS for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)

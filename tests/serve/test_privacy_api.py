@@ -22,7 +22,7 @@ from shopformer.experiment import train_run  # noqa: E402
 from shopformer.serve import ServeSettings, create_app  # noqa: E402
 from shopformer.store import EventStore, StoreConfig, export_snapshot  # noqa: E402
 
-from test_api import AUTH, KEY, shop, store_url  # noqa: E402, F401 - fixtures
+from test_api import AUTH, KEY, ids, shop, store_url  # noqa: E402, F401 - fixtures
 
 MARK = "zq-secret-marker-123"
 
@@ -67,11 +67,13 @@ def test_erase_a_user_end_to_end(client, shop, store_url, tmp_path):  # noqa: F8
     assert before["model"]["saw_user"] is True and before["model"]["version"].startswith("run1-")
     recs = client.get("/v1/users/u1/recommendations").json()
     assert recs["history_length"] > 0 and recs["strategy"] == "history"  # now cached
+    shown = client.get("/v1/users/u1/export", headers=AUTH).json()["impressions"]  # the answer just given
+    assert [i["request_id"] for i in shown] == [recs["request_id"]] and shown[0]["item_ids"] == ids(recs)
 
     r = client.delete("/v1/users/u1", headers=AUTH)
     assert r.status_code == 200, r.text
     receipt = r.json()
-    assert receipt["user_id"] == "u1" and receipt["removed"] == {"events": 5}
+    assert receipt["user_id"] == "u1" and receipt["removed"] == {"events": 5, "impressions": 1}
     assert receipt["event_types"] == {"purchase": 3, "search": 1, "view": 1}
     assert receipt["status"] == "pending_retrain" and receipt["model_saw_user"] is True
     assert receipt["model_version"] == before["model"]["version"] and receipt["completed_version"] is None
@@ -82,6 +84,8 @@ def test_erase_a_user_end_to_end(client, shop, store_url, tmp_path):  # noqa: F8
     assert recs["history_length"] == 0 and recs["strategy"] == "popularity"  # the new-visitor path
     assert suggested(client, "zq-sec") == []
     after = client.get("/v1/users/u1/export", headers=AUTH).json()
+    # the answer given after the erasure is new data: it is what the export holds now
+    assert [i["request_id"] for i in after["impressions"]] == [recs["request_id"]]
     assert after["events"] == [] and [e["receipt_id"] for e in after["erasures"]] == [receipt["receipt_id"]]
     assert after["erasures"][0]["status"] == "pending_retrain" and after["erasures"][0]["user_id"] == "u1"
     assert client.get("/v1/users/u2/export", headers=AUTH).json()["event_counts"] == {"purchase": 3}
@@ -99,7 +103,7 @@ def test_erase_a_user_end_to_end(client, shop, store_url, tmp_path):  # noqa: F8
     assert done["erasures"][0]["status"] == "complete" and done["erasures"][0]["completed_version"] == version
     # erasing again (nothing left, a model that never saw them): complete at once
     again = client.delete("/v1/users/u1", headers=AUTH).json()
-    assert again["removed"] == {"events": 0} and again["status"] == "complete"
+    assert again["removed"] == {"events": 0, "impressions": 1} and again["status"] == "complete"
 
 
 @pytest.mark.parametrize("cache_check", [True, False])

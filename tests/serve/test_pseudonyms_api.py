@@ -112,8 +112,10 @@ def test_raw_ids_work_everywhere_and_are_never_stored(shop, tmp_path, caplog):
 
         export = c.get(f"/v1/users/{ZED}/export", headers=AUTH).json()
         assert export["user_id"] == P.user(ZED) and len(export["events"]) == 3
+        # the two answers given to ZED (by raw id and by pseudonym), kept under the pseudonym
+        assert [i["request_id"] for i in export["impressions"]] == [recs["request_id"], by_pseudonym["request_id"]]
         receipt = c.delete(f"/v1/users/{ZED}", headers=AUTH).json()
-        assert receipt["removed"] == {"events": 3} and receipt["user_id"] == P.user(ZED)
+        assert receipt["removed"] == {"events": 3, "impressions": 2} and receipt["user_id"] == P.user(ZED)
         assert receipt["user_hash"] == hashlib.sha256(P.user(ZED).encode()).hexdigest()  # keyed on the pseudonym
         assert c.get(f"/v1/users/{ZED}/export", headers=AUTH).json()["erasures"][0]["receipt_id"] == receipt["receipt_id"]
 
@@ -122,6 +124,12 @@ def test_raw_ids_work_everywhere_and_are_never_stored(shop, tmp_path, caplog):
         assert r.status_code == 422 and r.json()["detail"][0]["type"] == "foreign_pseudonym"
         r = c.post("/v1/events", headers=AUTH, json={"user_id": foreign, "item_id": "a", "type": "view"})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "user_id"]
+
+        shown = c.get("/v1/items/a/similar", params={"session_id": SESSION}).json()
+        c.app.state.feedback.flush()  # the answers' impressions are in the bytes read below
+        with EventStore(StoreConfig(url)) as store:
+            assert store.impression(shown["request_id"])["session_id"] == P.session(SESSION)
+            assert set(store.impressions()["user_id"].drop_nulls()) <= {P.user(u) for u in RAW}
 
         stored = db.read_bytes() + Path(f"{db}-wal").read_bytes()
         assert P.user(KIM).encode() in stored and P.session(SESSION).encode() in stored  # the check can see ids

@@ -70,7 +70,7 @@ def test_sqlite_bytes_of_the_user_are_gone_from_file_and_wal(tmp_path):
     assert set(MARKERS) <= {m for ms in found(db).values() for m in ms}  # the markers are written where we look
 
     receipt = store.forget_user(USER, model_version="run-a", model_saw_user=True)
-    assert receipt.removed == {"events": 400}
+    assert receipt.removed == {"events": 400, "impressions": 0}
     assert receipt.event_types == {"search": 100, "view": 300}
     assert receipt.status == PENDING and receipt.user_id == USER and receipt.user_hash == user_hash(USER)
     assert receipt.storage["secure_delete"] is True and receipt.storage["wal_truncated"] is True
@@ -118,7 +118,7 @@ def test_compact_vacuums_and_residue_of_an_old_store_goes(tmp_path):
     conn.close()
     with EventStore(StoreConfig(f"sqlite:///{db}")) as store:
         receipt = store.forget_user(USER, config=ErasureConfig(compact=True))
-        assert receipt.removed == {"events": 13} and receipt.storage["vacuum"] is True
+        assert receipt.removed == {"events": 13, "impressions": 0} and receipt.storage["vacuum"] is True
         assert store.count_events() == 500
     assert found(db) == {}
 
@@ -141,7 +141,7 @@ def test_receipt_status_follows_the_served_model(tmp_path):
         assert [r.receipt_id for r in store.erasures(user_id="a")] == [pending.receipt_id]
         assert store.erasures(status=PENDING) == []
         # a user with nothing stored still gets a receipt
-        assert store.forget_user("never-seen").removed == {"events": 0}
+        assert store.forget_user("never-seen").removed == {"events": 0, "impressions": 0}
 
 
 @pytest.mark.skipif(not PG_URL, reason="set SHOPFORMER_TEST_POSTGRES_URL (e.g. "
@@ -153,14 +153,14 @@ def test_postgres_rows_gone_vacuumed_and_receipt():
             store.add_events(shop_events(n_others=600, n_user=80))
             others = store.user_events("other5")
             receipt = store.forget_user(USER, model_version="run-a", model_saw_user=True)
-            assert receipt.removed == {"events": 80} and receipt.event_types == {"search": 20, "view": 60}
+            assert receipt.removed == {"events": 80, "impressions": 0} and receipt.event_types == {"search": 20, "view": 60}
             assert receipt.status == PENDING and receipt.storage["vacuum"] == "VACUUM"
             assert "WAL" in receipt.storage["not_reached"]
             assert store.user_events(USER).height == 0 and store.count_events() == 600
             assert_frame_equal(store.user_events("other5"), others)
             assert store.query_counts() == {}
             full = store.forget_user("other5", config=ErasureConfig(compact=True))
-            assert full.storage["vacuum"] == "VACUUM FULL" and full.removed == {"events": len(others)}
+            assert full.storage["vacuum"] == "VACUUM FULL" and full.removed == {"events": len(others), "impressions": 0}
             engine = create_engine(normalize_url(PG_URL))
             with engine.connect() as conn:  # the receipts table holds hashes, not the raw ids
                 raw = conn.execute(text(f'SELECT user_hash FROM "{schema}".erasures ORDER BY receipt_id')).scalars().all()

@@ -9,7 +9,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Self
+from typing import Callable, Self
 
 import numpy as np
 import torch
@@ -78,6 +78,9 @@ class SASRecRecommender:
         self.history = TrainHistory()
         self.calibration: Calibration | None = None
         self.privacy: PrivacyReport | None = None  # the guarantee, when trained with DP-SGD
+        #: called with the freshly built network before training, to start it from a trained
+        #: one instead of random weights (retraining: ``feedback/warmstart.py``)
+        self.warm_start: Callable[[SASRec], None] | None = None
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
@@ -107,6 +110,8 @@ class SASRecRecommender:
             self.module.known[: n_items + 1] = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1) > 0)
             if arch.text_channel:
                 self._fill_channel(self.module)
+        if self.warm_start is not None:
+            self.warm_start(self.module)
         log_q = losses.popularity_log_q(counts, 0.75)
         gen = torch.Generator().manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len

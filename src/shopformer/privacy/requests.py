@@ -81,10 +81,20 @@ def _context(text: str | None) -> Any:
         return text  # kept verbatim: give it back as stored
 
 
+def _impressions(store: EventStore, user_id: str) -> list[dict[str, Any]]:
+    """The answers shown to the user (what was recommended or found for them), JSON-ready."""
+    rows = store.impressions(user_id=user_id).to_dicts()
+    for r in rows:
+        r.pop("user_id")
+        r["shown_at"] = r["shown_at"].isoformat()
+    return rows
+
+
 def export_user(store: EventStore, user_id: str, model: ModelView | None) -> dict[str, Any]:
     """Everything the store holds about ``user_id`` as JSON-ready data: every event with
-    every stored field (context decoded from its JSON text), the erasure receipts that
-    name the user (matched by hash), and whether the served model was trained on them."""
+    every stored field (context decoded from its JSON text), every answer shown to them
+    (impressions), the erasure receipts that name the user (matched by hash), and whether
+    the served model was trained on them."""
     df = store.user_events(user_id)
     rows = []
     for r in df.iter_rows(named=True):
@@ -101,6 +111,7 @@ def export_user(store: EventStore, user_id: str, model: ModelView | None) -> dic
         "exported_at": datetime.now(timezone.utc).isoformat(),
         "events": rows,
         "event_counts": by_type,
+        "impressions": _impressions(store, user_id),
         "erasures": [with_user(r, user_id).to_dict() for r in store.erasures(user_id=user_id)],
         "model": None if model is None else {"version": model.version, "saw_user": model.saw(user_id)},
         "outside_the_store": list(OUTSIDE),

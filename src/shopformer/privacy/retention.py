@@ -77,8 +77,8 @@ def purge_store(store: EventStore, policy: RetentionConfig | None = None, *, now
         release_lease(store, holder)
     folders = purge_exports(store, policy, now)
     record_audit(store, actor or f"{trigger}:{holder}", "retention_purge", f"purge:{result.purge_id}", "ok",
-                 {"policy": policy.to_dict(), "deleted": result.deleted, "status": result.status,
-                  "exported_folders": folders})
+                 {"policy": policy.to_dict(), "deleted": result.deleted, "impressions": result.impressions,
+                  "status": result.status, "exported_folders": folders})
     return result
 
 

@@ -19,13 +19,14 @@ from shopformer.store import pseudonyms as store_pseudonyms
 
 from . import errors
 from .explanations import ExplainerCache
+from .feedback import start_feedback
 from .access import AccessControl, KeyRing, RateLimits
 from .limits import BodyLimit
 from .metrics import Metrics, MetricsMiddleware
 from .pseudonyms import UserIdPseudonyms, install_access_log_filter, remove_access_log_filter
 from .recommender import RecommendationService
 from .retention import start_retention, sync_purges
-from .routes import access, admin, catalog, events, privacy, recommend, search
+from .routes import access, admin, catalog, events, experiments, privacy, recommend, search
 from .search import SearchService
 from .settings import ServeSettings
 from .writes import WriteLimits
@@ -35,7 +36,9 @@ log = logging.getLogger("shopformer.serve")
 DESCRIPTION = """\
 Recommendations, product search, similar items, event ingestion and catalog updates for a shop.
 
-* Every recommending answer carries scores and the model's `{name, version}`.
+* Every recommending answer carries scores and the model's `{name, version}`; every
+  recommending or search answer a `request_id` (also `X-Request-ID`): events that send it
+  back (`request_id`) are attributed to the answer, its position and model (`/metrics`).
 * Keys go in the `X-API-Key` header and carry scopes: `read` (customers' data: their
   events, recommendations, personalized search), `write` (events, catalog), `admin`
   (reload, erasure, export, keys, audit log; includes the other two). 401 without a
@@ -64,6 +67,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         searching = None
         purger = None
         log_filter = None
+        feedback = None
         try:
             # before anything reads or writes: raw ids and pseudonyms (or two keys) never mix
             store_pseudonyms.bind(store, pseudonyms.fingerprint if pseudonyms else None,
@@ -86,8 +90,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 log.info("serving %s, the run the store names", service.served.version)
             else:
                 log.warning("no SHOPFORMER_RUN: recommendation routes answer 503 until a reload")
+            try:  # an A/B experiment running on the store: load its variants' runs too
+                service.sync_experiment()
+            except Exception:  # noqa: BLE001 - serve the main run; the sync thread tries again
+                log.exception("could not load the running experiment's runs")
             metrics.watch_cache(service)
             app.state.service = service
+            # impressions and attribution (serve/feedback.py): every answer gets a request_id
+            app.state.feedback = feedback = start_feedback(settings, store, metrics.feedback)
             stop = threading.Event()
             if settings.sync_s > 0:
                 follower = threading.Thread(target=_follow, args=(service, metrics, settings.sync_s, stop, searching,
@@ -107,6 +117,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 searching.close()
             if log_filter is not None:
                 remove_access_log_filter(log_filter)
+            if feedback is not None:
+                feedback.close()  # a clean shutdown writes every impression queued
             store.close()
 
     app = FastAPI(
@@ -131,14 +143,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],
-                           expose_headers=["Retry-After"], max_age=600)
+                           expose_headers=["Retry-After", "X-Request-ID"], max_age=600)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, counts the 413s too
     app.state.pseudonyms = pseudonyms
     if pseudonyms is not None:  # outermost of all: no layer (audit, metrics, errors) ever sees a raw id
         app.add_middleware(UserIdPseudonyms, pseudonyms=pseudonyms)
     app.state.search = None
     for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
-                   access.router):
+                   access.router, experiments.router):
         app.include_router(router)
     from shopformer import web  # the pages (storefront, console) sit on top of the API
 
@@ -175,6 +187,12 @@ def _follow(service: RecommendationService, metrics: Metrics, every_s: float, st
                     service.invalidate_catalog()
             except Exception:  # noqa: BLE001 - keep serving, try again later
                 log.exception("could not apply the latest catalog changes to the search index")
+        try:
+            if service.sync_experiment():
+                experiment = service.experiment
+                log.info("experiment %s", f"{experiment.name} started" if experiment else "stopped")
+        except Exception:  # noqa: BLE001 - keep the arms this process has, try again later
+            log.exception("could not load the running experiment's runs")
         try:
             if service.sync():
                 served = service.served

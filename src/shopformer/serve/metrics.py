@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopformer.feedback.metrics import FeedbackMetrics
+
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -28,6 +30,8 @@ class Metrics:
         self.products = Counter("shopformer_products_upserted", "products written", registry=r)
         self.reloads = Counter("shopformer_model_reloads", "model reloads", ["outcome"], registry=r)
         self.model = Gauge("shopformer_model_info", "the model being served (value 1)", ["name", "version"], registry=r)
+        #: impressions, attributed events and revenue (feedback/metrics.py)
+        self.feedback = FeedbackMetrics(r)
 
     def watch_cache(self, service: object) -> None:
         """Expose ``service.cache_hits`` / ``cache_misses`` at scrape time."""

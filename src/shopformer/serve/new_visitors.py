@@ -60,7 +60,8 @@ class RecentPopularity:
     def __init__(self, config: NewVisitorConfig, store: EventStore) -> None:
         self.config = config
         self.store = store
-        self._cached: tuple[str, float, np.ndarray | None] | None = None  # (run version, when, scores)
+        # run version -> (when, scores); an experiment serves a few runs side by side
+        self._cached: dict[str, tuple[float, np.ndarray | None]] = {}
         self._lock = threading.Lock()
 
     def scores(self, version: str, items, event_types: tuple[str, ...]) -> np.ndarray | None:  # noqa: ANN001
@@ -69,16 +70,21 @@ class RecentPopularity:
         caller then falls back to the model)."""
         if self.config.source == "model":
             return None
-        if self._fresh(version):
-            return self._cached[2]
+        cached = self._fresh(version)
+        if cached is not None:
+            return cached[1]
         with self._lock:  # one read at a time; the others wait for it, then reuse it
-            if not self._fresh(version):
-                self._cached = (version, time.monotonic(), self._compute(items, event_types))
-            return self._cached[2]
+            cached = self._fresh(version)
+            if cached is None:
+                now = time.monotonic()
+                cached = (now, self._compute(items, event_types))
+                fresh = {v: c for v, c in self._cached.items() if now - c[0] < self.config.ttl_s}
+                self._cached = {**fresh, version: cached}  # a new dict: readers never see it change
+            return cached[1]
 
-    def _fresh(self, version: str) -> bool:
-        cached = self._cached
-        return cached is not None and cached[0] == version and time.monotonic() - cached[1] < self.config.ttl_s
+    def _fresh(self, version: str) -> tuple[float, np.ndarray | None] | None:
+        cached = self._cached.get(version)
+        return cached if cached is not None and time.monotonic() - cached[0] < self.config.ttl_s else None
 
     def _compute(self, items, event_types: tuple[str, ...]) -> np.ndarray | None:  # noqa: ANN001
         c = self.config

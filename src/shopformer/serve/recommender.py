@@ -42,7 +42,6 @@ rebuilds it at a time (others wait for it, or, for titles, read them from the st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -55,12 +54,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from shopformer.artifact import Run, load_run
+from shopformer.artifact import Run, load_run, run_version  # noqa: F401 - run_version: re-exported
 from shopformer.dataset import DEFAULT_EVENT_TYPES
+from shopformer.feedback.experiments import Experiment
+from shopformer.feedback.experiments import running as running_experiment
 from shopformer.features.sequences import Sequences, encode_history
 from shopformer.privacy.pseudonym import Pseudonymizer
 from shopformer.retrieve.exact import mask_items, top_k
 from shopformer.store import EventStore, schema
+from shopformer.store.served import publish_run
+from shopformer.store.experiments import running_state
 
 from .new_products import TextEncoders, places_new_products, with_products
 from .new_visitors import NewVisitorConfig, RecentPopularity
@@ -89,13 +92,6 @@ class NoModelError(RuntimeError):
 
 class UnknownItemError(KeyError):
     """An item the model does not know (answered with 404)."""
-
-
-def run_version(folder: Path) -> str:
-    """``<run folder name>-<first 12 hex of sha256(run.json)>``: changes whenever the
-    run is retrained in place or another run is loaded."""
-    digest = hashlib.sha256((Path(folder) / "run.json").read_bytes()).hexdigest()[:12]
-    return f"{Path(folder).name}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -164,6 +160,15 @@ class CatalogView:
     titles: pl.Series | None = field(default=None, repr=False)  # (n+1,) String, null when none
 
 
+@dataclass(frozen=True)
+class Arms:
+    """A running experiment and the loaded run of each of its variants."""
+
+    experiment: Experiment
+    served: dict[str, Served]
+    state: str  # the store's serving_state value this was loaded from
+
+
 @dataclass
 class Ranked:
     item_ids: list[str]
@@ -214,12 +219,14 @@ class RecommendationService:
         self.store = store
         self._served: Served | None = None  # swapped atomically by reload()
         self._reload_lock = threading.Lock()  # serializes reloads only, never reads
+        self._arms: Arms | None = None  # the running experiment's runs, swapped whole
         self._cache: OrderedDict[str, History] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._invalidations = 0  # bumped on every user invalidation (see _history)
         self._erasure_id = store.last_erasure_id()  # the last erasure receipt this cache accounts for
         self._purge_id = store.last_purge_id()  # the last retention purge this cache accounts for
-        self._catalog: CatalogView | None = None
+        # one view per served version: an experiment serves two runs side by side
+        self._catalogs: dict[str, CatalogView] = {}
         self._catalog_generation = 0
         self._catalog_build = threading.Lock()  # one catalog read at a time
         self._catalog_refreshing = False  # a background rebuild is under way
@@ -253,10 +260,8 @@ class RecommendationService:
         it in the store as the run to serve, which every process follows (:meth:`sync`)."""
         served, previous = self._load(folder)
         if publish:
-            self.store.put_state(SERVED_RUN, json.dumps({"folder": str(served.run.folder.resolve()),
-                                                         "version": served.version}))
             # erasure receipts of users this run was not trained on are now complete
-            done = self.store.settle_erasures(served.version, served.run.users.ids)
+            done = publish_run(self.store, served.run.folder, served.version, served.run.users.ids)
             if done:
                 log.info("erasure receipts %s complete: %s was trained without those users", done, served.version)
         return served, previous
@@ -281,34 +286,84 @@ class RecommendationService:
                 folder = previous.run.folder if previous is not None else self.settings.run
             if folder is None:
                 raise FileNotFoundError("no run folder given and none is configured (SHOPFORMER_RUN)")
-            folder = Path(folder)
-            if not (folder / "run.json").is_file():
-                raise FileNotFoundError(f"{folder} is not a trained run folder (no run.json)")
-            version = run_version(folder)
-            run = load_run(folder)
-            if self.settings.pseudonyms is not None:
-                _check_pseudonymous(run, Pseudonymizer(self.settings.pseudonyms))
-            empty = Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
-            warm = run.model.score(empty)
-            if warm.shape != (1, len(run.items) + 1):
-                raise ValueError(
-                    f"{folder}: model scores have shape {warm.shape}, expected (1, {len(run.items) + 1}) "
-                    "for its item vocabulary"
-                )
-            vectors = None
-            if self.settings.index == "faiss" and is_vector_model(run.model):
-                vectors = build_vector_indexes(run.model)  # before the swap
-                search_one(vectors.users, user_vector(run.model, empty), 1, None)  # proves it answers
-            served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc), vectors=vectors)
-            if self.settings.cache_ttl_s > 0:
-                try:  # the catalog view too, so that first requests do not wait for it
-                    self._catalog_view(served)
-                except Exception as exc:  # noqa: BLE001 - built on first use instead
-                    log.warning("catalog view not built at load (%s: %s)", type(exc).__name__, exc)
-            if places_new_products(run.model):  # catalog products the model never saw
-                served = with_products(served, self.store.products(), self._text_encoders) or served
+            served = self._prepare(Path(folder))
             self._served = served  # the swap: one attribute assignment
             return served, previous
+
+    def _prepare(self, folder: Path) -> Served:
+        """Load and warm ``folder`` completely (nothing is swapped in)."""
+        if not (folder / "run.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a trained run folder (no run.json)")
+        version = run_version(folder)
+        run = load_run(folder)
+        if self.settings.pseudonyms is not None:
+            _check_pseudonymous(run, Pseudonymizer(self.settings.pseudonyms))
+        empty = Sequences(np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        warm = run.model.score(empty)
+        if warm.shape != (1, len(run.items) + 1):
+            raise ValueError(
+                f"{folder}: model scores have shape {warm.shape}, expected (1, {len(run.items) + 1}) "
+                "for its item vocabulary"
+            )
+        vectors = None
+        if self.settings.index == "faiss" and is_vector_model(run.model):
+            vectors = build_vector_indexes(run.model)  # before the swap
+            search_one(vectors.users, user_vector(run.model, empty), 1, None)  # proves it answers
+        served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc), vectors=vectors)
+        if self.settings.cache_ttl_s > 0:
+            try:  # the catalog view too, so that first requests do not wait for it
+                self._catalog_view(served)
+            except Exception as exc:  # noqa: BLE001 - built on first use instead
+                log.warning("catalog view not built at load (%s: %s)", type(exc).__name__, exc)
+        if places_new_products(run.model):  # catalog products the model never saw
+            served = with_products(served, self.store.products(), self._text_encoders) or served
+        return served
+
+    # -- experiments ----------------------------------------------------------------
+    def _arm_runs(self) -> tuple[Served, ...]:
+        arms = self._arms
+        return tuple(arms.served.values()) if arms is not None else ()
+
+    @property
+    def experiment(self) -> Experiment | None:
+        arms = self._arms
+        return arms.experiment if arms is not None else None
+
+    def for_user(self, user_id: str | None) -> tuple[Served, str | None, str | None]:
+        """(the run that answers ``user_id``, experiment name, variant name): the user's
+        variant's run while an experiment runs, else the served run (also for answers with
+        no user: anonymous sessions and similar items are outside experiments)."""
+        arms = self._arms
+        if arms is None or not user_id:
+            return self.require(), None, None
+        variant = arms.experiment.assign(user_id)
+        return arms.served[variant.name], arms.experiment.name, variant.name
+
+    def sync_experiment(self) -> bool:
+        """Load the running experiment's runs (or drop them when it stopped) if the store
+        names another state than the one this process serves; True when something changed.
+        A variant whose run fails to load leaves the previous state serving and raises."""
+        state = running_state(self.store)
+        arms = self._arms
+        if (arms.state if arms is not None else "") == state:
+            return False
+        experiment = running_experiment(self.store) if state else None
+        if experiment is None:
+            self._arms = None
+            log.info("experiment %s stopped: every customer gets %s", arms.experiment.name if arms else "-",
+                     self._served.version if self._served else "no model")
+            return True
+        loaded: dict[str, Served] = {}
+        for v in experiment.variants:
+            current = self._served
+            if current is not None and current.version.split("+", 1)[0] == v.version:
+                loaded[v.name] = current
+            else:
+                loaded[v.name] = self._prepare(v.run)
+        self._arms = Arms(experiment, loaded, state)  # one assignment: requests see all arms or none
+        log.info("experiment %s: %s", experiment.name,
+                 ", ".join(f"{v.name}={loaded[v.name].version} ({v.share:.0%})" for v in experiment.variants))
+        return True
 
     def place_new_products(self, item_ids: list[str]) -> int:
         """Products just upserted that the served content model does not know join it
@@ -368,7 +423,7 @@ class RecommendationService:
     def invalidate_catalog(self) -> None:
         with self._cache_lock:
             self._catalog_generation += 1
-            self._catalog = None
+            self._catalogs.clear()
 
     def _encode(self, served: Served, rows: list) -> Sequences:
         return encode_history(rows, served.run.items, served.event_types, served.run.data_config.dedupe_consecutive)
@@ -415,7 +470,7 @@ class RecommendationService:
     def _fresh_view(self, served: Served) -> tuple[CatalogView | None, int]:
         """(the cached view if it is current for ``served``, else None; generation)."""
         with self._cache_lock:
-            view, generation = self._catalog, self._catalog_generation
+            view, generation = self._catalogs.get(served.version), self._catalog_generation
         if (
             view is not None
             and view.version == served.version
@@ -477,7 +532,9 @@ class RecommendationService:
         view = CatalogView(served.version, now, available, price, cats, titles)
         with self._cache_lock:
             if self._catalog_generation == generation:
-                self._catalog = view
+                live = {x.version for x in (self._served, *self._arm_runs()) if x is not None}
+                self._catalogs = {k: c for k, c in self._catalogs.items() if k in live}
+                self._catalogs[served.version] = view
         return view
 
     def allowed(self, served: Served, filters: Filters | None) -> np.ndarray | None:

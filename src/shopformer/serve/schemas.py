@@ -130,6 +130,12 @@ Number = Annotated[float, BeforeValidator(_not_bool)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_not_bool)]
 Count = Annotated[int, BeforeValidator(_not_bool)]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+#: the id an answer carries (uuid4 hex when this server made it); events name it back
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+#: where an answer was shown, the caller's own short label (``home``, ``pdp``, ``cart``)
+PLACEMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+Placement = Annotated[str, StringConstraints(pattern=PLACEMENT_PATTERN)]
 
 
 class _In(BaseModel):
@@ -149,7 +155,11 @@ class EventIn(_In):
     the window the settings give (SHOPFORMER_MIN_EVENT_TIME, SHOPFORMER_MAX_FUTURE_S).
     Give ``event_id`` to make re-posts idempotent (a stored id with the same payload is
     a no-op; with another payload, 409); without one the store derives an id from the
-    event's content (same content + same timestamp = same event)."""
+    event's content (same content + same timestamp = same event).
+    ``request_id``: the answer (recommendations, similar items, search) the event came
+    from, as that answer gave it; the event is then attributed to the answer, its
+    position in it and the model that made it. It is stored in ``context`` under
+    ``"request_id"`` (where events ingested from files carry it too)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -172,6 +182,17 @@ class EventIn(_In):
     query: Text | None = Field(default=None, validate_default=True)
     value: Number | None = Field(default=None, allow_inf_nan=False)
     context: JsonObject | None = None
+    request_id: RequestId | None = None
+
+    @model_validator(mode="after")
+    def _request_id(self) -> EventIn:
+        """One request id, given on top or in ``context`` (where it is stored)."""
+        inner = (self.context or {}).get("request_id")
+        if inner is not None and self.request_id is not None and inner != self.request_id:
+            raise ValueError(f"request_id {self.request_id!r} differs from context.request_id {inner!r}")
+        if self.request_id is None and isinstance(inner, str):
+            self.request_id = inner
+        return self
 
     @field_validator("item_id")
     @classmethod
@@ -207,7 +228,8 @@ class EventIn(_In):
             "session_id": self.session_id,
             "query": self.query,
             "value": self.value,
-            "context": self.context,
+            "context": (self.context if self.request_id is None  # the answer it came from, kept in the context
+                        else {**(self.context or {}), "request_id": self.request_id}),
         }
 
 
@@ -371,6 +393,11 @@ class ScoredItem(_Out):
     explanation: Explanation | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
+#: every recommending or search answer names itself (also the ``X-Request-ID`` header)
+REQUEST_ID_FIELD = Field(description="this answer's id (also in X-Request-ID): send it with the events it leads to "
+                                     "(clicks, carts, purchases) to attribute them to the answer")
+
+
 class RecommendationResponse(_Out):
     """A ranked list. ``strategy`` is ``history`` (personalised from the events),
     ``popularity`` (no usable history: the model's empty-history scores, or with
@@ -384,6 +411,7 @@ class RecommendationResponse(_Out):
     history_length: int = Field(description="history items the model saw (unknown items left out)")
     known_user: bool | None = Field(default=None, description="the user was in the model's training data")
     ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")
+    request_id: str = REQUEST_ID_FIELD
     ignored_event_types: dict[str, int] = Field(
         default_factory=dict,
         description="the user's latest events (SHOPFORMER_HISTORY_LIMIT) that the model does not read, counted by "
@@ -395,6 +423,7 @@ class SimilarResponse(_Out):
     item_id: str
     items: list[ScoredItem]
     model: ModelInfo
+    request_id: str = REQUEST_ID_FIELD
 
 
 class Filters(_In):
@@ -427,6 +456,8 @@ class SessionRequest(_In):
     exclude_history: StrictBool = True
     filters: Filters = Field(default_factory=Filters)
     explain: StrictBool = Field(default=False, description="add an explanation to every item")
+    placement: Placement | None = Field(default=None, description="where the answer is shown (default: session)")
+    session_id: SessionId | None = Field(default=None, description="the visitor's session, kept with the impression")
 
 
 # -- lookups -------------------------------------------------------------------------
@@ -484,6 +515,20 @@ class ExportedEvent(_Out):
     context: Any = Field(None, description="the stored JSON context, decoded (text when it is not JSON)")
 
 
+class ExportedImpression(_Out):
+    request_id: str
+    shown_at: datetime
+    session_id: str | None = None
+    placement: str
+    route: str
+    model_name: str | None = None
+    model_version: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    strategy: str | None = None
+    item_ids: list[str] = Field(description="the items the answer showed, best first")
+
+
 class ExportedModel(_Out):
     version: str
     saw_user: bool | None = Field(description="whether the served model's training data held the user")
@@ -494,6 +539,8 @@ class UserExport(_Out):
     exported_at: datetime
     events: list[ExportedEvent] = Field(description="every stored event of the user, oldest first")
     event_counts: dict[str, int]
+    impressions: list[ExportedImpression] = Field(default_factory=list,
+                                                  description="every stored answer shown to the user, oldest first")
     erasures: list[ErasureReceiptOut]
     model: ExportedModel | None
     outside_the_store: list[str] = Field(description="where else the user's data may be, beyond this answer")
@@ -609,6 +656,7 @@ class SearchResponse(_Out):
     candidates: int = Field(description="products the engines proposed before ranking")
     user_id: str | None = None
     model: ModelInfo | None = Field(default=None, description="the model that personalized the order, if any")
+    request_id: str = REQUEST_ID_FIELD
 
 
 class SuggestionOut(_Out):

@@ -127,6 +127,19 @@ SHOPFORMER_STOREFRONT                      ``1`` (default): serve the storefront
 SHOPFORMER_CONSOLE                         ``1`` (default): serve the operator console at
                                            ``/console`` (admin key; web/console.py); ``0``:
                                            not
+SHOPFORMER_IMPRESSIONS                     ``1`` (default): log what every recommendation
+                                           and search answer showed to the store's
+                                           ``impressions`` (batched, off the request path;
+                                           feedback/impressions.py); ``0``: not (answers
+                                           still carry a ``request_id``)
+SHOPFORMER_IMPRESSIONS_FLUSH_S             the longest an impression waits in memory
+                                           before its batch is written (default 0.5)
+SHOPFORMER_IMPRESSIONS_BATCH               rows per write (default 1000)
+SHOPFORMER_IMPRESSIONS_QUEUE               most impressions waiting; past it new ones are
+                                           dropped and counted (default 20000)
+SHOPFORMER_IMPRESSIONS_RECENT              recent answers kept in memory to attribute
+                                           posted events without a store read (default
+                                           20000)
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -155,6 +168,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
+from shopformer.feedback.impressions import ImpressionLogConfig
 from shopformer.privacy.pseudonym import PseudonymConfig
 from shopformer.store.retention import RetentionConfig
 
@@ -232,6 +246,19 @@ def _retention(env: Mapping[str, str]) -> RetentionConfig | None:
         return RetentionConfig(days=days or None, types=by_type)
     except ValueError as exc:
         raise ValueError(f"SHOPFORMER_RETENTION_DAYS: {exc}") from None
+
+
+def _impressions(env: Mapping[str, str]) -> ImpressionLogConfig | None:
+    """SHOPFORMER_IMPRESSIONS and its _FLUSH_S / _BATCH / _QUEUE / _RECENT (None: off)."""
+    if not _bool_default(env, "SHOPFORMER_IMPRESSIONS", True):
+        return None
+    d = ImpressionLogConfig()
+    flush_s = _float(env, "SHOPFORMER_IMPRESSIONS_FLUSH_S", d.flush_s)
+    if flush_s <= 0:
+        raise ValueError(f"SHOPFORMER_IMPRESSIONS_FLUSH_S must be > 0, got {flush_s}")
+    return ImpressionLogConfig(flush_s=flush_s, batch_size=_int(env, "SHOPFORMER_IMPRESSIONS_BATCH", d.batch_size, 1),
+                               queue_size=_int(env, "SHOPFORMER_IMPRESSIONS_QUEUE", d.queue_size, 1),
+                               recent=_int(env, "SHOPFORMER_IMPRESSIONS_RECENT", d.recent, 0))
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -312,6 +339,8 @@ class ServeSettings:
     storefront: bool = True
     #: the operator console at /console (SHOPFORMER_CONSOLE; web/console.py)
     console: bool = True
+    #: the impression log (SHOPFORMER_IMPRESSIONS*; feedback/impressions.py); None: off
+    impressions: ImpressionLogConfig | None = ImpressionLogConfig()
 
     def __post_init__(self) -> None:
         if self.run is not None and not isinstance(self.run, Path):
@@ -360,6 +389,8 @@ class ServeSettings:
             raise ValueError(f"retention must be a RetentionConfig or None, got {self.retention!r}")
         if not self.retention_check_s >= 0:
             raise ValueError(f"retention_check_s must be >= 0, got {self.retention_check_s}")
+        if self.impressions is not None and not isinstance(self.impressions, ImpressionLogConfig):
+            raise ValueError(f"impressions must be an ImpressionLogConfig or None, got {self.impressions!r}")
 
     @property
     def writes_enabled(self) -> bool:
@@ -409,6 +440,7 @@ class ServeSettings:
             retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
             storefront=_bool_default(env, "SHOPFORMER_STOREFRONT", cls.storefront),
             console=_bool_default(env, "SHOPFORMER_CONSOLE", cls.console),
+            impressions=_impressions(env),
         )
 
     def __repr__(self) -> str:  # never print the key
@@ -430,5 +462,5 @@ class ServeSettings:
             f"min_event_time={self.min_event_time.isoformat()!r}, max_future_s={self.max_future_s}, "
             f"pseudonyms={self.pseudonyms!r}, "
             f"retention={self.retention!r}, retention_check_s={self.retention_check_s}, storefront={self.storefront}, "
-            f"console={self.console})"
+            f"console={self.console}, impressions={self.impressions!r})"
         )

@@ -47,6 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..types import EVENT_SCHEMA, PRODUCT_SCHEMA
 from . import erasure, retention
+from . import impressions as shown  # the module; EventStore.impressions is a method
 from .engine import SQLITE_BEGIN, StoreError, backend_name, create_store_engine
 from .erasure import ErasureConfig, ErasureReceipt
 from .fingerprint import PAYLOAD as PAYLOAD_COLUMNS
@@ -514,6 +515,30 @@ class EventStore:
                                                            events.c.query.is_not(None)).group_by(events.c.query))
         with self._engine.connect() as conn:
             return {q: int(n) for q, n in conn.execute(stmt)}
+
+    # -- impressions: what answers showed (see shopformer.store.impressions) ------------
+    def add_impressions(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Write a batch of impressions in one transaction; returns how many were written
+        (request ids already stored, and rows of customers erased since, are left out)."""
+        return shown.add(self, rows)
+
+    def impressions(self, *, request_ids: Sequence[str] | None = None, since: datetime | None = None,
+                    until: datetime | None = None, user_id: str | None = None,
+                    experiment: str | None = None) -> pl.DataFrame:
+        """Stored impressions, oldest first (see :func:`shopformer.store.impressions.read`)."""
+        return shown.read(self, request_ids=request_ids, since=since, until=until, user_id=user_id,
+                          experiment=experiment)
+
+    def impression(self, request_id: str) -> dict[str, Any] | None:
+        """One impression by its answer's request id, or None."""
+        return shown.get(self, request_id)
+
+    def count_impressions(self) -> int:
+        return shown.count(self)
+
+    def attributable_events(self, since: datetime | None = None) -> pl.DataFrame:
+        """Events since ``since`` that name the answer they came from (a ``request_id``)."""
+        return shown.attributable_events(self, since)
 
     # -- privacy: erasure receipts (see shopformer.store.erasure) ------------------------
     def forget_user(self, user_id: str, model_version: str | None = None, model_saw_user: bool | None = None,

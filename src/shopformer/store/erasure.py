@@ -2,8 +2,10 @@
 
 :meth:`EventStore.forget_user <shopformer.store.base.EventStore.forget_user>` deletes
 every row keyed by the user (``schema.USER_TABLES``: every event of every type, so the
-``search`` events that are the search query log too) in ONE write transaction, records a
-receipt in the same transaction, then makes the deleted bytes unreadable:
+``search`` events that are the search query log too, and every answer shown to them, the
+impressions; an impression still queued in an API process is never written after it, see
+:mod:`shopformer.store.impressions`) in ONE write transaction, records a receipt in the
+same transaction (rows removed per table), then makes the deleted bytes unreadable:
 
 SQLite
     Every connection runs ``secure_delete=ON`` (see :mod:`shopformer.store.engine`), so

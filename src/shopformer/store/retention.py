@@ -27,6 +27,15 @@ Lease
     ``lease_s``. That is what keeps several API processes on one store from purging at the
     same time (:func:`take_lease`).
 
+Impressions
+    What answers showed (``impressions``, customer data too) expire at the policy's
+    ``days``, the age of every event type without its own entry, measured from
+    ``shown_at``: an impression is the answer, not one event type, and outliving the
+    events it explains gains nothing. A policy with per-type ages only keeps them. They go
+    after the events, in batches the same way; their count is ``PurgeResult.impressions``
+    (kept in the log row's ``storage`` JSON, so stores made before impressions need no
+    new column).
+
 Log
     ``retention_purges`` keeps one row per purge: when, by whom (host:pid; ``schedule``,
     ``cli`` or ``manual``), the policy and cutoffs, events deleted per type, batches, what
@@ -52,7 +61,7 @@ from sqlalchemy import Connection, and_, bindparam, false, func, or_, select, tr
 from ..types import EVENT_TYPES
 from .engine import as_utc
 from .erasure import ErasureConfig, scrub
-from .schema import events, retention_purges, serving_state
+from .schema import events, impressions, retention_purges, serving_state
 
 if TYPE_CHECKING:
     from .base import EventStore
@@ -60,6 +69,8 @@ if TYPE_CHECKING:
 #: ``serving_state`` rows: the policy (JSON) and the purge lease (JSON holder + expiry)
 POLICY_STATE = "retention_policy"
 LEASE_STATE = "retention_lease"
+#: the key of the purge log row's ``storage`` JSON that keeps the impressions deleted
+IMPRESSIONS_KEY = "impressions_deleted"
 #: the longest age a policy may name (about 274 years): beyond it a cutoff leaves datetime's range
 MAX_DAYS = 100_000.0
 FOREVER = "forever"
@@ -234,9 +245,12 @@ class PurgeResult:
     holder: str | None = None
     status: str = "done"
     finished_at: datetime | None = None
+    #: impressions deleted (or, ``dry_run``, that would be), see the module docstring
+    impressions: int = 0
 
     @property
     def deleted(self) -> int:
+        """Events deleted (impressions are counted apart)."""
         return sum(self.event_types.values())
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,11 +262,12 @@ class PurgeResult:
 
     @classmethod
     def from_row(cls, row: Any) -> PurgeResult:
+        storage = json.loads(row["storage"])
         return cls(purge_id=int(row["purge_id"]), started_at=as_utc(row["started_at"]), policy=json.loads(row["policy"]),
                    cutoffs=json.loads(row["cutoffs"]), event_types=json.loads(row["event_types"]),
-                   batches=int(row["batches"]), storage=json.loads(row["storage"]), seconds=float(row["seconds"]),
+                   batches=int(row["batches"]), storage=storage, seconds=float(row["seconds"]),
                    trigger=row["trigger"], holder=row["holder"], status=row["status"],
-                   finished_at=as_utc(row["finished_at"]))
+                   finished_at=as_utc(row["finished_at"]), impressions=int(storage.pop(IMPRESSIONS_KEY, 0)))
 
 
 class LeaseHeld(RuntimeError):
@@ -324,6 +339,15 @@ def count_expired(store: EventStore, cutoffs: Cutoffs) -> dict[str, int]:
         return {t: int(n) for t, n in sorted(conn.execute(stmt).all())}
 
 
+def count_expired_impressions(store: EventStore, cutoffs: Cutoffs) -> int:
+    """Impressions that the cutoffs would delete now (shown before ``cutoffs.default``)."""
+    if cutoffs.default is None:
+        return 0
+    stmt = select(func.count()).select_from(impressions).where(impressions.c.shown_at < cutoffs.default)
+    with store._engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = None,
           config: PurgeConfig | None = None, dry_run: bool = False, trigger: str = "manual",
           holder: str | None = None, stop: threading.Event | None = None) -> PurgeResult:
@@ -340,6 +364,7 @@ def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = 
     t0 = time.perf_counter()
     if dry_run:
         return PurgeResult(purge_id=None, event_types=count_expired(store, cutoffs), dry_run=True,
+                           impressions=count_expired_impressions(store, cutoffs),
                            seconds=round(time.perf_counter() - t0, 4), **base)
     log = retention_purges
     row = dict(started_at=started, trigger=trigger, holder=holder, policy=json.dumps(base["policy"]),
@@ -348,6 +373,7 @@ def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = 
     pid = int(store._run_write(lambda conn: conn.execute(log.insert().values(**row).returning(log.c.purge_id))
                                .scalar_one()))
     counts: Counter[str] = Counter()
+    shown: Counter[str] = Counter()  # impressions deleted, kept current batch by batch
     batches, status, storage = 0, "failed", {}
     expired = cutoffs.where()
     find = (select(events.c.position).where(events.c.position > bindparam("after"), expired)
@@ -362,11 +388,7 @@ def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = 
             lo, hi = found[0], found[-1]
 
             def work(conn: Connection, lo: int = lo, hi: int = hi, done: int = batches) -> list[str]:
-                if holder is not None:
-                    current = _lease(conn)
-                    if current is None or current["holder"] != holder:
-                        raise LeaseHeld(f"the retention lease was taken over by {current and current['holder']}")
-                    _put_lease(store, conn, holder, config.lease_s)
+                _renew(store, conn, holder, config.lease_s)
                 gone = conn.execute(events.delete().where(events.c.position.between(lo, hi), expired)
                                     .returning(events.c.event_type)).scalars().all()
                 now_counts = counts + Counter(gone)
@@ -382,7 +404,9 @@ def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = 
                 break
             if config.pause_s:
                 time.sleep(config.pause_s)
-        storage = scrub(store, ErasureConfig(compact=config.compact)) if counts else {}
+        if cutoffs.default is not None and not (stop is not None and stop.is_set()):
+            _purge_impressions(store, cutoffs.default, pid, config, holder, stop, shown)
+        storage = scrub(store, ErasureConfig(compact=config.compact)) if counts or shown else {}
         status = "stopped" if stop is not None and stop.is_set() else "done"
     except BaseException as exc:
         storage = {"error": f"{type(exc).__name__}: {exc}"}
@@ -390,11 +414,53 @@ def purge(store: EventStore, policy: RetentionConfig, *, now: datetime | None = 
     finally:  # the log row says how it ended (its counts were kept up to date batch by batch)
         finished = datetime.now(timezone.utc)
         seconds = round(time.perf_counter() - t0, 4)
-        end = log.update().where(log.c.purge_id == pid).values(status=status, finished_at=finished,
-                                                               storage=json.dumps(storage), seconds=seconds)
+        kept = json.dumps({**storage, IMPRESSIONS_KEY: shown.total()})
+        end = log.update().where(log.c.purge_id == pid).values(status=status, finished_at=finished, storage=kept,
+                                                               seconds=seconds)
         store._run_write(lambda conn: conn.execute(end))
     return PurgeResult(purge_id=pid, event_types=dict(sorted(counts.items())), batches=batches, storage=storage,
-                       seconds=seconds, status=status, finished_at=finished, **base)
+                       seconds=seconds, status=status, finished_at=finished, impressions=shown.total(), **base)
+
+
+def _renew(store: EventStore, conn: Connection, holder: str | None, lease_s: float) -> None:
+    """Inside a batch's write transaction: the lease is still ours (else LeaseHeld); renew it."""
+    if holder is None:
+        return
+    current = _lease(conn)
+    if current is None or current["holder"] != holder:
+        raise LeaseHeld(f"the retention lease was taken over by {current and current['holder']}")
+    _put_lease(store, conn, holder, lease_s)
+
+
+def _purge_impressions(store: EventStore, cutoff: datetime, pid: int, config: PurgeConfig, holder: str | None,
+                       stop: threading.Event | None, shown: Counter[str]) -> None:
+    """Delete the impressions shown before ``cutoff`` in batches, as :func:`purge` does
+    events (each batch renews the lease and keeps the log row's count current); adds
+    them to ``shown`` as it goes, so a purge that fails half way logs what went."""
+    expired = impressions.c.shown_at < cutoff
+    find = (select(impressions.c.impression_id).where(impressions.c.impression_id > bindparam("after"), expired)
+            .order_by(impressions.c.impression_id).limit(config.batch_size))
+    after = 0
+    while not (stop is not None and stop.is_set()):
+        with store._engine.connect() as conn:
+            found = conn.execute(find, {"after": after}).scalars().all()
+        if not found:
+            break
+
+        def work(conn: Connection, lo: int = found[0], hi: int = found[-1], done: int = shown.total()) -> int:
+            _renew(store, conn, holder, config.lease_s)
+            n = int(conn.execute(impressions.delete().where(impressions.c.impression_id.between(lo, hi), expired))
+                    .rowcount)
+            conn.execute(retention_purges.update().where(retention_purges.c.purge_id == pid)
+                         .values(storage=json.dumps({IMPRESSIONS_KEY: done + n})))
+            return n
+
+        shown["impressions"] += store._run_write(work)
+        after = found[-1]
+        if len(found) < config.batch_size:
+            break
+        if config.pause_s:
+            time.sleep(config.pause_s)
 
 
 # -- log ------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@
 ``audit_log``
     one row per admin action (reload, key changes, erasure, export, retention): when,
     who (key id and name, or ``cli``), what, on what (no raw customer ids), outcome.
+``impressions``
+    what each recommendation / search answer showed (:mod:`shopformer.store.impressions`).
+``model_versions``
+    the runs ``shopformer retrain`` trained, gated and promoted (:mod:`shopformer.store.versions`).
 ``products``
     keyed by ``item_id``; ``categories`` and ``tags`` are JSON arrays, ``attributes``
     JSON text kept verbatim, ``created_at`` UTC.
@@ -154,9 +158,35 @@ retention_purges = Table(
     sqlite_autoincrement=True,
 )
 
-#: Tables holding rows keyed by a customer's ``user_id``: what an erasure deletes from
-#: (impressions join this list once they are logged).
-USER_TABLES: tuple[Table, ...] = (events,)
+#: What an answer showed (see :mod:`shopformer.store.impressions`): one row per answer,
+#: written in batches off the request path. ``request_id`` is the id the answer carried;
+#: ``item_ids`` the items shown, best first (a JSON array: position = index + 1);
+#: ``experiment`` / ``variant`` are null outside an A/B experiment; ``model_*`` null for an
+#: answer no model ranked (plain search). Customer data: erased and purged with events.
+impressions = Table(
+    "impressions",
+    metadata,
+    Column("impression_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("shown_at", _TS, nullable=False),
+    Column("user_id", Text),
+    Column("session_id", Text),
+    Column("placement", String(64), nullable=False),
+    Column("route", String(32), nullable=False),
+    Column("model_name", Text),
+    Column("model_version", Text),
+    Column("experiment", String(64)),
+    Column("variant", String(64)),
+    Column("strategy", String(64)),
+    Column("item_ids", _JSON_LIST, nullable=False),
+    Index("ix_impressions_request", "request_id", unique=True),
+    Index("ix_impressions_user", "user_id"),
+    Index("ix_impressions_time", "shown_at"),
+    sqlite_autoincrement=True,
+)
+
+#: Tables holding rows keyed by a customer's ``user_id``: what an erasure deletes from.
+USER_TABLES: tuple[Table, ...] = (events, impressions)
 
 #: Every catalog write, in commit order: ``seq`` (increasing), the product, ``upsert`` or
 #: ``delete``. Processes that keep their own view of the catalog (each API worker's search
@@ -196,6 +226,41 @@ audit_log = Table(
     Column("outcome", String(16), nullable=False),
     Column("detail", Text),
     Column("client", Text),
+    sqlite_autoincrement=True,
+)
+
+#: A/B experiments (see :mod:`shopformer.store.experiments`): a name, its variants as JSON
+#: ``[{"name", "run", "version", "share"}]``, ``running`` / ``stopped``. At most one runs at
+#: a time; every API process serving from the store follows it (``serving_state``
+#: ``experiment`` names it, bumped in the same transaction).
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("variants", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", _TS, nullable=False),
+    Column("stopped_at", _TS),
+    Column("created_by", Text),
+)
+
+#: Model versions made by ``shopformer retrain`` (see :mod:`shopformer.store.versions`):
+#: the run folder and its ``run_version``, the version it was trained from, how (``warm`` /
+#: ``scratch``; ``imported`` for a run trained elsewhere), the gate's numbers as JSON, and
+#: ``promoted`` / ``approved`` / ``refused`` / ``rolled_back`` / ``imported``. No customer data.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("run_version", Text, nullable=False),
+    Column("folder", Text, nullable=False),
+    Column("created_at", _TS, nullable=False),
+    Column("parent_id", BigInteger),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_at", _TS, nullable=False),
+    Column("train_seconds", Double),
+    Column("metrics", Text, nullable=False),
     sqlite_autoincrement=True,
 )
 

@@ -81,6 +81,7 @@ class Shop:
         customer = self.browsing_as(access, visitor)
         if customer is not None:
             uid = self.user_id(customer)
+            served, _, _ = service.for_user(uid)  # the customer's variant's run while an experiment runs
             ranked, n = service.recommend_user(served, uid, k, True, None)
             history = service.history(served, uid).sequences
         else:
@@ -158,7 +159,7 @@ class Shop:
         with searching.slots:
             personal = None
             if customer is not None and searcher.config.personal_weight > 0:
-                personal, _ = _personal(self.service, self.user_id(customer))
+                personal, _, _ = _personal(self.service, self.user_id(customer))
             result = searcher.search(query, k, flt, personal=personal)
         titles = {h.item_id: h.title for h in result.hits}
         found = cards(self.service.store, [h.item_id for h in result.hits], titles)

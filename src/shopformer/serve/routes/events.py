@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 
 from shopformer.store import fingerprint
 
+from ..feedback import attribute_events
 from ..deps import get_metrics, get_service, get_settings, get_write_limits, require_read, require_write
 from ..metrics import Metrics
 from ..recommender import RecommendationService
@@ -56,11 +57,14 @@ async def post_event(
 ) -> EventAck:
     """Store one event (durable before this answers). 201 when stored, 200 when its
     ``event_id`` was already stored with the same payload, 409 (with the stored
-    version's fingerprint) when with another. The user's next recommendation sees it."""
+    version's fingerprint) when with another. The user's next recommendation sees it.
+    With ``request_id`` (from a recommendation or search answer) it is attributed to
+    that answer."""
     written = write_events(service.store, [event], batch=False, limits=limits, pseudonyms=request.app.state.pseudonyms)
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, [event])
+        attribute_events(request, [event])
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     if not written.inserted:
@@ -91,6 +95,8 @@ def post_events(
     service.invalidate_users(written.user_ids)
     if written.inserted:
         _searched(request, events)
+    if written.inserted and not written.duplicates:  # a batch re-posted in part: not counted twice
+        attribute_events(request, events)
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     return BatchAck(inserted=written.inserted, duplicates=written.duplicates)

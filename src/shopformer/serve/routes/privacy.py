@@ -49,6 +49,7 @@ def erase_user(
     user with nothing stored answers a receipt with zero rows."""
     store = service.store
     queries = store.user_query_counts(user_id)  # before the rows go: autocomplete takes these back
+    request.app.state.feedback.flush()  # answers this process showed them are in the store, so the receipt counts them
     try:
         receipt = forget(store, user_id, _model(service.served))
     except Exception as exc:
@@ -74,8 +75,9 @@ def export(
     principal: Annotated[Principal, Depends(require_admin)],
 ) -> UserExport:
     """Everything stored about a customer (right of access): every event with every
-    field (context included), the erasure receipts that name them, and whether the served
-    model was trained on their events."""
+    field (context included), every answer shown to them (impressions), the erasure
+    receipts that name them, and whether the served model was trained on their events."""
+    request.app.state.feedback.flush()  # answers this process showed them just now are in the export
     found = export_user(service.store, user_id, _model(service.served))
     audit(request, principal, "export_user", audit_target(user_id), "ok", {"events": len(found["events"])})
     return UserExport(**found)

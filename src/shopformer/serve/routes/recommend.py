@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -19,10 +19,12 @@ from shopformer.features.sequences import Sequences
 
 from ..deps import get_service, require_read
 from ..explanations import ExplainerCache, explain_ranked
+from ..feedback import answered
 from ..recommender import RecommendationService, Ranked, Served, UnknownItemError
 from .events import READ_ERRORS
 from ..schemas import (
     MAX_K,
+    PLACEMENT_PATTERN,
     ErrorResponse,
     Filters,
     ModelInfo,
@@ -35,6 +37,11 @@ from ..schemas import (
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
+#: where the answer is shown (logged with its impression; default: the route's name)
+PlacementQ = Annotated[str | None, Query(pattern=PLACEMENT_PATTERN, description="where the answer is shown, e.g. "
+                                         "home, pdp, cart (default: the route's name)")]
+SessionQ = Annotated[str | None, Query(min_length=1, max_length=256, description="the visitor's session, kept "
+                                       "with the impression")]
 PathId = Annotated[str, Path(min_length=1, max_length=256)]
 ERRORS = {
     404: {"model": ErrorResponse, "description": "unknown id"},
@@ -88,23 +95,31 @@ async def user_recommendations(
     request: Request,
     service: Annotated[RecommendationService, Depends(get_service)],
     flt: Annotated[Filters, Depends(filters)],
+    response: Response,
     k: K = 10,
     exclude_history: Annotated[bool, Query(description="leave out items already in the history")] = True,
     explain: Explain = False,
+    placement: PlacementQ = None,
+    session_id: SessionQ = None,
 ) -> RecommendationResponse:
     """Top-k for a user, re-encoded from the user's latest events in the store (an event
     posted now changes the next answer). Users with no usable history get the model's
     empty-history scores (``strategy: popularity``). Events of types the model does not
     read are counted in ``ignored_event_types``. ``explain=true`` adds an
     ``explanation`` to every item. Needs a key with the ``read`` scope once the server
-    has any key (the answer is drawn from the customer's history)."""
-    served = service.require()
+    has any key (the answer is drawn from the customer's history). While an A/B
+    experiment runs, the customer's variant's run answers."""
+    served, experiment, variant = service.for_user(user_id)
     ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
     items = scored(service, ranked, served)
     if explain:  # the same cached history the ranking read
         history = service.history(served, user_id).sequences
         items = explained(request, items, service, served, history, ranked, exclude_history, flt)
+    request_id = answered(request, response, route="user_recommendations", items=ranked.item_ids, placement=placement,
+                          served=served, strategy=ranked.strategy, user_id=user_id, session_id=session_id,
+                          experiment=experiment, variant=variant)
     return RecommendationResponse(
+        request_id=request_id,
         user_id=user_id,
         items=items,
         model=model_info(served),
@@ -118,7 +133,8 @@ async def user_recommendations(
 @router.post("/recommendations/session", response_model=RecommendationResponse,
              responses={**ERRORS, 413: {"model": ErrorResponse, "description": "body too large"}})
 async def session_recommendations(
-    body: SessionRequest, request: Request, service: Annotated[RecommendationService, Depends(get_service)]
+    body: SessionRequest, request: Request, response: Response,
+    service: Annotated[RecommendationService, Depends(get_service)],
 ) -> RecommendationResponse:
     """Top-k for an anonymous visitor from the item ids they touched (oldest first);
     ``"explain": true`` adds an ``explanation`` to every item."""
@@ -129,7 +145,10 @@ async def session_recommendations(
         idx = served.run.items.encode(body.item_ids) if body.item_ids else np.zeros(0, dtype=np.int64)
         history = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
         items = explained(request, items, service, served, history, ranked, body.exclude_history, body.filters)
+    request_id = answered(request, response, route="session", items=ranked.item_ids, placement=body.placement,
+                          served=served, strategy=ranked.strategy, session_id=body.session_id)
     return RecommendationResponse(
+        request_id=request_id,
         items=items,
         model=model_info(served),
         strategy=ranked.strategy,
@@ -141,9 +160,13 @@ async def session_recommendations(
 @router.get("/items/{item_id}/similar", response_model=SimilarResponse, responses=ERRORS)
 async def similar_items(
     item_id: PathId,
+    request: Request,
+    response: Response,
     service: Annotated[RecommendationService, Depends(get_service)],
     flt: Annotated[Filters, Depends(filters)],
     k: K = 10,
+    placement: PlacementQ = None,
+    session_id: SessionQ = None,
 ) -> SimilarResponse:
     """Items most similar to ``item_id`` according to the served model."""
     served = service.require()
@@ -153,4 +176,7 @@ async def similar_items(
         in_catalog = service.store.get_product(item_id) is not None
         why = "is in the catalog but the model has not been trained on it" if in_catalog else "is unknown"
         raise HTTPException(404, f"item {item_id!r} {why}; no similar items") from None
-    return SimilarResponse(item_id=item_id, items=scored(service, ranked, served), model=model_info(served))
+    request_id = answered(request, response, route="similar", items=ranked.item_ids, placement=placement,
+                          served=served, strategy="similar", session_id=session_id)
+    return SimilarResponse(item_id=item_id, items=scored(service, ranked, served), model=model_info(served),
+                           request_id=request_id)

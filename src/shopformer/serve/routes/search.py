@@ -22,9 +22,11 @@ from shopformer.store.access import READ
 
 from ..access import authorize
 from ..deps import get_service
+from ..feedback import HEADER, answered
 from ..recommender import RecommendationService
 from ..search import SearchNotReady
-from ..schemas import ErrorResponse, Facets, SearchItem, SearchResponse, SuggestionOut, SuggestResponse
+from ..schemas import (PLACEMENT_PATTERN, ErrorResponse, Facets, SearchItem, SearchResponse, SuggestionOut,
+                       SuggestResponse)
 from .events import READ_ERRORS
 from .recommend import model_info
 
@@ -34,7 +36,8 @@ MAX_QUERY = 2048
 MAX_SEARCH_K = 100
 #: every query parameter the search route knows; others are refused (a misspelt filter
 #: such as ``categroy=`` would otherwise be silently ignored)
-SEARCH_PARAMS = {"q", "k", "user_id", "category", "brand", "min_price", "max_price", "available_only"}
+SEARCH_PARAMS = {"q", "k", "user_id", "category", "brand", "min_price", "max_price", "available_only", "placement",
+                 "session_id"}
 ERRORS = {503: {"model": ErrorResponse, "description": "the search index is being built"}}
 
 
@@ -68,6 +71,10 @@ def search(
     min_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     available_only: Annotated[bool, Query(description="drop products marked unavailable")] = False,
+    placement: Annotated[str | None, Query(pattern=PLACEMENT_PATTERN, description="where the answer is shown "
+                                           "(default: search)")] = None,
+    session_id: Annotated[str | None, Query(min_length=1, max_length=256, description="the visitor's session, "
+                                            "kept with the impression")] = None,
 ) -> Response:
     """Products for a query: lexical (BM25 over title, brand, categories, attributes,
     description; units, numbers and typos handled) fused with product text vectors,
@@ -87,28 +94,34 @@ def search(
     searching = _search_service(request)
     searcher = searching.require()
     with searching.slots:
-        personal, served = None, None
+        personal, served, arm = None, None, (None, None)
         if user_id is not None and searcher.config.personal_weight > 0:
-            personal, served = _personal(service, user_id)
+            personal, served, arm = _personal(service, user_id)
         result = searcher.search(q, k, flt, personal=personal)
     items = [SearchItem(item_id=h.item_id, title=h.title, score=round(h.score, 6), lexical=round(h.lexical, 6),
                         cosine=round(h.cosine, 6)) for h in result.hits]
+    ranker = served if served is not None and "personal" in result.strategy else None
+    experiment, variant = arm if ranker is not None else (None, None)  # an experiment's run re-ranked it
+    request_id = answered(request, None, route="search", items=[h.item_id for h in result.hits], placement=placement,
+                          served=ranker, strategy=result.strategy, user_id=user_id, session_id=session_id,
+                          experiment=experiment, variant=variant)
     answer = SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
                             items=items, facets=Facets(**result.facets), candidates=result.candidates, user_id=user_id,
-                            model=model_info(served) if served is not None and "personal" in result.strategy else None)
-    return Response(answer.model_dump_json(), media_type="application/json")
+                            model=model_info(ranker) if ranker is not None else None, request_id=request_id)
+    return Response(answer.model_dump_json(), media_type="application/json", headers={HEADER: request_id})
 
 
 def _personal(service: RecommendationService, user_id: str):  # noqa: ANN202
-    """The user's model scores for given item ids (NaN for items the model lacks), or
-    (None, None) without a model or without a usable history."""
-    served = service.served
-    if served is None:
-        return None, None
+    """(the user's model scores for given item ids (NaN for items the model lacks), the
+    run, (experiment, variant)), or Nones without a model or without a usable history."""
+    if service.served is None:
+        return None, None, (None, None)
+    served, experiment, variant = service.for_user(user_id)  # the customer's variant's run in an experiment
     history = service.history(served, user_id)
     if not history.length:
-        return None, None
-    return scores_by_item(np.asarray(served.run.model.score(history.sequences))[0], served.run.items), served
+        return None, None, (None, None)
+    scores = scores_by_item(np.asarray(served.run.model.score(history.sequences))[0], served.run.items)
+    return scores, served, (experiment, variant)
 
 
 @router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
