@@ -505,6 +505,9 @@ def _register_access() -> None:  # commands that live in their own module
     from shopformer.experiment_cli import experiment_app
 
     app.add_typer(experiment_app, name="experiment")
+    from shopformer.rules_cli import rules_app
+
+    app.add_typer(rules_app, name="rules")
 
 
 _register_access()

@@ -2,8 +2,11 @@
 
 Serving applies rules after the model scores the catalog: history exclusion and the
 catalog filters of ``retrieve/filters.py`` / ``serve`` (available only, category, price
-range). There are no boosts or promotions yet, so a rule can only move an item UP, by
-removing items the model ranked above it. For each served item this records its rank
+range). These filters can only move an item UP, by removing items the model ranked
+above it; the business rules (boost, bury, pin, exclude) move items either way and
+report their own moves (:mod:`shopformer.rank.rules`); with them the caller passes the
+whole score row to :func:`provenance`, since the answer is then not the top of what
+the filters left. For each served item this records its rank
 by model score over the whole catalog, its rank in the answer, and per rule how many of
 the items above it that rule removed. A rule is given as a boolean mask over item
 indexes, True = removed (an item removed by two rules counts for both).

@@ -26,7 +26,7 @@ from .metrics import Metrics, MetricsMiddleware
 from .pseudonyms import UserIdPseudonyms, install_access_log_filter, remove_access_log_filter
 from .recommender import RecommendationService
 from .retention import start_retention, sync_purges
-from .routes import access, admin, catalog, events, experiments, privacy, recommend, search
+from .routes import access, admin, catalog, events, experiments, privacy, recommend, rules, search
 from .search import SearchService
 from .settings import ServeSettings
 from .writes import WriteLimits
@@ -94,6 +94,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 service.sync_experiment()
             except Exception:  # noqa: BLE001 - serve the main run; the sync thread tries again
                 log.exception("could not load the running experiment's runs")
+            try:  # the stored business rules (also loaded on first use if this fails)
+                service.rules.sync()
+            except Exception:  # noqa: BLE001 - the sync thread tries again
+                log.exception("could not load the business rules")
             metrics.watch_cache(service)
             app.state.service = service
             # impressions and attribution (serve/feedback.py): every answer gets a request_id
@@ -150,7 +154,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         app.add_middleware(UserIdPseudonyms, pseudonyms=pseudonyms)
     app.state.search = None
     for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
-                   access.router, experiments.router):
+                   access.router, experiments.router, rules.router):
         app.include_router(router)
     from shopformer import web  # the pages (storefront, console) sit on top of the API
 
@@ -187,6 +191,11 @@ def _follow(service: RecommendationService, metrics: Metrics, every_s: float, st
                     service.invalidate_catalog()
             except Exception:  # noqa: BLE001 - keep serving, try again later
                 log.exception("could not apply the latest catalog changes to the search index")
+        try:  # business rules another process added or removed
+            if service.rules.sync():
+                log.info("business rules now at version %s", service.rules.rules.version)
+        except Exception:  # noqa: BLE001 - keep applying the rules this process has, try again later
+            log.exception("could not reload the business rules")
         try:
             if service.sync_experiment():
                 experiment = service.experiment

@@ -11,7 +11,10 @@ one :class:`~shopformer.explain.Explainer`, built on the first explained request
   catalog (brand / categories / tags / price bands) as it was at that moment.
 
 Rule provenance records what serving applied: history exclusion and each active
-catalog filter, as masks over item indexes (see :mod:`shopformer.explain.rules`).
+catalog filter, as masks over item indexes (see :mod:`shopformer.explain.rules`). The
+business rules' moves (:mod:`shopformer.rank.rules`) are added per item by the routes
+(``business_rules``); when they re-ordered the answer, model ranks come from the
+model's whole score row.
 """
 
 from __future__ import annotations
@@ -158,4 +161,7 @@ def explain_result(
     if ranked.query is not None and ranked.query_history is not None:
         same = ranked.query_history.without_padding().items
         query = ranked.query if np.array_equal(same, history.without_padding().items) else None
-    return explainer.explain(history, idx, None, removed, titles, query)
+    # business rules re-ordered the answer: an item's model rank is no longer its answer
+    # position plus the removed items above it, so rank it in the model's whole score row
+    scores = np.asarray(served.run.model.score(history))[0] if ranked.rules else None
+    return explainer.explain(history, idx, scores, removed, titles, query)

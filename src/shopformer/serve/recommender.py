@@ -47,7 +47,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +57,7 @@ import polars as pl
 from shopformer.artifact import Run, load_run, run_version  # noqa: F401 - run_version: re-exported
 from shopformer.dataset import DEFAULT_EVENT_TYPES
 from shopformer.feedback.experiments import Experiment
+from shopformer.rank.rules import Audience, RulesConfig
 from shopformer.feedback.experiments import running as running_experiment
 from shopformer.features.sequences import Sequences, encode_history
 from shopformer.privacy.pseudonym import Pseudonymizer
@@ -75,6 +76,7 @@ from .retrieval import (
     search_one,
     user_vector,
 )
+from .rules import RuleBook, RuleStep
 from .schemas import Filters
 from .settings import ServeSettings
 
@@ -183,6 +185,8 @@ class Ranked:
     query_history: Sequences | None = None
     #: a user's answer: events of the history window whose type the model does not read
     ignored_types: dict[str, int] = field(default_factory=dict)
+    #: what the business rules did (:class:`shopformer.rank.rules.Move`), answer order
+    rules: list = field(default_factory=list)
 
 
 def _check_pseudonymous(run: Run, pseudonyms: Pseudonymizer) -> None:
@@ -235,6 +239,8 @@ class RecommendationService:
         self._text_encoders = TextEncoders()  # for new products of text-fused models
         #: a SearchService: search events join histories as views of their top product
         self.search = None
+        #: the stored business rules, applied to every answer (serve/rules.py)
+        self.rules = RuleBook(RulesConfig(), store, settings.cache_ttl_s)
         self.new_visitors = RecentPopularity(NewVisitorConfig(
             settings.new_visitors, settings.new_visitor_days, settings.trending_half_life_days, settings.cache_ttl_s,
         ), store)
@@ -421,6 +427,7 @@ class RecommendationService:
             return True
 
     def invalidate_catalog(self) -> None:
+        self.rules.forget_facts()
         with self._cache_lock:
             self._catalog_generation += 1
             self._catalogs.clear()
@@ -565,7 +572,11 @@ class RecommendationService:
     def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
         hist = self.history(served, user_id)
         query = hist.query(served.run.model) if served.vectors is not None else None
-        ranked = self._recommend(served, hist.sequences, k, exclude_history, filters, query)
+        step = self.rules.step(Audience(user_id, hist.length > 0))
+        fetch = k if step is None else step.fetch(k, served.n_items)
+        ranked = self._recommend(served, hist.sequences, fetch, exclude_history, filters, query)
+        if step is not None:
+            ranked = self._apply_rules(step, served, ranked, k, hist.sequences if exclude_history else None, filters)
         ranked.ignored_types = hist.ignored_types
         return ranked, hist.length
 
@@ -574,7 +585,37 @@ class RecommendationService:
         idx = served.run.items.encode(item_ids) if item_ids else np.zeros(0, dtype=np.int64)
         ignored = [i for i, x in zip(item_ids, idx) if x == 0]
         seq = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
-        return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
+        step = self.rules.step(Audience(None, seq.n_interactions > 0))
+        if step is None:
+            return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
+        ranked = self._recommend(served, seq, step.fetch(k, served.n_items), exclude_history, filters)
+        ranked = self._apply_rules(step, served, ranked, k, seq if exclude_history else None, filters)
+        return ranked, seq.n_interactions, ignored
+
+    def _apply_rules(self, step: RuleStep, served: Served, ranked: Ranked, k: int, history: Sequences | None,
+                     filters: Filters | None, item: int | None = None) -> Ranked:
+        """``ranked`` (more than ``k`` candidates) through the business rules. A pinned
+        item the model did not propose is inserted only where the request would have
+        allowed it: known to the model, not in the excluded history, passing the
+        filters, not the item a similar-items answer is about."""
+        items = served.run.items
+        allowed: list[np.ndarray | None] = []  # computed once, only if a pin needs it
+        banned = set(history.items.tolist()) if history is not None and history.n_interactions else set()
+        if item is not None:
+            banned.add(item)
+
+        def insertable(item_id: str) -> bool:
+            if item_id not in items:
+                return False
+            index = items.index(item_id)
+            if not allowed:
+                allowed.append(self.allowed(served, filters))
+            return index not in banned and (allowed[0] is None or bool(allowed[0][index]))
+
+        out = step.apply(ranked.item_ids, ranked.scores, k, insertable)
+        idx = items.encode(out.item_ids) if out.item_ids else np.zeros(0, dtype=np.int64)
+        return replace(ranked, item_ids=out.item_ids, scores=[round(float(x), 6) for x in out.scores],
+                       idx=np.asarray(idx), rules=out.moves)
 
     def _recommend(self, served: Served, seq: Sequences, k: int, exclude_history: bool, filters: Filters | None,
                    query: np.ndarray | None = None) -> Ranked:
@@ -600,6 +641,13 @@ class RecommendationService:
         if item_id not in served.run.items:
             raise UnknownItemError(item_id)
         q = np.array([served.run.items.index(item_id)])
+        step = self.rules.step(Audience(None, False))  # no customer: an anonymous audience
+        if step is not None:
+            ranked = self._similar(served, q, step.fetch(k, served.n_items), filters)
+            return self._apply_rules(step, served, ranked, k, None, filters, int(q[0]))
+        return self._similar(served, q, k, filters)
+
+    def _similar(self, served: Served, q: np.ndarray, k: int, filters: Filters | None) -> Ranked:
         allowed = self.allowed(served, filters)
         if served.vectors is not None:  # never the item itself
             idx, scores = search_excluding(served.vectors.similar, self._unit_vector(served, int(q[0])), k, allowed, q)

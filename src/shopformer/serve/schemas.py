@@ -368,6 +368,21 @@ class ProvenanceOut(_Out):
     applied: list[str] = Field(description="every rule this request applied")
 
 
+class RuleMoveOut(_Out):
+    """What a business rule did to an item (see ``/v1/admin/rules``)."""
+
+    rule_id: int
+    item_id: str
+    effect: Literal["boosted", "buried", "pinned", "excluded"]
+    from_rank: int | None = Field(description="rank among the candidates (model order); null: inserted by a pin")
+    to_rank: int | None = Field(description="rank in the answer; null: not shown")
+
+
+#: every answer: the business rules' moves (empty when no rule applied)
+RULES_FIELD = Field(default_factory=list, description="what the business rules did: one entry per rule and item "
+                                                      "(shown items, and items of the model's top k a rule removed)")
+
+
 class Explanation(_Out):
     """Why an item was recommended (``explain=true``): (a) the history events that drove
     its score, by occlusion; (b) customers who had a history item and this one; (c)
@@ -382,6 +397,7 @@ class Explanation(_Out):
     item_customers: int | None = Field(description="customers who have the item; null without interaction data")
     content: ContentReasonOut | None = None
     rules: ProvenanceOut | None = None
+    business_rules: list[RuleMoveOut] = Field(default_factory=list, description="business rules that moved this item")
     sentence: str
 
 
@@ -412,6 +428,7 @@ class RecommendationResponse(_Out):
     known_user: bool | None = Field(default=None, description="the user was in the model's training data")
     ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")
     request_id: str = REQUEST_ID_FIELD
+    rules: list[RuleMoveOut] = RULES_FIELD
     ignored_event_types: dict[str, int] = Field(
         default_factory=dict,
         description="the user's latest events (SHOPFORMER_HISTORY_LIMIT) that the model does not read, counted by "
@@ -424,6 +441,7 @@ class SimilarResponse(_Out):
     items: list[ScoredItem]
     model: ModelInfo
     request_id: str = REQUEST_ID_FIELD
+    rules: list[RuleMoveOut] = RULES_FIELD
 
 
 class Filters(_In):
@@ -657,6 +675,7 @@ class SearchResponse(_Out):
     user_id: str | None = None
     model: ModelInfo | None = Field(default=None, description="the model that personalized the order, if any")
     request_id: str = REQUEST_ID_FIELD
+    rules: list[RuleMoveOut] = RULES_FIELD
 
 
 class SuggestionOut(_Out):

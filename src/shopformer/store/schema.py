@@ -30,6 +30,8 @@
     who (key id and name, or ``cli``), what, on what (no raw customer ids), outcome.
 ``impressions``
     what each recommendation / search answer showed (:mod:`shopformer.store.impressions`).
+``rules``
+    business rules applied at request time (:mod:`shopformer.store.rules`).
 ``model_versions``
     the runs ``shopformer retrain`` trained, gated and promoted (:mod:`shopformer.store.versions`).
 ``products``
@@ -242,6 +244,23 @@ experiments = Table(
     Column("started_at", _TS, nullable=False),
     Column("stopped_at", _TS),
     Column("created_by", Text),
+)
+
+#: Business rules (see :mod:`shopformer.store.rules`): boost / bury / pin / exclude, what
+#: they match and their weight, position, priority and audience as JSON ``spec``, an
+#: optional UTC window. Every change bumps ``serving_state`` ``rules_version`` in the same
+#: transaction, so every API process reloads them on its sync tick.
+rules = Table(
+    "rules",
+    metadata,
+    Column("rule_id", _POSITION, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("starts_at", _TS),
+    Column("ends_at", _TS),
+    Column("created_at", _TS, nullable=False),
+    Column("created_by", Text),
+    sqlite_autoincrement=True,
 )
 
 #: Model versions made by ``shopformer retrain`` (see :mod:`shopformer.store.versions`):

@@ -29,6 +29,7 @@ from ..schemas import (
     Filters,
     ModelInfo,
     RecommendationResponse,
+    RuleMoveOut,
     ScoredItem,
     SessionRequest,
     SimilarResponse,
@@ -82,10 +83,21 @@ def explained(
     request: Request, items: list[ScoredItem], service: RecommendationService, served: Served,
     history: Sequences, ranked: Ranked, exclude_history: bool, flt: Filters | None,
 ) -> list[ScoredItem]:
-    """``items`` (scored from ``ranked``) with their explanations."""
+    """``items`` (scored from ``ranked``) with their explanations, each with the business
+    rules that moved that item."""
     cache: ExplainerCache = request.app.state.explainers
     found = explain_ranked(cache, service, served, history, ranked, exclude_history, flt)
+    moves = rule_moves(ranked)
+    by_item: dict[str, list[RuleMoveOut]] = {}
+    for m in moves:
+        by_item.setdefault(m.item_id, []).append(m)
+    found = [e.model_copy(update={"business_rules": by_item.get(item.item_id, [])}) for item, e in zip(items, found)]
     return [item.model_copy(update={"explanation": e}) for item, e in zip(items, found)]
+
+
+def rule_moves(ranked: Ranked) -> list[RuleMoveOut]:
+    """The answer's ``rules`` field: what the business rules did."""
+    return [RuleMoveOut(**m.to_dict()) for m in ranked.rules]
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse,
@@ -127,6 +139,7 @@ async def user_recommendations(
         history_length=n,
         known_user=user_id in served.run.users,
         ignored_event_types=ranked.ignored_types,
+        rules=rule_moves(ranked),
     )
 
 
@@ -154,6 +167,7 @@ async def session_recommendations(
         strategy=ranked.strategy,
         history_length=n,
         ignored_item_ids=ignored,
+        rules=rule_moves(ranked),
     )
 
 
@@ -179,4 +193,4 @@ async def similar_items(
     request_id = answered(request, response, route="similar", items=ranked.item_ids, placement=placement,
                           served=served, strategy="similar", session_id=session_id)
     return SimilarResponse(item_id=item_id, items=scored(service, ranked, served), model=model_info(served),
-                           request_id=request_id)
+                           request_id=request_id, rules=rule_moves(ranked))

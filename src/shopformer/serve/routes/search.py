@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
+from shopformer.rank.rules import Audience
 from shopformer.search import SearchFilter
 from shopformer.search.searcher import scores_by_item
 
@@ -25,8 +26,8 @@ from ..deps import get_service
 from ..feedback import HEADER, answered
 from ..recommender import RecommendationService
 from ..search import SearchNotReady
-from ..schemas import (PLACEMENT_PATTERN, ErrorResponse, Facets, SearchItem, SearchResponse, SuggestionOut,
-                       SuggestResponse)
+from ..schemas import (PLACEMENT_PATTERN, ErrorResponse, Facets, RuleMoveOut, SearchItem, SearchResponse,
+                       SuggestionOut, SuggestResponse)
 from .events import READ_ERRORS
 from .recommend import model_info
 
@@ -97,18 +98,36 @@ def search(
         personal, served, arm = None, None, (None, None)
         if user_id is not None and searcher.config.personal_weight > 0:
             personal, served, arm = _personal(service, user_id)
-        result = searcher.search(q, k, flt, personal=personal)
+        # business rules (rank/rules.py): on more candidates than k, so excluded and buried
+        # products leave enough; a pin moves a product that matched the query, never inserts one
+        step = service.rules.step(Audience(user_id, lambda: _has_history(service, user_id)))
+        result = searcher.search(q, k if step is None else step.fetch(k), flt, personal=personal)
+    hits, moves = result.hits, []
+    if step is not None:
+        out = step.apply([h.item_id for h in hits], [h.score for h in hits], k)
+        by_id = {h.item_id: h for h in hits}
+        hits, moves = [by_id[i] for i in out.item_ids], out.moves
     items = [SearchItem(item_id=h.item_id, title=h.title, score=round(h.score, 6), lexical=round(h.lexical, 6),
-                        cosine=round(h.cosine, 6)) for h in result.hits]
+                        cosine=round(h.cosine, 6)) for h in hits]
     ranker = served if served is not None and "personal" in result.strategy else None
     experiment, variant = arm if ranker is not None else (None, None)  # an experiment's run re-ranked it
-    request_id = answered(request, None, route="search", items=[h.item_id for h in result.hits], placement=placement,
+    request_id = answered(request, None, route="search", items=[h.item_id for h in hits], placement=placement,
                           served=ranker, strategy=result.strategy, user_id=user_id, session_id=session_id,
                           experiment=experiment, variant=variant)
     answer = SearchResponse(query=result.query, corrected_query=result.corrected_query, strategy=result.strategy,
                             items=items, facets=Facets(**result.facets), candidates=result.candidates, user_id=user_id,
-                            model=model_info(ranker) if ranker is not None else None, request_id=request_id)
+                            model=model_info(ranker) if ranker is not None else None, request_id=request_id,
+                            rules=[RuleMoveOut(**m.to_dict()) for m in moves])
     return Response(answer.model_dump_json(), media_type="application/json", headers={HEADER: request_id})
+
+
+def _has_history(service: RecommendationService, user_id: str | None) -> bool:
+    """Whether a rule audience of ``known`` / ``new`` sees this searcher as a customer
+    with a history (the served model's read of their events; False without a model)."""
+    if user_id is None or service.served is None:
+        return False
+    served, _, _ = service.for_user(user_id)
+    return service.history(served, user_id).length > 0
 
 
 def _personal(service: RecommendationService, user_id: str):  # noqa: ANN202
