@@ -4,14 +4,11 @@ both runs served side by side by one process, followed by another."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from shopformer.artifact import run_version
@@ -27,13 +24,11 @@ from shopformer.feedback.experiments import (
 )
 from shopformer.store import EventStore, StoreConfig
 from shopformer.store.access import audit_entries
-from shopformer.store.engine import normalize_url
 from shopformer.store.experiments import all_experiments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the API tests' tiny shop
 from test_api import make_client, shop, store_url  # noqa: E402, F401 - fixtures
 
-PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
 
 
 def two(split=(0.5, 0.5), name="exp") -> Experiment:
@@ -75,24 +70,9 @@ def test_parse_split_and_validation():
 
 
 # -- the store's record ----------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        with EventStore(StoreConfig(f"sqlite:///{tmp_path / 'shop.db'}")) as s:
-            yield s
-        return
-    if not PG_URL:
-        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) "
-                    "to run the PostgreSQL experiment tests")
-    schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with EventStore(StoreConfig(url=PG_URL, schema=schema, pool_size=3)) as s:
-            yield s
-    finally:
-        engine = create_engine(normalize_url(PG_URL))
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+@pytest.fixture
+def store(backend_store):  # SQLite, and PostgreSQL when configured (tests/conftest.py)
+    return backend_store
 
 
 def fake_run(root: Path, name: str) -> Path:

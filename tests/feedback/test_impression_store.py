@@ -6,20 +6,15 @@ the customer's access export."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
 import pytest
-from sqlalchemy import create_engine, text
 
 from shopformer.privacy import export_user
 from shopformer.store import EventStore, PurgeConfig, RetentionConfig, StoreConfig
-from shopformer.store.engine import normalize_url
 
-PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 MARKER = "zq-impression-session-9931"
 
@@ -32,24 +27,9 @@ def row(request_id: str, user: str | None = "u1", age_days: float = 0.0, items: 
             "item_ids": items if items is not None else ["i1", "i2", "i3"], **kw}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        with EventStore(StoreConfig(f"sqlite:///{tmp_path / 'shop.db'}")) as s:
-            yield s
-        return
-    if not PG_URL:
-        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) "
-                    "to run the PostgreSQL impression tests")
-    schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with EventStore(StoreConfig(url=PG_URL, schema=schema, pool_size=3)) as s:
-            yield s
-    finally:
-        engine = create_engine(normalize_url(PG_URL))
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+@pytest.fixture
+def store(backend_store):  # SQLite, and PostgreSQL when configured (tests/conftest.py)
+    return backend_store
 
 
 def test_write_and_read_back(store):

@@ -4,36 +4,18 @@ SQLite and, with SHOPFORMER_TEST_POSTGRES_URL, PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from shopformer.store import EventStore, StoreConfig
-from shopformer.store.engine import normalize_url
 from shopformer.store.schema import SERVED_RUN
 from shopformer.store.served import publish_run, served_run
 from shopformer.store.versions import add_version, find_version, get_version, list_versions, set_status
 
-PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        with EventStore(StoreConfig(f"sqlite:///{tmp_path / 'v.db'}")) as s:
-            yield s
-        return
-    if not PG_URL:
-        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
-    schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
-    with EventStore(StoreConfig(url=PG_URL, schema=schema, pool_size=2)) as s:
-        yield s
-    engine = create_engine(normalize_url(PG_URL))
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
+@pytest.fixture
+def store(backend_store):  # SQLite, and PostgreSQL when configured (tests/conftest.py)
+    return backend_store
 
 
 def test_versions_round_trip(store):

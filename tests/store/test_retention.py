@@ -6,16 +6,13 @@ SHOPFORMER_TEST_POSTGRES_URL is set."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
 import pytest
-from sqlalchemy import create_engine, text
 
 from shopformer.store import (
     EventStore,
@@ -24,10 +21,8 @@ from shopformer.store import (
     StoreConfig,
     export_snapshot,
 )
-from shopformer.store.engine import normalize_url
 from shopformer.store.retention import LeaseHeld, release_lease, take_lease
 
-PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
 NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
 TYPES = ("view", "purchase", "search", "click")
 
@@ -47,24 +42,9 @@ def older(n: int, t: str, days: float) -> set[str]:
     return {f"e{i}" for i in range(n) if TYPES[i % 4] == t and i + 1 / 24 > days}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        with EventStore(StoreConfig(f"sqlite:///{tmp_path / 'shop.db'}")) as s:
-            yield s
-        return
-    if not PG_URL:
-        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) "
-                    "to run the PostgreSQL retention tests")
-    schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with EventStore(StoreConfig(url=PG_URL, schema=schema, pool_size=3)) as s:
-            yield s
-    finally:
-        engine = create_engine(normalize_url(PG_URL))
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+@pytest.fixture
+def store(backend_store):  # SQLite, and PostgreSQL when configured (tests/conftest.py)
+    return backend_store
 
 
 def ids(store: EventStore) -> set[str]:

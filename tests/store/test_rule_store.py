@@ -3,36 +3,15 @@ is set): add, list, remove, the version every process follows, and a reopened st
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from shopformer.store import EventStore, StoreConfig
-from shopformer.store.engine import normalize_url
+from shopformer.store import EventStore
 from shopformer.store.rules import RuleError, add_rule, all_rules, check_rule, get_rule, remove_rule, rules_version
 
-PG_URL = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_config(request, tmp_path):
-    if request.param == "sqlite":
-        yield StoreConfig(f"sqlite:///{tmp_path / 'shop.db'}")
-        return
-    if not PG_URL:
-        pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) "
-                    "to run the PostgreSQL rule tests")
-    schema = f"shopformer_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield StoreConfig(url=PG_URL, schema=schema, pool_size=3)
-    finally:
-        engine = create_engine(normalize_url(PG_URL))
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def test_rules_round_trip_bump_the_version_and_survive_reopening(store_config):
