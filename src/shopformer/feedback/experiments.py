@@ -13,6 +13,7 @@ sessions, similar items) are not part of an experiment and get the model served 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,13 @@ class Experiment:
         return [{"name": v.name, "run": str(v.run), "version": v.version, "share": v.share} for v in self.variants]
 
     @classmethod
-    def from_row(cls, row: ExperimentRow) -> Experiment:
-        return cls(row.name, tuple(Variant(v["name"], Path(v["run"]), v["version"], float(v["share"]))
-                                   for v in row.variants))
+    def from_state(cls, state: str) -> Experiment | None:
+        """The experiment the store's ``serving_state`` value names ("" = none)."""
+        if not state:
+            return None
+        data = json.loads(state)
+        return cls(data["name"], tuple(Variant(v["name"], Path(v["run"]), v["version"], float(v["share"]))
+                                       for v in data["variants"]))
 
 
 def parse_split(split: str | None, n: int) -> list[float]:
@@ -117,11 +122,4 @@ def stop_experiment(store: EventStore, name: str) -> ExperimentRow:
 
 def running(store: EventStore) -> Experiment | None:
     """The running experiment, if any."""
-    state = rows.running_state(store)
-    if not state:
-        return None
-    import json
-
-    data = json.loads(state)
-    return Experiment(data["name"], tuple(Variant(v["name"], Path(v["run"]), v["version"], float(v["share"]))
-                                          for v in data["variants"]))
+    return Experiment.from_state(rows.running_state(store))

@@ -58,7 +58,6 @@ from shopformer.artifact import Run, load_run, run_version  # noqa: F401 - run_v
 from shopformer.dataset import DEFAULT_EVENT_TYPES
 from shopformer.feedback.experiments import Experiment
 from shopformer.rank.rules import Audience, RulesConfig
-from shopformer.feedback.experiments import running as running_experiment
 from shopformer.features.sequences import Sequences, encode_history
 from shopformer.privacy.pseudonym import Pseudonymizer
 from shopformer.retrieve.exact import mask_items, top_k
@@ -353,7 +352,7 @@ class RecommendationService:
         arms = self._arms
         if (arms.state if arms is not None else "") == state:
             return False
-        experiment = running_experiment(self.store) if state else None
+        experiment = Experiment.from_state(state)  # the value just read: no second store read
         if experiment is None:
             self._arms = None
             log.info("experiment %s stopped: every customer gets %s", arms.experiment.name if arms else "-",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shopformer.feedback.abtest import RATES, ABConfig
 from shopformer.feedback.experiments import ExperimentError, start_experiment, stop_experiment
 from shopformer.store.experiments import all_experiments
+from shopformer.store.experiments import get as get_experiment
 
 from ..access import Principal, audit
 from ..deps import get_service, require_admin
@@ -127,5 +128,4 @@ def report(
 
 
 def _out(service: RecommendationService, name: str) -> ExperimentOut:
-    found = next(e for e in all_experiments(service.store) if e.name == name)
-    return ExperimentOut(**found.to_dict())
+    return ExperimentOut(**get_experiment(service.store, name).to_dict())
