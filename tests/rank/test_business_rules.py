@@ -156,3 +156,40 @@ def test_fetch_is_more_than_k_within_the_catalog():
 def test_bad_rules_are_refused_naming_the_problem(kind, match, kw, needle):
     with pytest.raises(RuleError, match=needle):
         check_rule(kind, match, **kw)
+
+
+def _matches_by_scan(r, item_id: str) -> bool:
+    """The documented matching, one rule at a time (the reference the index must equal)."""
+    key, value = next(iter(r.match.items()))
+    f = FACTS.get(item_id)
+    if key == "items":
+        return item_id in value
+    if f is None:
+        return False
+    if key == "unavailable":
+        return f.available is False
+    found = {"category": f.categories, "tag": f.tags, "brand": (f.brand,) if f.brand else ()}[key]
+    return value.casefold() in {x.casefold() for x in found}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_indexed_matching_equals_scanning_every_rule(seed):
+    import random
+
+    rng = random.Random(seed)
+    matches = [{"items": rng.sample(IDS, rng.randint(1, 3))}, {"category": "garden"}, {"category": "KITCHEN"},
+               {"brand": "acme"}, {"tag": "sale"}, {"unavailable": True}]
+    active = [rule(n + 1, rng.choice(["boost", "bury", "exclude"]), rng.choice(matches), weight=rng.choice([0.1, 0.5, 1.0]))
+              for n in range(rng.randint(1, 12))]
+    out = apply(active, k=len(IDS))
+    excluded = {i for i in IDS if any(r.kind == "exclude" and _matches_by_scan(r, i) for r in active)}
+    kept = [i for i in IDS if i not in excluded]
+    score = dict(zip(IDS, SCORES))
+    lo, hi = min((score[i] for i in kept), default=0.0), max((score[i] for i in kept), default=0.0)
+    norm = {i: (score[i] - lo) / (hi - lo) if hi > lo else 0.0 for i in kept}  # min-max over what is kept
+    adjusted = {i: norm[i] + sum(r.weight if r.kind == "boost" else -r.weight
+                                 for r in active if r.kind in ("boost", "bury") and _matches_by_scan(r, i)) for i in kept}
+    assert out.item_ids == sorted(kept, key=lambda i: (-adjusted[i], IDS.index(i)))
+    ruleset = RuleSet(RulesConfig(), active)
+    again = RuleSet.apply(active, IDS, SCORES, len(IDS), FACTS, None, ruleset.index(active))
+    assert again == out and ruleset.index(active) is ruleset.index(list(active))  # kept per active set

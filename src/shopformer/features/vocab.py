@@ -64,7 +64,14 @@ class Vocabulary:
 
     def encode(self, ids: Iterable[str] | pl.Series, unknown: int = PAD) -> np.ndarray:
         """Encode many ids at once; unknown ids become ``unknown``."""
-        series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.String)
+        if not isinstance(ids, pl.Series):
+            ids = list(ids)
+            if len(ids) <= 512 and all(isinstance(i, str) for i in ids):
+                # a dict lookup per id beats building and joining a frame for the short
+                # lists of one request (an answer, a cart): ~10 us against ~1 ms
+                get = self._index.get
+                return np.fromiter((get(i, unknown) for i in ids), dtype=np.int64, count=len(ids))
+        series = ids if isinstance(ids, pl.Series) else pl.Series(ids, dtype=pl.String)
         frame = pl.DataFrame({"__id": series.cast(pl.String)})
         joined = frame.join(self._table, on="__id", how="left", maintain_order="left")
         return joined["__idx"].fill_null(unknown).to_numpy().astype(np.int64)

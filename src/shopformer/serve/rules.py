@@ -99,10 +99,9 @@ class RuleStep:
 
     def apply(self, item_ids: Sequence[str], scores: Sequence[float], k: int,
               insertable: Callable[[str], bool] | None = None) -> Reranked:
-        facts = None
-        if RuleSet.needs_facts(self.active):
-            facts = self.facts([*item_ids, *RuleSet.pinned(self.active)])
-        return RuleSet.apply(self.active, item_ids, scores, k, facts, insertable)
+        index = self.rules.index(self.active)
+        facts = self.facts([*item_ids, *index.pinned]) if index.needs_facts else None
+        return RuleSet.apply(self.active, item_ids, scores, k, facts, insertable, index)
 
     def facts(self, item_ids: Sequence[str]) -> dict[str, ItemFacts]:
         return self.book.facts(item_ids)
