@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shopformer.serve.feedback import attribute_events
 from shopformer.serve.schemas import EventIn
 from shopformer.serve.writes import RowErrors, write_events
 
@@ -31,8 +32,10 @@ class Recorded:
     message: str
 
 
-def record(shop: Shop, access: Access, visitor: Visitor, kind: str, item_ids: list[str], query: str | None = None) -> Recorded:
-    """Post one event per item (one ``search`` event for ``query``) and update the trail."""
+def record(shop: Shop, access: Access, visitor: Visitor, kind: str, item_ids: list[str], query: str | None = None,
+           request_id: str | None = None) -> Recorded:
+    """Post one event per item (one ``search`` event for ``query``) and update the trail.
+    ``request_id``: the answer the product was shown in (the events are attributed to it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown event type {kind!r}; the storefront posts {', '.join(KINDS)}")
     if kind == "search":
@@ -55,7 +58,8 @@ def record(shop: Shop, access: Access, visitor: Visitor, kind: str, item_ids: li
         if kind == "search":
             events = [EventIn(user_id=user, type="search", query=query, session_id=session, context=_CONTEXT)]
         else:
-            events = [EventIn(user_id=user, type=kind, item_id=i, session_id=session, context=_CONTEXT) for i in item_ids]
+            events = [EventIn(user_id=user, type=kind, item_id=i, session_id=session, context=_CONTEXT,
+                              request_id=request_id) for i in item_ids]
     except ValidationError as exc:
         raise ValueError(exc.errors(include_url=False)[0]["msg"]) from None
     state = shop.state
@@ -66,6 +70,8 @@ def record(shop: Shop, access: Access, visitor: Visitor, kind: str, item_ids: li
     except RowErrors as exc:
         raise ValueError("; ".join(str(e.get("msg")) for e in exc.errors[:3])) from None
     service.invalidate_users(written.user_ids)
+    if request_id is not None and written.inserted == len(events) and shop.request is not None:
+        attribute_events(shop.request, events)  # stored now (not a re-post): the live counters move
     if kind == "search" and written.inserted and state.search is not None:
         state.search.record_queries([query])  # autocomplete counts it, as for the API
     state.metrics.events.labels("inserted").inc(written.inserted)

@@ -9,11 +9,15 @@ from typing import Any
 
 import numpy as np
 
+from fastapi import Request
+
 from shopformer.features.sequences import Sequences
+from shopformer.rank.rules import Audience
 from shopformer.search import SearchFilter
 from shopformer.serve.explanations import explain_ranked
-from shopformer.serve.recommender import RecommendationService, UnknownItemError
-from shopformer.serve.routes.search import _personal
+from shopformer.serve.feedback import answered
+from shopformer.serve.recommender import RecommendationService, Served, UnknownItemError
+from shopformer.serve.routes.search import _has_history, _personal
 from shopformer.serve.search import SearchNotReady
 
 from .access import Access
@@ -34,6 +38,7 @@ class Recs:
     history_length: int = 0
     note: str | None = None
     model: str | None = None
+    request_id: str | None = None  # the answer's impression (links and events on the page carry it)
 
 
 @dataclass
@@ -46,14 +51,38 @@ class Found:
     corrected: str | None = None
     strategy: str = ""
     error: str | None = None
+    request_id: str | None = None
 
 
 class Shop:
     """The answers for one request; ``state`` is the app's ``app.state``."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, request: Request | None = None, viewer: tuple[Access, Visitor] | None = None) -> None:
         self.state = state
         self.service: RecommendationService = state.service
+        #: the page request whose panels are logged as impressions, each panel one answer
+        #: with its request id (None: nothing logged, as for the warm-up's renders)
+        self.request = request
+        self.viewer = viewer  # who the page is for: the impressions' customer and session
+
+    def _shown(self, route: str, placement: str, item_ids: list[str], served: Served | None, strategy: str | None,
+               experiment: str | None = None, variant: str | None = None) -> str | None:
+        """Log one panel as an answer, as the API's routes do (``serve.feedback.answered``):
+        the customer the page browses as (else the guest's visitor id, the user id of the
+        events this browser posts) and the visitor id as the session."""
+        if self.request is None or not item_ids:
+            return None
+        user = session = None
+        if self.viewer is not None:
+            access, visitor = self.viewer
+            session = visitor.visitor_id
+            who = self.browsing_as(access, visitor) or session
+            try:
+                user = self.user_id(who) if who is not None else None
+            except ValueError:  # another key's pseudonym: no customer to name
+                user = None
+        return answered(self.request, None, route=route, items=item_ids, placement=placement, served=served,
+                        strategy=strategy, user_id=user, session_id=session, experiment=experiment, variant=variant)
 
     # -- customers ------------------------------------------------------------------------
     def user_id(self, customer: str) -> str:
@@ -79,9 +108,10 @@ class Shop:
         if served is None:
             return Recs("Recommended for you", note=NO_MODEL)
         customer = self.browsing_as(access, visitor)
+        experiment = variant = None
         if customer is not None:
             uid = self.user_id(customer)
-            served, _, _ = service.for_user(uid)  # the customer's variant's run while an experiment runs
+            served, experiment, variant = service.for_user(uid)  # the customer's variant's run in an experiment
             ranked, n = service.recommend_user(served, uid, k, True, None)
             history = service.history(served, uid).sequences
         else:
@@ -98,8 +128,10 @@ class Shop:
         if ranked.strategy != "history":
             note = ("No history yet: these are the picks for a new visitor. Open a product or add one to the cart "
                     "and this list adapts at once.")
+        rid = self._shown("user_recommendations" if customer else "session", "storefront_recs", ranked.item_ids, served,
+                          ranked.strategy, experiment, variant)
         return Recs(heading, found, "customer" if customer else "guest", ranked.strategy, n, note,
-                    f"{served.name} ({served.version})")
+                    f"{served.name} ({served.version})", rid)
 
     # -- around one product ---------------------------------------------------------------
     def similar(self, item_id: str, k: int = 6) -> Recs:
@@ -114,7 +146,8 @@ class Shop:
         found = cards(service.store, ranked.item_ids, service.titles(ranked.item_ids, served, ranked.idx))
         for card, score in zip(found, ranked.scores):
             card.score = score
-        return Recs("Similar items", found, strategy="similar", note="Items the model places close to this one.")
+        return Recs("Similar items", found, strategy="similar", note="Items the model places close to this one.",
+                    request_id=self._shown("similar", "storefront_similar", ranked.item_ids, served, "similar"))
 
     def together(self, item_id: str, k: int = 4) -> Recs:
         """Items customers had together with ``item_id``: the co-occurrence counts of the
@@ -130,7 +163,8 @@ class Shop:
             ranked, _, _ = service.recommend_items(served, [item_id], k, True, None)
             found = cards(service.store, ranked.item_ids, service.titles(ranked.item_ids, served, ranked.idx))
             return Recs("Goes well with", found, strategy="next",
-                        note="No co-purchase counts for this product: the model's next picks after it.")
+                        note="No co-purchase counts for this product: the model's next picks after it.",
+                        request_id=self._shown("together", "storefront_together", ranked.item_ids, served, "next"))
         column = counts.matrix[:, [x]]
         together = np.asarray((counts.matrix.T @ column).todense()).ravel()  # (N + 1,) customers with both
         together[[0, x]] = 0
@@ -145,7 +179,8 @@ class Shop:
             n = int(together[i])
             card.note = f"{n} customer{'s' if n != 1 else ''} {verb} both"
         return Recs(heading, found, strategy="together",
-                    note=f"Counted over the customers in the data the model was trained on ({verb} both).")
+                    note=f"Counted over the customers in the data the model was trained on ({verb} both).",
+                    request_id=self._shown("together", "storefront_together", ids, served, "together"))
 
     # -- search ---------------------------------------------------------------------------
     def search(self, query: str, flt: SearchFilter, customer: str | None, k: int = 24) -> Found:
@@ -156,16 +191,27 @@ class Shop:
             searcher = searching.require()
         except SearchNotReady as exc:
             return Found(query, error=str(exc))
+        uid = self.user_id(customer) if customer is not None else None
         with searching.slots:
-            personal = None
-            if customer is not None and searcher.config.personal_weight > 0:
-                personal, _, _ = _personal(self.service, self.user_id(customer))
-            result = searcher.search(query, k, flt, personal=personal)
-        titles = {h.item_id: h.title for h in result.hits}
-        found = cards(self.service.store, [h.item_id for h in result.hits], titles)
-        for card, hit in zip(found, result.hits):
+            personal, served, arm = None, None, (None, None)
+            if uid is not None and searcher.config.personal_weight > 0:
+                personal, served, arm = _personal(self.service, uid)
+            # the business rules, as GET /v1/search applies them (a pin moves a match, never inserts one)
+            step = self.service.rules.step(Audience(uid, lambda: _has_history(self.service, uid)))
+            result = searcher.search(query, k if step is None else step.fetch(k), flt, personal=personal)
+        hits = result.hits
+        if step is not None:
+            by_id = {h.item_id: h for h in hits}
+            hits = [by_id[i] for i in step.apply([h.item_id for h in hits], [h.score for h in hits], k).item_ids]
+        titles = {h.item_id: h.title for h in hits}
+        found = cards(self.service.store, [h.item_id for h in hits], titles)
+        for card, hit in zip(found, hits):
             card.score = hit.score
-        return Found(result.query, found, result.facets, result.corrected_query, result.strategy)
+        ranker = served if served is not None and "personal" in result.strategy else None
+        experiment, variant = arm if ranker is not None else (None, None)
+        rid = self._shown("search", "storefront_search", [h.item_id for h in hits], ranker, result.strategy,
+                          experiment, variant)
+        return Found(result.query, found, result.facets, result.corrected_query, result.strategy, request_id=rid)
 
     def suggest(self, prefix: str, k: int = 8) -> list[dict[str, Any]]:
         searching = self.state.search

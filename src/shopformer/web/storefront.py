@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import mimetypes
+import re
 import time
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from shopformer.search import SearchFilter
+from shopformer.serve.schemas import REQUEST_ID_PATTERN
 
 from .access import KEY_COOKIE, Access, access_of, check_key, clear_cookie, safe_next, same_origin, set_cookie
 from .cards import attributes, card_of, cards
@@ -38,10 +40,16 @@ log = logging.getLogger("shopformer.web")
 router = APIRouter(include_in_schema=False)
 Id = Annotated[str, Path(min_length=1, max_length=256)]
 MAX_BODY = 16 * 1024
+WARM_UP = "shopformer_warm_up"  # scope key of the warm-up's stand-in requests
+REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+#: events a page posts about one product it showed: attributed to the answer that showed it
+ATTRIBUTABLE = ("view", "click", "add_to_cart")
 
 
 def _context(request: Request, **more: Any) -> tuple[Shop, Access, Visitor, dict[str, Any]]:
-    shop, access, visitor = Shop(request.app.state), access_of(request), Visitor.of(request)
+    access, visitor = access_of(request), Visitor.of(request)
+    # every panel a page shows is an answer logged as an impression, except the warm-up's
+    shop = Shop(request.app.state, None if request.scope.get(WARM_UP) else request, (access, visitor))
     if visitor.customer and not access.read:
         visitor.customer = None  # a customer picked with a key that is gone: a guest now
     ctx = {"access": access, "visitor": visitor, "customer": shop.browsing_as(access, visitor),
@@ -66,9 +74,12 @@ def home(request: Request) -> Response:
 
 
 @router.get("/p/{item_id}", response_class=HTMLResponse)
-def product(request: Request, item_id: Id, via: Annotated[str | None, Query(max_length=32)] = None) -> Response:
+def product(request: Request, item_id: Id, via: Annotated[str | None, Query(max_length=32)] = None,
+            rid: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    """``rid``: the answer (its request id) whose link was followed; the page's click and
+    add-to-cart events carry it, so they are attributed to that answer."""
     started = time.perf_counter()
-    shop, access, visitor, ctx = _context(request)
+    shop, access, visitor, ctx = _context(request, came_from=_request_id(rid))
     row = shop.service.store.get_product(item_id)
     served = shop.service.served
     if row is None and (served is None or item_id not in served.run.items):
@@ -176,16 +187,18 @@ async def post_event(request: Request) -> Response:
     is_json = request.headers.get("content-type", "").startswith("application/json")
     body = await (_json(request) if is_json else _form(request))
     kind, item, query = str(body.get("type", "")), body.get("item_id") or None, body.get("query") or None
+    came_from = _request_id(body.get("request_id"))
     if kind == "search" and (not isinstance(query, str) or not query.strip()):
         raise HTTPException(422, "a search event needs a query")
     if kind not in ("search", "purchase") and not isinstance(item, str):
         raise HTTPException(422, "this event needs an item_id")
-    answer, visitor = await run_in_threadpool(_act, request, kind, item, query)
+    answer, visitor = await run_in_threadpool(_act, request, kind, item, query, came_from)
     response = JSONResponse(answer) if is_json else RedirectResponse(_back(request, body), status_code=303)
     return _finish(request, response, visitor, started)
 
 
-def _act(request: Request, kind: str, item: str | None, query: str | None) -> tuple[dict[str, Any], Visitor]:
+def _act(request: Request, kind: str, item: str | None, query: str | None,
+         came_from: str | None = None) -> tuple[dict[str, Any], Visitor]:
     """Record the action, change the cart, and render the recommendations it leads to."""
     shop, access, visitor, ctx = _context(request)
     before = request.headers.get("x-shown-items", "")
@@ -197,7 +210,8 @@ def _act(request: Request, kind: str, item: str | None, query: str | None) -> tu
     try:
         if kind == "add_to_cart":
             visitor.add(item)
-        done = record(shop, access, visitor, kind, items, query.strip()[:512] if query else None)
+        done = record(shop, access, visitor, kind, items, query.strip()[:512] if query else None,
+                      came_from if kind in ATTRIBUTABLE else None)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if kind == "remove_from_cart":
@@ -247,7 +261,7 @@ def warm(app: Any) -> None:
     cookie = f"{TRAIL}={quote(first, safe='')}".encode() if first else b""
 
     def request(path: str) -> Request:
-        return Bare({"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+        return Bare({WARM_UP: True, "type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
                      "headers": [(b"host", b"warm-up"), (b"cookie", cookie)], "app": app, "scheme": "http",
                      "root_path": "", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 0)})
 
@@ -262,6 +276,12 @@ def warm(app: Any) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _request_id(value: Any) -> str | None:
+    """A request id as answers make them, else None (a link or form edited by hand loses
+    its attribution, not its event)."""
+    return value if isinstance(value, str) and REQUEST_ID.fullmatch(value) else None
+
+
 async def _form(request: Request) -> dict[str, str]:
     raw = await request.body()
     if len(raw) > MAX_BODY:

@@ -82,7 +82,8 @@
     const kind = main && main.dataset.event;
     if (!kind) return;
     if (kind === "search") post({ type: "search", query: main.dataset.query });
-    else post({ type: kind, item_id: main.dataset.item });
+    else post(main.dataset.rid ? { type: kind, item_id: main.dataset.item, request_id: main.dataset.rid }
+                                 : { type: kind, item_id: main.dataset.item });
   }
 
   function cartTotal() {
@@ -102,6 +103,7 @@
     const data = new FormData(form);
     const payload = { type: data.get("type") };
     if (data.get("item_id")) payload.item_id = data.get("item_id");
+    if (data.get("request_id")) payload.request_id = data.get("request_id");
     const button = form.querySelector("button");
     if (button) button.disabled = true;
     const answer = await post(payload);
