@@ -143,7 +143,7 @@ def ingest(
 @app.command()
 def train(
     data: DataOpt = DATA_DIR,
-    model: Annotated[str, typer.Option(help="popular | itemknn | ease | sasrec | bert4rec | content_knn")] = "ease",
+    model: Annotated[str, typer.Option(help="popular | itemknn | ease | sasrec | bert4rec | content_knn | auto")] = "ease",
     set_: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write.")] = None,
     types: TypesOpt = None,
@@ -159,12 +159,35 @@ def train(
     vectors: Annotated[Optional[Path], typer.Option(
         help="Fuse precomputed product vectors, e.g. image features: .npz (arrays item_id, vectors) "
              "or .parquet (columns item_id, vector).")] = None,
+    auto: Annotated[bool, typer.Option(
+        help="Search models and settings on validation within --minutes (the same as --model auto) and save "
+             "the best as the run, with its search history (search.md, search.png).")] = False,
+    minutes: Annotated[float, typer.Option(min=0.5, help="--auto: the search's wall-time budget.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="--auto: seed of the search and its trials.")] = 0,
 ) -> None:
     """Fit a model on the training split and save it as a run folder."""
     from shopformer.artifact import make_model
     from shopformer.experiment import train_run
     from shopformer.features.content import ContentConfig
 
+    if auto or model == "auto":
+        if full or content or text or vectors or set_:
+            _fail("--auto searches on the training split with validation: it takes no --full, --content, --text, "
+                  "--vectors or --set (yet)")
+        from shopformer.tune import AutoConfig
+        from shopformer.tune.run import train_auto
+
+        try:
+            cfg = _data_config(types, min_user, min_item, dedupe, protocol)
+            run = train_auto(data, cfg, out or Path("runs") / "auto", AutoConfig(minutes=minutes, seed=seed), console)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            _fail(str(exc))
+            return
+        a = run.info["auto"]
+        console.print(f"best of {a['trials']} trials in {a['seconds'] / 60:.1f} min: [bold]{run.info['model']}[/] "
+                      f"(validation NDCG@10 {a['winner']['valid_ndcg']:.4f}) -> {run.folder} "
+                      f"(history: {run.folder / 'search.md'})")
+        return
     try:
         m = make_model(model, _pairs(set_, "--set"))
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
@@ -528,6 +551,11 @@ from shopformer.retrain_cli import retrain as _retrain, rollback as _rollback, v
 app.command("retrain")(_retrain)
 app.command("versions")(_versions)
 app.command("rollback")(_rollback)
+
+# `shopformer audience` (issue 20): in audience_cli / rank.audience
+from shopformer.audience_cli import audience as _audience  # noqa: E402
+
+app.command("audience")(_audience)
 
 
 if __name__ == "__main__":

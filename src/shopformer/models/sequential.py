@@ -81,6 +81,9 @@ class SASRecRecommender:
         #: called with the freshly built network before training, to start it from a trained
         #: one instead of random weights (retraining: ``feedback/warmstart.py``)
         self.warm_start: Callable[[SASRec], None] | None = None
+        #: called with each validation NDCG@10 during fit; it may raise to stop training
+        #: (time-budgeted tuning prunes a trial that trails the others: ``tune/search.py``)
+        self.on_validation: Callable[[float], None] | None = None
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
@@ -145,8 +148,13 @@ class SASRecRecommender:
         if c.dp.enabled:
             self._fit_private(seqs, len(train))
             return self
-        validate = (lambda: self._validate(valid, n_items)) if valid is not None else None
-        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate)
+        def validate() -> float:
+            score = self._validate(valid, n_items)
+            if self.on_validation is not None:
+                self.on_validation(score)
+            return score
+
+        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate if valid is not None else None)
         self._table = None  # the best weights were restored
         if c.calibration.enabled and valid is not None and self.module.content is not None:
             self.apply_calibration(calibrate(self, valid, c.calibration))

@@ -1,0 +1,194 @@
+"""A time-budgeted search over models and settings, scored on validation only.
+
+The baselines go first (item-kNN, EASE at a few penalties: seconds each on a shop's
+catalog), so the answer is never worse on validation than the best of them. Then the
+Transformer: Optuna's TPE sampler over :func:`shopformer.tune.space.suggest`, its first
+trial the setting the data's statistics suggest (:mod:`shopformer.tune.priors`), so a
+short budget already trains a sensible model. Each trial trains on the training split
+with early stopping on validation NDCG@10 and a time limit (a share of the budget, its
+learning-rate decay following that clock); a trial whose validation curve trails the
+median of earlier trials at the same evaluation is pruned (Optuna's MedianPruner).
+The best model found is kept as trained (nothing is retrained, nothing reads test).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from shopformer.artifact import make_model
+from shopformer.evaluate.protocol import EvalConfig, evaluate
+from shopformer.features.splits import Split
+from shopformer.models.base import Recommender
+
+from .priors import DataStats, starting_setting
+from .space import model_params, suggest
+
+log = logging.getLogger("shopformer.tune")
+
+#: the baselines tried, each a few settings (make_model parameters)
+BASELINE_GRID: dict[str, list[dict[str, str]]] = {
+    "itemknn": [{}, {"neighbors": "200", "shrink": "10"}],
+    "ease": [{"l2": "100"}, {"l2": "500"}, {"l2": "2000"}],
+}
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """minutes: the whole search's wall-time budget (baselines included).
+    baselines: which of :data:`BASELINE_GRID` to try first.
+    transformer: search the Transformer (off: baselines only).
+    trial_share: a Transformer trial trains at most this share of the budget.
+    min_trial_s: no Transformer trial starts with less time than this left.
+    prune: stop trials that trail the others early (MedianPruner).
+    ease_max_items: EASE is skipped above this catalog size (it inverts an items x items
+        matrix: 40k items is 6.4 GB in float32).
+    seed: of the sampler and of every trial's training."""
+
+    minutes: float = 10.0
+    baselines: tuple[str, ...] = ("itemknn", "ease")
+    transformer: bool = True
+    trial_share: float = 0.35
+    min_trial_s: float = 15.0
+    prune: bool = True
+    ease_max_items: int = 40_000
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    model: str
+    params: dict[str, str]
+    valid_ndcg: float | None
+    state: str  # complete | pruned | failed
+    started_s: float  # since the search began
+    seconds: float
+    choice: dict = field(default_factory=dict)  # the space's values (Transformer trials)
+    epochs: int | None = None
+    best_epoch: int | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AutoResult:
+    model: Recommender
+    best: TrialRecord
+    trials: list[TrialRecord]
+    stats: DataStats
+    budget_s: float
+    seconds: float
+
+
+def validation_ndcg(model: Recommender, split: Split, n_items: int) -> float:
+    """NDCG@10 on the validation cases, full catalog (what the Transformer stops on)."""
+    return float(evaluate(model, split.valid, n_items, EvalConfig(cutoffs=(10,)), progress=False).metrics["NDCG@10"])
+
+
+class AutoSearch:
+    def __init__(self, config: AutoConfig = AutoConfig()) -> None:
+        self.config = config
+        self.trials: list[TrialRecord] = []
+        self._best: tuple[float, Recommender, TrialRecord] | None = None
+
+    def _keep(self, score: float, model: Recommender, record: TrialRecord) -> None:
+        if self._best is None or score > self._best[0]:
+            self._best = (score, model, record)
+
+    def run(self, split: Split, n_items: int, on_trial: Callable[[TrialRecord], None] | None = None) -> AutoResult:
+        """Search within the budget; ``on_trial`` sees each finished trial (progress)."""
+        c = self.config
+        budget = c.minutes * 60.0
+        t0 = time.perf_counter()
+        deadline = t0 + budget
+        stats = DataStats.of(split.train, n_items)
+
+        def done(record: TrialRecord) -> None:
+            self.trials.append(record)
+            if on_trial is not None:
+                on_trial(record)
+
+        for name in c.baselines:
+            if name == "ease" and n_items > c.ease_max_items:
+                log.info("EASE skipped: %d items > ease_max_items %d", n_items, c.ease_max_items)
+                continue
+            for params in BASELINE_GRID[name]:
+                if self.trials and time.perf_counter() > t0 + 0.5 * budget:
+                    break  # the baselines never take more than half the budget (one always runs)
+                start = time.perf_counter()
+                model = make_model(name, params)
+                model.fit(split.train, n_items, valid=split.valid)
+                score = validation_ndcg(model, split, n_items)
+                record = TrialRecord(len(self.trials), name, params, round(score, 6), "complete",
+                                     round(start - t0, 2), round(time.perf_counter() - start, 2))
+                self._keep(score, model, record)
+                done(record)
+        if c.transformer and deadline - time.perf_counter() >= c.min_trial_s:
+            self._search_transformer(split, n_items, stats, t0, deadline, done)
+        if self._best is None:
+            raise RuntimeError("no trial finished: give the search more minutes")
+        _, model, best = self._best
+        return AutoResult(model, best, self.trials, stats, budget, round(time.perf_counter() - t0, 2))
+
+    def _search_transformer(self, split: Split, n_items: int, stats: DataStats, t0: float, deadline: float,
+                            done: Callable[[TrialRecord], None]) -> None:
+        import optuna
+
+        c = self.config
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=c.seed, n_startup_trials=4)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2) if c.prune else optuna.pruners.NopPruner()
+        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        study.enqueue_trial(starting_setting(stats))
+
+        def objective(trial: optuna.Trial) -> float:
+            left = deadline - time.perf_counter()
+            choice = suggest(trial, stats)
+            limit = min(left, c.trial_share * c.minutes * 60.0)
+            params = model_params(choice, limit, c.seed, c.threads)
+            model = make_model("sasrec", params)
+            evaluations = [0]
+
+            def report(score: float) -> None:
+                evaluations[0] += 1
+                trial.report(score, evaluations[0])
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+            model.on_validation = report
+            start = time.perf_counter()
+            record = TrialRecord(len(self.trials), "sasrec", params, None, "complete", round(start - t0, 2), 0.0,
+                                 choice)
+            try:
+                model.fit(split.train, n_items, valid=split.valid)
+            except optuna.TrialPruned:
+                record.state, record.epochs = "pruned", evaluations[0]
+                record.seconds = round(time.perf_counter() - start, 2)
+                record.note = f"pruned after {evaluations[0]} evaluations"
+                done(record)
+                raise
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory at this width: try others
+                record.state, record.note = "failed", str(exc)[:200]
+                record.seconds = round(time.perf_counter() - start, 2)
+                done(record)
+                raise
+            history = model.history
+            score = float(history.best_valid)
+            record.valid_ndcg, record.seconds = round(score, 6), round(time.perf_counter() - start, 2)
+            record.epochs, record.best_epoch, record.note = len(history.records), history.best_epoch, history.stopped
+            self._keep(score, model, record)
+            done(record)
+            return score
+
+        def stop_when_out_of_time(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+            if deadline - time.perf_counter() < c.min_trial_s:
+                study.stop()
+
+        study.optimize(objective, timeout=max(0.0, deadline - time.perf_counter()),
+                       callbacks=[stop_when_out_of_time], catch=(RuntimeError, ValueError))
