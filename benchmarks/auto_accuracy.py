@@ -1,0 +1,108 @@
+"""`train --auto` on every dataset with sequences, against the best published result and
+our hand-tuned one (issue 21).
+
+For each dataset (accuracy.py's files, splits and published numbers): the time-budgeted
+search (``shopformer.tune``) on the training split with validation only, then the test
+split read ONCE for the winner. Reported beside it: the best published NDCG@10 we know
+(accuracy.PUBLISHED) and the best result in benchmarks/results/accuracy.json (settings
+chosen by hand on validation; the same split), and EASE's test score from that file.
+
+    python benchmarks/auto_accuracy.py --dataset lastfm --minutes 45 [--threads 0]
+
+Writes benchmarks/results/auto_accuracy.{json,md} (one record per dataset and budget) and
+auto_accuracy_<dataset>_<minutes>min.png (the search's validation NDCG@10 against time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from accuracy import DATASETS, PUBLISHED, load  # noqa: E402
+from results_file import save  # noqa: E402
+
+from shopformer.evaluate.protocol import EvalConfig, evaluate  # noqa: E402
+from shopformer.evaluate.report import machine  # noqa: E402
+from shopformer.tune import AutoConfig, AutoSearch  # noqa: E402
+from shopformer.tune import report as search_report  # noqa: E402
+
+
+def hand_tuned(dataset: str) -> dict:
+    """The best Transformer and EASE test NDCG@10 in results/accuracy.json (chosen there on validation)."""
+    path = HERE / "results" / "accuracy.json"
+    rows = [r for r in json.loads(path.read_text())["results"] if r["dataset"] == dataset] if path.exists() else []
+    best = max((r for r in rows if r["model"].startswith(("sasrec", "bert4rec"))),
+               key=lambda r: r["valid"]["NDCG@10"], default=None)  # picked by validation, as it was
+    ease = next((r for r in rows if r["model"] == "ease"), None)
+    return {"hand_model": best["model"] if best else None,
+            "hand_ndcg10": round(best["test"]["NDCG@10"], 4) if best else None,
+            "ease_ndcg10": round(ease["test"]["NDCG@10"], 4) if ease else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=list(DATASETS), required=True)
+    ap.add_argument("--minutes", type=float, default=45.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "shopformer-accuracy")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+
+    data, split = load(args.dataset, args.data_root, args.work)
+    config = AutoConfig(minutes=args.minutes, seed=args.seed, threads=args.threads)
+    result = AutoSearch(config).run(split, data.n_items,
+                                    on_trial=lambda t: print(f"trial {t.number}: {t.model} {t.state} "
+                                                             f"valid {t.valid_ndcg} ({t.seconds:.0f} s) {t.note}"))
+    # the test split, read once, for the winner only
+    test = evaluate(result.model, split.test, data.n_items, EvalConfig(cutoffs=(10,)), progress=False).metrics
+    published = max((p for p in PUBLISHED.get(args.dataset, [])), key=lambda p: p[2], default=None)
+    record = {
+        "dataset": args.dataset, "model": f"auto-{args.minutes:g}min", "minutes": args.minutes,
+        "winner": result.best.model, "winner_params": result.best.params, "trials": len(result.trials),
+        "pruned": sum(t.state == "pruned" for t in result.trials), "search_seconds": result.seconds,
+        "valid_ndcg10": round(result.best.valid_ndcg, 4),
+        "test_ndcg10": round(test["NDCG@10"], 4), "test_hr10": round(test["HR@10"], 4),
+        "published": {"name": published[0], "ndcg10": published[2]} if published else None,
+        **hand_tuned(args.dataset), "config": asdict(config), "data_stats": result.stats.to_dict(),
+    }
+    if published:
+        record["vs_published"] = round(record["test_ndcg10"] / published[2] - 1, 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        search_report.plot(result, Path(tmp) / "search.png")
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(tmp) / "search.png", args.out / f"auto_accuracy_{args.dataset}_{args.minutes:g}min.png")
+    meta = {"benchmark": "auto_accuracy", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine()}
+    save(args.out, "auto_accuracy", meta, [record], markdown)
+    print(markdown([record], meta))
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = ["# `train --auto`: time-budgeted search on validation, test read once", "",
+             f"{meta['date']} · {meta['machine']}", "",
+             "| dataset | budget | winner | trials (pruned) | valid NDCG@10 | test NDCG@10 | test HR@10 | best published | vs published | hand-tuned (ours) | EASE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["dataset"], r["minutes"])):
+        pub = r.get("published")
+        lines.append(
+            f"| {r['dataset']} | {r['minutes']:g} min | {r['winner']} | {r['trials']} ({r['pruned']}) | "
+            f"{r['valid_ndcg10']:.4f} | **{r['test_ndcg10']:.4f}** | {r['test_hr10']:.4f} | "
+            + (f"{pub['ndcg10']:.4f} ({pub['name']}) | {r['vs_published']:+.1%} | " if pub else "- | - | ")
+            + f"{r['hand_ndcg10'] if r['hand_ndcg10'] is not None else '-'} ({r['hand_model'] or '-'}) | "
+            f"{r['ease_ndcg10'] if r['ease_ndcg10'] is not None else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
