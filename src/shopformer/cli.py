@@ -4,6 +4,7 @@ keys | audit | retrain | versions | rollback | demo."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -388,6 +389,30 @@ def train_reranker_command(
         return
     console.print(f"re-ranker trained on {len(judged)} queries ({model.booster.best_iteration or model.booster.num_trees()} "
                   f"trees) and saved in {run / 'search' / 'reranker'}")
+
+
+@app.command()
+def index(
+    run: Annotated[Path, typer.Option(help="A trained run folder (a Transformer: its item table is indexed).")],
+    kind: Annotated[str, typer.Option(help="auto (exact below 100k items, else HNSW) | flat | hnsw | ivf")] = "auto",
+) -> None:
+    """Build the run's vector indexes now, with every CPU, into RUN/index: a server then
+    loads them (memory-mapped) instead of building them at start-up."""
+    from shopformer.artifact import load_run
+    from shopformer.retrieve.faiss_index import FaissIndexConfig
+    from shopformer.serve.retrieval import INDEX_DIR, is_vector_model, save_vector_indexes
+
+    try:
+        loaded = load_run(run)
+        if not is_vector_model(loaded.model):
+            _fail(f"{run} holds {loaded.info['model']}, which scores the whole catalog without a vector index")
+        t0 = time.perf_counter()
+        built = save_vector_indexes(loaded.model, run, FaissIndexConfig(kind=kind))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"built {built.kind} indexes over {len(built.users):,} items in {time.perf_counter() - t0:.1f} s "
+                  f"-> {run / INDEX_DIR}")
 
 
 @app.command()

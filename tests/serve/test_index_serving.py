@@ -158,7 +158,7 @@ def test_hnsw_index_with_filters_matches_exact_on_a_tiny_shop(shop, pair, monkey
 
     build = recommender.build_vector_indexes
     monkeypatch.setattr(recommender, "build_vector_indexes",
-                        lambda model: build(model, FaissIndexConfig(kind="hnsw", exact_below=0)))
+                        lambda model, **kw: build(model, FaissIndexConfig(kind="hnsw", exact_below=0), **kw))
     exact, hnsw = pair[0], service(shop, "sasrec", "faiss")
     try:
         assert hnsw.require().retrieval == "faiss-hnsw"

@@ -330,7 +330,10 @@ class FaissIndex(ItemTable):
         write_meta(folder, "faiss", asdict(self.config), kind=self.kind)
 
     @classmethod
-    def load(cls, folder: Path) -> Self:
+    def load(cls, folder: Path, mmap: bool = False) -> Self:
+        """``mmap``: map the item table from disk instead of reading it into memory (the
+        pages the searches touch are read on demand and shared by every process that maps
+        the same file); an update then copies it first."""
         faiss = _faiss()
         folder = Path(folder)
         meta = read_meta(folder)
@@ -338,7 +341,8 @@ class FaissIndex(ItemTable):
             raise ValueError(f"{folder} holds a {meta['type']!r} index, not a faiss one")
         index = cls(FaissIndexConfig(**meta["config"]))
         index.kind = meta["kind"]
-        index._table = np.load(folder / "vectors.npy")
+        index._table = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
+        index._owns_table = not mmap
         entries = np.load(folder / "entries.npz")
         index._item_of, index._live = entries["item_of"], entries["live"]
         index._node_of = np.full(len(index._table), -1, dtype=np.int64)

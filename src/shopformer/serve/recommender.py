@@ -312,7 +312,7 @@ class RecommendationService:
             )
         vectors = None
         if self.settings.index == "faiss" and is_vector_model(run.model):
-            vectors = build_vector_indexes(run.model)  # before the swap
+            vectors = build_vector_indexes(run.model, run_folder=folder)  # before the swap; prebuilt if there
             search_one(vectors.users, user_vector(run.model, empty), 1, None)  # proves it answers
         served = Served(run=run, version=version, loaded_at=datetime.now(timezone.utc), vectors=vectors)
         if self.settings.cache_ttl_s > 0:

@@ -17,7 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import hashlib
+import json
+import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +49,12 @@ class VectorIndexes:
     #: the (N + 1, D) row-normalized table the similar index searches (the same array
     #: it holds, not a copy): an item's own query vector for similar items
     unit: np.ndarray | None = None
+    #: loaded from the run folder's prebuilt indexes (``shopformer index``), not built
+    prebuilt: bool = False
+
+
+#: where ``shopformer index`` writes a run's prebuilt indexes (inside the run folder)
+INDEX_DIR = "index"
 
 
 def _all_cpus() -> int:
@@ -72,14 +83,8 @@ def limit_faiss_threads() -> None:
     _query_threads.limited = True
 
 
-def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexConfig()) -> VectorIndexes:
-    """Build the two indexes over the model's item table (``module.item_table()``) with
-    every CPU (HNSW construction is parallel), then limit threads for query time.
-
-    Memory: the users index keeps the model's own item table (no copy when it is a
-    float32 CPU tensor) and the similar index the normalized table it is built from;
-    FAISS holds one copy of each."""
-    import faiss
+def _tables(model: object) -> tuple[np.ndarray, np.ndarray]:
+    """The model's (N + 1, D) item table and its row-normalized similarity table."""
     import torch
 
     with torch.no_grad():
@@ -87,10 +92,86 @@ def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexCon
         likeness = getattr(model, "similarity_table", None)  # without a new-item bias column
         unit = torch.nn.functional.normalize(likeness().detach().float().cpu() if callable(likeness) else table,
                                              dim=-1)  # exactly as similar_items
+    return table.numpy(), unit.numpy()
+
+
+def fingerprint(table: np.ndarray, unit: np.ndarray) -> str:
+    """What a prebuilt index was built from (shapes and bytes of both tables): an index
+    built for other weights is never served."""
+    digest = hashlib.sha256()
+    for a in (table, unit):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        digest.update(str(a.shape).encode())
+        digest.update(a.data)
+    return digest.hexdigest()
+
+
+def save_vector_indexes(model: object, run_folder: Path, config: FaissIndexConfig = FaissIndexConfig()) -> VectorIndexes:
+    """Build both indexes now (every CPU) and write them into ``run_folder/index`` with the
+    fingerprint of the tables they index, so that a server loads them instead of building
+    (:func:`build_vector_indexes` with the run folder)."""
+    table, unit = _tables(model)
+    t0 = time.perf_counter()
+    indexes = build_vector_indexes(model, config)
+    seconds = time.perf_counter() - t0
+    folder = Path(run_folder) / INDEX_DIR
+    tmp = folder.with_name(INDEX_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a build that died half-way
+    for name, index in (("users", indexes.users), ("similar", indexes.similar)):
+        index.save(tmp / name)
+    (tmp / "prebuilt.json").write_text(json.dumps({"fingerprint": fingerprint(table, unit), "kind": indexes.kind,
+                                                   "items": len(indexes.users), "dim": indexes.users.dim,
+                                                   "build_seconds": round(seconds, 2)}, indent=2))
+    if folder.exists():  # swap the whole folder: a reader never sees half of each
+        old = folder.with_name(INDEX_DIR + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+    return indexes
+
+
+def load_prebuilt(model: object, run_folder: Path) -> VectorIndexes | None:
+    """The run folder's prebuilt indexes, memory-mapped, when they were built from this
+    model's tables; None when there are none or they are stale (logged)."""
+    folder = Path(run_folder) / INDEX_DIR
+    meta_path = folder / "prebuilt.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    table, unit = _tables(model)
+    if meta.get("fingerprint") != fingerprint(table, unit):
+        log.warning("%s was built for other weights (run retrained since?): building the indexes instead; "
+                    "run `shopformer index --run %s` again", folder, run_folder)
+        return None
+    users = FaissIndex.load(folder / "users", mmap=True)
+    similar = FaissIndex.load(folder / "similar", mmap=True)
+    limit_faiss_threads()
+    log.info("loaded prebuilt %s vector indexes over %d items from %s", users.kind, len(users), folder)
+    return VectorIndexes(users=users, similar=similar, kind=str(users.kind), unit=similar.vectors(), prebuilt=True)
+
+
+def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexConfig(),
+                         run_folder: Path | None = None) -> VectorIndexes:
+    """Build the two indexes over the model's item table (``module.item_table()``) with
+    every CPU (HNSW construction is parallel), then limit threads for query time. With
+    ``run_folder``, its prebuilt indexes are loaded instead when they match the model.
+
+    Memory: the users index keeps the model's own item table (no copy when it is a
+    float32 CPU tensor) and the similar index the normalized table it is built from;
+    FAISS holds one copy of each."""
+    import faiss
+
+    if run_folder is not None:
+        found = load_prebuilt(model, run_folder)
+        if found is not None:
+            return found
+    table, unit = _tables(model)
     faiss.omp_set_num_threads(_all_cpus())
     try:
-        users = FaissIndex(config).build(table.numpy(), copy=False)
-        similar = FaissIndex(config).build(unit.numpy(), copy=False)
+        users = FaissIndex(config).build(table, copy=False)
+        similar = FaissIndex(config).build(unit, copy=False)
     finally:
         limit_faiss_threads()
     log.info("built %s vector indexes over %d items (dim %d)", users.kind, len(users), users.dim)
