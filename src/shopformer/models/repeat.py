@@ -109,7 +109,8 @@ class RepeatAware:
         np.maximum.at(log_w_max, past.rows, log_w)
         w = np.exp(log_w - log_w_max[past.rows])
         total = np.bincount(past.rows, weights=w, minlength=n_rows)
-        return p_rep, np.log(p_rep[past.rows]) + np.log(w / total[past.rows])
+        with np.errstate(divide="ignore"):  # a weight that underflowed is a probability of 0: -inf
+            return p_rep, np.log(p_rep[past.rows]) + np.log(w / total[past.rows])
 
 
 @dataclass
