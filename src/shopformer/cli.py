@@ -394,7 +394,7 @@ def train_reranker_command(
 @app.command()
 def index(
     run: Annotated[Path, typer.Option(help="A trained run folder (a Transformer: its item table is indexed).")],
-    kind: Annotated[str, typer.Option(help="auto (exact below 100k items, else HNSW) | flat | hnsw | ivf")] = "auto",
+    kind: Annotated[str, typer.Option(help="auto (exact below 100k items, else HNSW) | flat | hnsw | ivf | ivfpq")] = "auto",
 ) -> None:
     """Build the run's vector indexes now, with every CPU, into RUN/index: a server then
     loads them (memory-mapped) instead of building them at start-up."""
