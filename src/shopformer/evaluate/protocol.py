@@ -10,6 +10,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shopformer.evaluate import metrics
+from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.base import Recommender
 from shopformer.retrieve.exact import mask_items, top_k
@@ -41,6 +42,15 @@ class EvalResult:
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
+def query_times(targets: Sequences) -> np.ndarray:
+    """(U,) the time of each row's first target (NaN where unknown): the moment a model
+    with time context is asked at."""
+    if targets.timestamps is None:
+        return np.full(len(targets), np.nan)
+    first = targets.offsets[:-1]
+    return np.where(targets.lengths > 0, targets.timestamps[np.minimum(first, max(len(targets.items) - 1, 0))], np.nan)
+
+
 def _batches(n: int, size: int):
     for start in range(0, n, size):
         yield np.arange(start, min(start + size, n))
@@ -70,7 +80,10 @@ def evaluate(
         for rows in _batches(len(cases), config.batch_size):
             history = cases.history.rows(rows)
             targets = cases.targets.rows(rows)
-            scores = model.score(history)
+            if getattr(model, "reads_time", False):  # asked at the moment of the first target
+                scores = model.score(history, at=query_times(targets))
+            else:
+                scores = model.score(history)
             mask_items(scores, history if config.exclude_history else None)
             idx, top_scores = top_k(scores, kmax)
             idx[np.isneginf(top_scores)] = 0  # masked items are not recommended

@@ -53,7 +53,8 @@ def _cut(seqs: Sequences, keep_lengths: np.ndarray) -> Sequences:
 def _single_targets(seqs: Sequences, users: np.ndarray, pos_from_end: int) -> Sequences:
     """One target per user: the element ``pos_from_end`` from the end (1 = last)."""
     idx = seqs.offsets[users + 1] - pos_from_end
-    return Sequences(np.arange(len(users) + 1, dtype=np.int64), seqs.items[idx])
+    return Sequences(np.arange(len(users) + 1, dtype=np.int64), seqs.items[idx],
+                     None if seqs.timestamps is None else seqs.timestamps[idx])  # when it was asked (time context)
 
 
 def leave_one_out(seqs: Sequences) -> Split:

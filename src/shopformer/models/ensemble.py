@@ -42,11 +42,12 @@ class SASRecEnsemble(nn.Module):
         gaps: torch.Tensor | None = None,
         table: torch.Tensor | None = None,
         last_only: bool = False,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # items: (B, T) -> (B, T, sum of widths), (B, 1, ...) with last_only;
         # h . table = mean of the members' scores
         parts = self._parts(table)
-        hidden = [m(items, types, gaps, table=t, last_only=last_only) for m, t in zip(self.members, parts)]
+        hidden = [m(items, types, gaps, table=t, last_only=last_only, context=context) for m, t in zip(self.members, parts)]
         return torch.cat(hidden, dim=-1) / len(self.members)
 
     def item_table(self, table: torch.Tensor | None = None) -> torch.Tensor:

@@ -136,6 +136,13 @@ def occlusion_user_vectors(model, history: Sequences, positions: np.ndarray,  # 
     arch = model.config.arch
     if not arch.causal or model.config.members != 1:
         raise ValueError("prefix reuse needs one causal network (not BERT4Rec, not an ensemble)")
+    if arch.time_context:
+        # removing an event also changes the query time its predecessor reads (the next
+        # event's), so no prefix is shared: every history is encoded whole (float32), now
+        L = int(history.lengths[0])
+        drops = np.zeros((len(positions) + 1, L), dtype=bool)
+        drops[np.arange(1, len(positions) + 1), np.asarray(positions, dtype=np.int64)] = True
+        return model.user_vectors(without(history, 0, drops)).float()
     module = model._require()
     if module.training:
         module.eval()

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from shopformer.models.item_encoder import ContentEncoder, id_keep_mask, token_unit_rows
+from shopformer.features.time_context import check_holidays
 from shopformer.models.layers import Block, FastDropout, attention_mask
+from shopformer.models.time_context import TimeContextEmbedding
 from shopformer.types import EVENT_TYPES
 
 
@@ -29,6 +31,12 @@ class SASRecConfig:
     event_types: add an event-type embedding (view / cart / purchase ...).
     time_gap_buckets: >0 adds an embedding of the (log-bucketed) time since the
         previous event; needs timestamps.
+    time_context: add the calendar (``models/time_context.py``): day of year and days to
+        the next of ``holidays`` of each event and of the moment the next item is
+        predicted for (the next event's time in training, the request's when serving),
+        plus the time from the last event to that moment; needs timestamps. Causal only.
+    holidays: the dates ``time_context`` counts down to: ``"MM-DD"`` every year or
+        ``"YYYY-MM-DD"`` once (default Christmas).
     causal: True = next-item model; False = bidirectional (Cloze) model.
     pre_norm: True = pre-norm blocks and a final LayerNorm; False = post-norm blocks
         with a LayerNorm on the input embeddings (the original SASRec layout).
@@ -76,6 +84,14 @@ class SASRecConfig:
     channel_tokens: bool = False
     id_output_scale: float = 1.0
     new_item_bias: float = 0.0
+    time_context: bool = False
+    holidays: tuple[str, ...] = ("12-25",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holidays", tuple(self.holidays))  # a list when read from JSON
+        check_holidays(self.holidays)
+        if self.time_context and not self.causal:
+            raise ValueError("time_context: only the causal model (sasrec) reads the time of the prediction")
 
 
 class SASRec(nn.Module):
@@ -90,6 +106,7 @@ class SASRec(nn.Module):
         self.type_emb = nn.Embedding(n_types, c.d_model, padding_idx=0) if c.event_types else None
         n_gaps = c.time_gap_buckets + 1
         self.gap_emb = nn.Embedding(n_gaps, c.d_model, padding_idx=0) if c.time_gap_buckets else None
+        self.time_emb = TimeContextEmbedding(c.d_model) if c.time_context else None
         self.drop = FastDropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.dropout, c.attn_dropout, pre_norm=c.pre_norm)
                                     for _ in range(c.n_layers))
@@ -140,14 +157,16 @@ class SASRec(nn.Module):
         table: torch.Tensor | None = None,
         last_only: bool = False,
         rows: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # items, types, gaps: (B, T) left-padded with 0, T <= max_len -> hidden (B, T, D)
+        # context: (B, T, 5) time context (Windows.context), with config.time_context
         # table: item_representations() when the caller already has it (one per step)
         # last_only: hidden (B, 1, D) at the last position only; the last block then asks
         #   one query, not T (inference reads nothing else)
         # rows: (B, T, D) the items' table rows, already looked up (DP-SGD differentiates
         #   each user's rows rather than the whole table, train/per_user.py)
-        x = self.embed(items, types, gaps, table, rows)  # (B, T, D)
+        x = self.embed(items, types, gaps, table, rows, context)  # (B, T, D)
         mask = attention_mask(items, self.config.causal)  # (B, 1, T, T)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
@@ -193,7 +212,7 @@ class SASRec(nn.Module):
             self.unit_vectors.copy_(token_unit_rows(self.content.tokens, self.token_idf))
             self.unit_vectors[0] = 0
 
-    def embed(self, items, types=None, gaps=None, table=None, rows=None) -> torch.Tensor:  # noqa: ANN001
+    def embed(self, items, types=None, gaps=None, table=None, rows=None, context=None) -> torch.Tensor:  # noqa: ANN001
         """(B, T) inputs -> (B, T, D): what the first block reads."""
         T = items.shape[1]
         if rows is None:
@@ -204,6 +223,8 @@ class SASRec(nn.Module):
             x = x + self.type_emb(types)
         if self.gap_emb is not None and gaps is not None:
             x = x + self.gap_emb(gaps)
+        if self.time_emb is not None and context is not None:
+            x = x + self.time_emb(context)
         if not self.config.pre_norm:
             x = self.ln_f(x)
         return self.drop(x * (items > 0)[..., None])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -58,6 +59,16 @@ PER_ITEM_STATE = ("item_emb.weight", "known", "content.tokens", "content.vectors
 
 def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
+
+
+def _now() -> float:
+    """Epoch seconds of the request being answered (a function, so tests can set it)."""
+    return time.time()
+
+
+def _context(w: Windows) -> torch.Tensor | None:
+    """The windows' time context as a tensor (None without ``arch.time_context``)."""
+    return None if w.context is None else torch.from_numpy(np.ascontiguousarray(w.context))
 
 
 class SASRecRecommender:
@@ -140,7 +151,7 @@ class SASRecRecommender:
                 inputs = Windows(items, *(None if a is None else np.where(hidden, 0, a)
                                           for a in (batch.types, batch.gaps)))
             table = self.module.item_representations()  # (N + 2, D), one per step
-            h = self.module(*_tensors(inputs), table=table)  # (B, T, D)
+            h = self.module(*_tensors(inputs), table=table, context=_context(inputs))  # (B, T, D)
             y = torch.from_numpy(targets)
             keep = y > 0
             return self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
@@ -165,6 +176,7 @@ class SASRecRecommender:
         for bad, why in ((not c.arch.causal, f"{self.name} (the causal model, sasrec, only)"),
                          (self.content is not None, "product content (ID-only models for now)"),
                          (c.members > 1, "members > 1 (each network would spend the budget again)"),
+                         (c.arch.time_context, "arch.time_context (not in the per-user DP step yet)"),
                          (c.train.loss != "ce", f"train.loss={c.train.loss} (DP-SGD uses the full softmax, ce)"),
                          (c.train.crop == "all", "train.crop=all (a user must be one example: use random or last)")):
             if bad:
@@ -230,9 +242,24 @@ class SASRecRecommender:
             self.history.best_valid = self._validate(valid, n_items)  # the ensemble's own score
         return self
 
-    def _windows(self, seqs: Sequences, length: int, rng=None) -> Windows:
+    def _windows(self, seqs: Sequences, length: int, rng=None, at: np.ndarray | None = None) -> Windows:
         arch = self.config.arch
-        return build_windows(seqs, length, rng, arch.event_types, arch.time_gap_buckets)
+        return build_windows(seqs, length, rng, arch.event_types, arch.time_gap_buckets,
+                             arch.holidays if arch.time_context else None, at)
+
+    @property
+    def reads_time(self) -> bool:
+        """True when scores depend on the moment asked for (``score(history, at)``)."""
+        return self.config.arch.time_context
+
+    def _query_times(self, n: int, at: float | np.ndarray | None) -> np.ndarray | None:
+        """(n,) epoch seconds each row is asked at; None (no time context) or "now"."""
+        if not self.config.arch.time_context:
+            return None
+        if at is None:  # serving: the request is answered now
+            at = _now()
+        at = np.asarray(at, dtype=np.float64)
+        return np.full(n, float(at)) if at.ndim == 0 else at
 
     def _loss(self, h, y, table, log_q, gen) -> torch.Tensor:
         t = self.config.train
@@ -323,15 +350,17 @@ class SASRecRecommender:
         return history.without_padding()
 
     @torch.no_grad()
-    def user_vectors(self, history: Sequences) -> torch.Tensor:
-        """(B, D) user representation: the encoder output at the last position."""
+    def user_vectors(self, history: Sequences, at: float | np.ndarray | None = None) -> torch.Tensor:
+        """(B, D) user representation: the encoder output at the last position. ``at``:
+        epoch seconds (one, or one per row) of the moment asked for, read with
+        ``arch.time_context`` only; default now (a served request)."""
         module = self._require()
         if module.training:  # eval() walks every submodule: a tenth of a served request
             module.eval()
         arch = self.config.arch
         history = self._checked(history)
         if arch.causal:
-            w = self._windows(history, arch.max_len)
+            w = self._windows(history, arch.max_len, at=self._query_times(len(history), at))
         else:  # read the latest max_len - 1 events, then ask for the [MASK] after them
             w = self._windows(history, arch.max_len - 1)
             w = Windows(*(None if a is None else np.pad(a, ((0, 0), (0, 1))) for a in (w.items, w.types, w.gaps)))
@@ -342,14 +371,15 @@ class SASRecRecommender:
         out = torch.empty(len(w.items), self.output_table().shape[1])  # D [+ V], or the members' sum
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
-            h = module(*_tensors(w.select(rows).trim()), table=table, last_only=True)  # (b, 1, D)
+            batch = w.select(rows).trim()
+            h = module(*_tensors(batch), table=table, last_only=True, context=_context(batch))  # (b, 1, D)
             out[torch.from_numpy(rows)] = h[:, -1]
         return out
 
     @torch.no_grad()
-    def score(self, history: Sequences) -> np.ndarray:
+    def score(self, history: Sequences, at: float | np.ndarray | None = None) -> np.ndarray:
         table = self.output_table()  # (N + 1, D)
-        scores = (self.user_vectors(history) @ table.T).numpy().astype(np.float32, copy=False)
+        scores = (self.user_vectors(history, at) @ table.T).numpy().astype(np.float32, copy=False)
         scores[:, 0] = -np.inf  # padding is never an answer
         return scores
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopformer.features.sequences import Sequences
+from shopformer.features.time_context import time_context as calendar_context
 
 
 def window_positions(seqs: Sequences, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -109,14 +110,17 @@ def bucketed_batches(
 @dataclass
 class Windows:
     """Left-padded model inputs, one row per sequence: items plus the optional parallel
-    event types (type index + 1) and time-gap buckets; 0 is padding in all three."""
+    event types (type index + 1), time-gap buckets and time context (``features.
+    time_context``: each event's calendar and that of the moment its successor is
+    predicted for); 0 is padding in all of them."""
 
     items: np.ndarray  # (B, T) int64
     types: np.ndarray | None = None  # (B, T) int64
     gaps: np.ndarray | None = None  # (B, T) int64
+    context: np.ndarray | None = None  # (B, T, 5) int64
 
     def _map(self, f) -> "Windows":
-        return Windows(f(self.items), *(None if a is None else f(a) for a in (self.types, self.gaps)))
+        return Windows(f(self.items), *(None if a is None else f(a) for a in (self.types, self.gaps, self.context)))
 
     def select(self, rows: np.ndarray) -> "Windows":
         return self._map(lambda a: a[rows])
@@ -136,9 +140,15 @@ def build_windows(
     rng: np.random.Generator | None = None,
     event_types: bool = False,
     time_gap_buckets: int = 0,
+    holidays: tuple[str, ...] | None = None,
+    at: np.ndarray | None = None,
 ) -> Windows:
+    """Windows of ``length`` events. ``holidays`` not None adds the time context; the
+    query time of each cell is the next cell's timestamp, and of a row's last cell
+    ``at[row]`` (the moment of the request; NaN or no ``at``: unknown). In training the
+    last cell is the target, so its query time is never read."""
     pos = window_positions(seqs, length, rng)
-    types = gaps = None
+    types = gaps = context = None
     if event_types:
         if seqs.event_types is None:
             raise ValueError("event-type inputs need event types in the sequences")
@@ -147,4 +157,12 @@ def build_windows(
         if seqs.timestamps is None or np.isnan(seqs.timestamps).any():
             raise ValueError("time-gap inputs need a timestamp on every event; this data has none")
         gaps = gap_buckets(gather(seqs.timestamps, pos, fill=np.nan), time_gap_buckets)
-    return Windows(gather(seqs.items, pos).astype(np.int64), types, gaps)
+    if holidays is not None:
+        stamps = np.zeros(0) if seqs.timestamps is None and seqs.n_interactions == 0 else seqs.timestamps
+        if stamps is None or np.isnan(stamps).any():
+            raise ValueError("time context needs a timestamp on every event; this data has none")
+        times = gather(stamps, pos, fill=np.nan)  # (B, T); empty histories: all padding
+        last = np.full((len(times), 1), np.nan) if at is None else np.asarray(at, dtype=np.float64).reshape(-1, 1)
+        query = np.concatenate([times[:, 1:], last], axis=1)
+        context = calendar_context(times, query, tuple(holidays))
+    return Windows(gather(seqs.items, pos).astype(np.int64), types, gaps, context)
