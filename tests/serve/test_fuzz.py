@@ -48,6 +48,8 @@ OPERATIONS = [
     "POST /v1/admin/experiments", "GET /v1/admin/experiments", "POST /v1/admin/experiments/{name}/stop",
     "GET /v1/admin/experiments/{name}/report",
     "POST /v1/admin/rules", "GET /v1/admin/rules", "DELETE /v1/admin/rules/{rule_id}",
+    "GET /v1/items/{item_id}/complements", "POST /v1/recommendations/cart",
+    "GET /v1/items/{item_id}/audience", "GET /v1/audience",
 ]
 #: operations that read a body (stopping an experiment is a POST without one)
 BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT") and not op.endswith("/stop")]

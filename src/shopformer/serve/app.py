@@ -27,6 +27,8 @@ from .pseudonyms import UserIdPseudonyms, install_access_log_filter, remove_acce
 from .recommender import RecommendationService
 from .retention import start_retention, sync_purges
 from .routes import access, admin, catalog, events, experiments, privacy, recommend, rules, search
+from .routes import audience as audience_routes
+from .routes import complements as complements_routes
 from .search import SearchService
 from .settings import ServeSettings
 from .writes import WriteLimits
@@ -156,6 +158,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
                    access.router, experiments.router, rules.router):
         app.include_router(router)
+    app.include_router(audience_routes.router)  # audiences for campaigns (serve/routes/audience.py)
+    app.include_router(complements_routes.router)  # bought together (serve/routes/complements.py)
     from shopformer import web  # the pages (storefront, console) sit on top of the API
 
     web.mount(app, settings)

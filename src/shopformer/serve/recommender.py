@@ -75,6 +75,8 @@ from .retrieval import (
     search_one,
     user_vector,
 )
+from . import reranking
+from .reranking import NewProducts, Reranking
 from .rules import RuleBook, RuleStep
 from .schemas import Filters
 from .settings import ServeSettings
@@ -186,6 +188,8 @@ class Ranked:
     ignored_types: dict[str, int] = field(default_factory=dict)
     #: what the business rules did (:class:`shopformer.rank.rules.Move`), answer order
     rules: list = field(default_factory=list)
+    #: what diversity / new-item slots moved (:class:`shopformer.rank.diversity.Shift`)
+    reranked: list = field(default_factory=list)
 
 
 def _check_pseudonymous(run: Run, pseudonyms: Pseudonymizer) -> None:
@@ -240,6 +244,10 @@ class RecommendationService:
         self.search = None
         #: the stored business rules, applied to every answer (serve/rules.py)
         self.rules = RuleBook(RulesConfig(), store, settings.cache_ttl_s)
+        #: diversity and new-product slots (serve/reranking.py): the server's default, and
+        #: the store's new products with their click-through
+        self.reranking = Reranking(exposure=settings.new_items)
+        self.reranker_products = NewProducts(store, settings.cache_ttl_s)
         self.new_visitors = RecentPopularity(NewVisitorConfig(
             settings.new_visitors, settings.new_visitor_days, settings.trending_half_life_days, settings.cache_ttl_s,
         ), store)
@@ -427,6 +435,7 @@ class RecommendationService:
 
     def invalidate_catalog(self) -> None:
         self.rules.forget_facts()
+        self.reranker_products.forget()  # a product's created_at / tags may have changed
         with self._cache_lock:
             self._catalog_generation += 1
             self._catalogs.clear()
@@ -568,23 +577,37 @@ class RecommendationService:
         return Ranked(served.run.items.decode(idx), [round(float(s), 6) for s in scores], np.asarray(idx), strategy,
                       query, seq)
 
-    def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int]:
+    def recommend_user(self, served: Served, user_id: str, k: int, exclude_history: bool, filters: Filters | None,
+                       options: Reranking | None = None) -> tuple[Ranked, int]:
+        """``options``: diversity / new-item slots (None: the server's default)."""
         hist = self.history(served, user_id)
         query = hist.query(served.run.model) if served.vectors is not None else None
         step = self.rules.step(Audience(user_id, hist.length > 0))
+        options = self.reranking if options is None else options
         fetch = k if step is None else step.fetch(k, served.n_items)
+        if options.active:
+            fetch = max(fetch, options.fetch(k, served.n_items))
         ranked = self._recommend(served, hist.sequences, fetch, exclude_history, filters, query)
-        if step is not None:
+        if options.active:
+            ranked = reranking.apply(self, options, served, ranked, k, hist.sequences, exclude_history, filters, step)
+        elif step is not None:
             ranked = self._apply_rules(step, served, ranked, k, hist.sequences if exclude_history else None, filters)
         ranked.ignored_types = hist.ignored_types
         return ranked, hist.length
 
-    def recommend_items(self, served: Served, item_ids: list[str], k: int, exclude_history: bool, filters: Filters | None) -> tuple[Ranked, int, list[str]]:
+    def recommend_items(self, served: Served, item_ids: list[str], k: int, exclude_history: bool, filters: Filters | None,
+                        options: Reranking | None = None) -> tuple[Ranked, int, list[str]]:
         """Recommendations for an anonymous session (item ids, oldest first)."""
         idx = served.run.items.encode(item_ids) if item_ids else np.zeros(0, dtype=np.int64)
         ignored = [i for i, x in zip(item_ids, idx) if x == 0]
         seq = Sequences(np.array([0, int((idx > 0).sum())]), idx[idx > 0])
         step = self.rules.step(Audience(None, seq.n_interactions > 0))
+        options = self.reranking if options is None else options
+        if options.active:
+            fetch = max(k if step is None else step.fetch(k, served.n_items), options.fetch(k, served.n_items))
+            ranked = self._recommend(served, seq, fetch, exclude_history, filters)
+            ranked = reranking.apply(self, options, served, ranked, k, seq, exclude_history, filters, step)
+            return ranked, seq.n_interactions, ignored
         if step is None:
             return self._recommend(served, seq, k, exclude_history, filters), seq.n_interactions, ignored
         ranked = self._recommend(served, seq, step.fetch(k, served.n_items), exclude_history, filters)

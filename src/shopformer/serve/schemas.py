@@ -38,6 +38,8 @@ from pydantic import (
 
 from shopformer.types import EVENT_TYPES, unaddressable
 
+from .rerank_schemas import RERANKED_FIELD, RerankOptions, RerankShiftOut
+
 #: largest ``k`` any route accepts
 MAX_K = 500
 #: largest number of recent events / session items a request may carry
@@ -429,6 +431,7 @@ class RecommendationResponse(_Out):
     ignored_item_ids: list[str] = Field(default_factory=list, description="session items unknown to the model")
     request_id: str = REQUEST_ID_FIELD
     rules: list[RuleMoveOut] = RULES_FIELD
+    reranked: list[RerankShiftOut] = RERANKED_FIELD
     ignored_event_types: dict[str, int] = Field(
         default_factory=dict,
         description="the user's latest events (SHOPFORMER_HISTORY_LIMIT) that the model does not read, counted by "
@@ -476,6 +479,7 @@ class SessionRequest(_In):
     explain: StrictBool = Field(default=False, description="add an explanation to every item")
     placement: Placement | None = Field(default=None, description="where the answer is shown (default: session)")
     session_id: SessionId | None = Field(default=None, description="the visitor's session, kept with the impression")
+    rerank: RerankOptions = Field(default_factory=RerankOptions, description="diversity and new-product slots")
 
 
 # -- lookups -------------------------------------------------------------------------

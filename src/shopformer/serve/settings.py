@@ -60,6 +60,13 @@ SHOPFORMER_NEW_VISITORS                    what a visitor with no usable history
                                            the store's recent events; serve/new_visitors.py)
 SHOPFORMER_NEW_VISITOR_DAYS                recent window those counts read (default 30;
                                            0 = every event)
+SHOPFORMER_NEW_ITEM_SLOTS                  new products guaranteed in every recommendation
+                                           answer (default 0: off); with _POLICY ``best``
+                                           (default) or ``thompson``, _POSITION (first
+                                           reserved slot, default: the last ones), _DAYS
+                                           (created within, default 30), _TAG (default
+                                           ``new``; empty: tags do not count), _POOL
+                                           (see rank/exposure.py, serve/reranking.py)
 SHOPFORMER_TRENDING_HALF_LIFE_DAYS         ``trending``: an event's weight halves this
                                            often (default 7)
 SHOPFORMER_EXPLAIN_PRECISION               what computes a Transformer's occluded
@@ -121,6 +128,11 @@ SHOPFORMER_RETENTION_CHECK_S               seconds between purges of expired eve
                                            Only when the store has a policy; one process at
                                            a time (a lease in the store); see
                                            serve/retention.py
+SHOPFORMER_AUDIENCE_REFRESH_S              seconds the customers' states behind audiences
+                                           (``/v1/items/{id}/audience``) are used before
+                                           a rebuild from the store (default 900; an
+                                           erasure or purge rebuilds at once; see
+                                           serve/audience.py)
 SHOPFORMER_STOREFRONT                      ``1`` (default): serve the storefront pages at
                                            ``/`` (``src/shopformer/web/``); ``0``: the API
                                            only
@@ -170,6 +182,7 @@ from pathlib import Path
 from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
 from shopformer.feedback.impressions import ImpressionLogConfig
 from shopformer.privacy.pseudonym import PseudonymConfig
+from shopformer.rank.exposure import ExposureConfig
 from shopformer.store.retention import RetentionConfig
 
 _TRUE = ("1", "true", "yes", "on")
@@ -331,10 +344,14 @@ class ServeSettings:
     max_future_s: float = 86_400.0
     #: pseudonymous customer ids: the key (SHOPFORMER_PSEUDONYM_KEY); None: raw ids
     pseudonyms: PseudonymConfig | None = None
+    #: reserved slots for new products, the default of every recommendation (SHOPFORMER_NEW_ITEM_*; rank/exposure.py)
+    new_items: ExposureConfig = ExposureConfig()
     #: retention policy published to the store at start-up (None: keep the store's), and
     #: seconds between scheduled purges (SHOPFORMER_RETENTION_*; serve/retention.py)
     retention: RetentionConfig | None = None
     retention_check_s: float = 3600.0
+    #: seconds the customers' states behind audiences live before a rebuild (serve/audience.py)
+    audience_refresh_s: float = 900.0
     #: the storefront pages at / (SHOPFORMER_STOREFRONT; web/storefront.py)
     storefront: bool = True
     #: the operator console at /console (SHOPFORMER_CONSOLE; web/console.py)
@@ -436,8 +453,10 @@ class ServeSettings:
             min_event_time=_datetime(env, "SHOPFORMER_MIN_EVENT_TIME", cls.min_event_time),
             max_future_s=_float(env, "SHOPFORMER_MAX_FUTURE_S", cls.max_future_s),
             pseudonyms=PseudonymConfig.from_env(env),
+            new_items=ExposureConfig.from_env(env),
             retention=_retention(env),
             retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
+            audience_refresh_s=_float(env, "SHOPFORMER_AUDIENCE_REFRESH_S", cls.audience_refresh_s),
             storefront=_bool_default(env, "SHOPFORMER_STOREFRONT", cls.storefront),
             console=_bool_default(env, "SHOPFORMER_CONSOLE", cls.console),
             impressions=_impressions(env),

@@ -21,6 +21,8 @@ from ..deps import get_service, require_read
 from ..explanations import ExplainerCache, explain_ranked
 from ..feedback import answered
 from ..recommender import RecommendationService, Ranked, Served, UnknownItemError
+from ..rerank_schemas import RerankOptions, RerankShiftOut
+from ..reranking import RerankUnavailable
 from .events import READ_ERRORS
 from ..schemas import (
     MAX_K,
@@ -95,6 +97,26 @@ def explained(
     return [item.model_copy(update={"explanation": e}) for item, e in zip(items, found)]
 
 
+async def rerank_options(  # async: no I/O (see filters)
+    diversity: Annotated[float | None, Query(ge=0.0, le=1.0, description="MMR diversity weight, 0..1 (default off)")] = None,
+    max_per_category: Annotated[int | None, Query(ge=1, le=100, description="at most N items of one category")] = None,
+    new_item_slots: Annotated[int | None, Query(ge=0, le=10, description="new products guaranteed in the answer "
+                                                "(default: SHOPFORMER_NEW_ITEM_SLOTS)")] = None,
+    new_item_policy: Annotated[str | None, Query(pattern="^(best|thompson)$", description="best | thompson")] = None,
+) -> RerankOptions:
+    return RerankOptions(diversity=diversity, max_per_category=max_per_category, new_item_slots=new_item_slots,
+                         new_item_policy=new_item_policy)
+
+
+def reranked(service: RecommendationService, options: RerankOptions, where: tuple[str, ...], run):  # noqa: ANN001, ANN201
+    """``run(options)`` with this request's re-ranking; a re-ranking the model cannot do is a 422 naming the field."""
+    try:
+        return run(options.apply_to(service.reranking))
+    except RerankUnavailable as exc:
+        raise RequestValidationError([{"type": "value_error", "loc": (*where, exc.field), "msg": str(exc),
+                                       "input": getattr(options, exc.field)}]) from None
+
+
 def rule_moves(ranked: Ranked) -> list[RuleMoveOut]:
     """The answer's ``rules`` field: what the business rules did."""
     return [RuleMoveOut(**m.to_dict()) for m in ranked.rules]
@@ -113,6 +135,7 @@ async def user_recommendations(
     explain: Explain = False,
     placement: PlacementQ = None,
     session_id: SessionQ = None,
+    rerank: Annotated[RerankOptions, Depends(rerank_options)] = RerankOptions(),
 ) -> RecommendationResponse:
     """Top-k for a user, re-encoded from the user's latest events in the store (an event
     posted now changes the next answer). Users with no usable history get the model's
@@ -122,7 +145,8 @@ async def user_recommendations(
     has any key (the answer is drawn from the customer's history). While an A/B
     experiment runs, the customer's variant's run answers."""
     served, experiment, variant = service.for_user(user_id)
-    ranked, n = service.recommend_user(served, user_id, k, exclude_history, flt)
+    ranked, n = reranked(service, rerank, ("query",),
+                         lambda o: service.recommend_user(served, user_id, k, exclude_history, flt, o))
     items = scored(service, ranked, served)
     if explain:  # the same cached history the ranking read
         history = service.history(served, user_id).sequences
@@ -140,6 +164,7 @@ async def user_recommendations(
         known_user=user_id in served.run.users,
         ignored_event_types=ranked.ignored_types,
         rules=rule_moves(ranked),
+        reranked=[RerankShiftOut(**s.to_dict()) for s in ranked.reranked],
     )
 
 
@@ -152,7 +177,8 @@ async def session_recommendations(
     """Top-k for an anonymous visitor from the item ids they touched (oldest first);
     ``"explain": true`` adds an ``explanation`` to every item."""
     served = service.require()
-    ranked, n, ignored = service.recommend_items(served, body.item_ids, body.k, body.exclude_history, body.filters)
+    ranked, n, ignored = reranked(service, body.rerank, ("body", "rerank"), lambda o: service.recommend_items(
+        served, body.item_ids, body.k, body.exclude_history, body.filters, o))
     items = scored(service, ranked, served)
     if body.explain:  # the history recommend_items scored: the known items, in order
         idx = served.run.items.encode(body.item_ids) if body.item_ids else np.zeros(0, dtype=np.int64)
@@ -168,6 +194,7 @@ async def session_recommendations(
         history_length=n,
         ignored_item_ids=ignored,
         rules=rule_moves(ranked),
+        reranked=[RerankShiftOut(**s.to_dict()) for s in ranked.reranked],
     )
 
 

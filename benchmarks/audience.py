@@ -1,0 +1,296 @@
+"""Audience targeting on UCI Online Retail: of the top-k customers named for an item, how
+many bought it in the following 30 days?
+
+Protocol: purchases only, repeated invoice lines of a product merged (as accuracy.py). At a
+cut date T, models see every purchase before T; the candidates are the customers with a
+purchase before T; the items evaluated are those with at least 5 candidate buyers in the
+30 days after T (and a purchase before T, so that every method can know them); the truth
+for an item is who of the candidates bought it in those 30 days. Every method names the
+top-k candidates per item (k = 10, 100, 1000); precision@k and recall@k are averaged over
+the items.
+
+Methods: ``active`` (the most purchases before T, the same list for every item),
+``past_buyers`` (the item's past buyers, most purchases of it first, then the most
+active), ``cooccurrence`` (past buyers' look-alikes: each customer's item-kNN score of the
+item, cosine co-occurrence over the purchase histories) and ``sasrec`` (the served
+audience: :class:`shopformer.rank.audience.AudienceIndex` over SASRec's user vectors).
+
+Settings (item-kNN neighbours and shrinkage, the audience's score, activity and repeat weights, the repeat half-life,
+leaving out past buyers for every method) are chosen on a validation cut T' = T - 30 days
+(models fitted on purchases before T', truth in [T', T)); the test cut T = the last
+purchase - 30 days is read once. The baselines are refitted on everything before T; SASRec
+is fitted once, before T', and at T reads each customer's history up to T without
+retraining, as a served model reads events posted after its training (one fit: the
+Transformer's training is the cost on 2 shared CPUs; refitting could only help it).
+
+    python benchmarks/audience.py [--fit-minutes 25]   # about 35 min on 2 shared CPUs
+    python benchmarks/audience.py --quick    # small model, end to end check
+
+Writes benchmarks/results/audience.{json,md} and audience.png (precision@k curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from _lib.audience_eval import DAY_S, Cut, fit_split, make_cut, past_buyers, precision_recall, rank_column
+from results_file import save
+
+from shopformer.artifact import make_model
+from shopformer.dataset import DataConfig, load_events, prepare
+from shopformer.evaluate.report import machine
+from shopformer.ingest import ingest
+from shopformer.rank.audience import AudienceConfig, AudienceIndex
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DATASET = "online-retail"
+FILE = "online-retail/online_retail.csv.gz"
+DATA_CONFIG = DataConfig(event_types=("purchase",), dedupe_consecutive=True)
+KS = (10, 100, 1000)
+CURVE_KS = (10, 20, 50, 100, 200, 500, 1000)
+WINDOW_DAYS = 30.0
+MIN_BUYERS = 5
+#: accuracy.py's Online Retail setting (chosen there on validation), with a time cap
+#: (50 positions instead of 100: twice the epochs in the time; the audience reads the latest state)
+SASREC = {"arch.d_model": "64", "arch.max_len": "50", "train.batch_size": "32", "train.epochs": "30",
+          "arch.dropout": "0.5", "arch.attn_dropout": "0.5", "train.patience": "5"}
+QUICK_SASREC = {**SASREC, "arch.d_model": "32", "train.epochs": "2"}
+EXCLUDE = (False, True)  # leave out the item's past buyers (all time)
+COOC_GRID = [{"neighbors": str(n), "shrink": str(s)} for n in (100, 500) for s in (0, 50)]
+AUDIENCE_GRID = [AudienceConfig(score=s, activity_weight=w, repeat_weight=r, repeat_half_life_days=h,
+                                exclude_buyers_days=x)
+                 for s in ("probability", "logit") for w in (0.0, 0.5, 1.0) for r in (0.0, 2.0, 4.0, 8.0)
+                 for h in ((None,) if r == 0 else (None, 60.0))
+                 for x in ((None, 30.0, 0.0) if r == 0 else (None,))]  # past buyers left out: no repeat term
+
+
+class FixedVectors:
+    """A fitted model with its user vectors computed once (the audience grid only
+    changes how they are scored)."""
+
+    def __init__(self, model, history):  # noqa: ANN001
+        self._table = model.output_table()
+        self._vectors = model.user_vectors(history)
+
+    def output_table(self):  # noqa: ANN201
+        return self._table
+
+    def user_vectors(self, history):  # noqa: ANN001, ANN201
+        return self._vectors
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def evaluate(ranked: list[np.ndarray], cut: Cut) -> dict:
+    return {**precision_recall(ranked, cut.buyers, CURVE_KS), "items": len(cut.items)}
+
+
+def rank_all(column, cut: Cut, exclude: bool, past: list[np.ndarray], label: str) -> list[np.ndarray]:  # noqa: ANN001
+    out = []
+    with progress() as bar:
+        task = bar.add_task(label, total=len(cut.items))
+        for n, item in enumerate(cut.items):
+            out.append(rank_column(column(n, int(item)), max(KS), past[n] if exclude else None))
+            bar.advance(task)
+    return out
+
+
+def baselines(cut: Cut, n_items: int, settings: dict | None = None) -> dict[str, tuple[dict, list]]:
+    """Every baseline setting's ranked lists at ``cut`` (or only ``settings``'s)."""
+    activity = cut.history.lengths.astype(np.float64)
+    past = past_buyers(cut.history, cut.items, n_items)
+    out: dict[str, list] = {"active": [], "past_buyers": [], "cooccurrence": []}
+    for ex in EXCLUDE:
+        if settings is None or settings["active"]["exclude_past_buyers"] == ex:
+            out["active"].append(({"exclude_past_buyers": ex},
+                                  rank_all(lambda n, i: activity, cut, ex, past, f"active exclude={ex}")))
+    counts = cut.history.to_csr(n_items + 1, binary=False).tocsc()
+
+    def repeat(n: int, i: int) -> np.ndarray:
+        return counts[:, i].toarray()[:, 0] * 1e6 + activity
+
+    out["past_buyers"].append(({"exclude_past_buyers": False}, rank_all(repeat, cut, False, past, "past buyers")))
+    for params in COOC_GRID:
+        for_params = settings is None or settings["cooccurrence"]["params"] == params
+        if not for_params:
+            continue
+        model = make_model("itemknn", params).fit(cut.history, n_items)
+        scores = model.score(cut.history)
+        for ex in EXCLUDE:
+            if settings is None or settings["cooccurrence"]["exclude_past_buyers"] == ex:
+                ranked = rank_all(lambda n, i: scores[:, i], cut, ex, past, f"cooccurrence {params} ex={ex}")
+                out["cooccurrence"].append(({"params": params, "exclude_past_buyers": ex}, ranked))
+    return out
+
+
+def fit_sasrec(cut: Cut, n_items: int, params: dict[str, str], folder: Path, reuse: bool):  # noqa: ANN201
+    """SASRec fitted at ``cut`` (or, with ``reuse``, the one an earlier run saved in
+    ``folder`` with the same settings) and what its training did."""
+    from shopformer.models.sequential import SASRecRecommender
+
+    info_path = folder / "fit.json"
+    if reuse and info_path.exists() and json.loads(info_path.read_text())["settings"] == params:
+        return SASRecRecommender.load(folder), json.loads(info_path.read_text())
+    train, valid = fit_split(cut.history)
+    t0 = time.perf_counter()
+    model = make_model("sasrec", params).fit(train, n_items, valid=valid)
+    h = model.history
+    info = {"settings": params, "fit_s": round(time.perf_counter() - t0, 1), "epochs": len(h.records),
+            "best_epoch": h.best_epoch, "valid_NDCG@10": h.best_valid, "stopped": h.stopped}
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder)
+    info_path.write_text(json.dumps(info))
+    return model, info
+
+
+def audiences(model, cut: Cut, configs: list[AudienceConfig]) -> list[tuple[AudienceConfig, list]]:  # noqa: ANN001
+    fixed = FixedVectors(model, cut.history)
+    users = [str(r) for r in range(len(cut.history))]
+    out = []
+    for config in configs:
+        aud = AudienceIndex(config, fixed, users, cut.history, now=cut.t)
+        with progress() as bar:
+            task = bar.add_task(f"sasrec {config.score[:5]} a={config.activity_weight} r={config.repeat_weight} "
+                                f"h={config.repeat_half_life_days} x={config.exclude_buyers_days}",
+                                total=len(cut.items))
+            ranked = []
+            for item in cut.items:
+                ranked.append(aud.for_item(int(item), max(KS)).rows)
+                bar.advance(task)
+        out.append((config, ranked))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a small SASRec (2 epochs): checks the script end to end")
+    ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/shopformer-audience"))
+    ap.add_argument("--fit-minutes", type=float, default=25.0, help="SASRec's training time cap")
+    ap.add_argument("--reuse-model", action="store_true", help="take the SASRec an earlier run saved (same settings)")
+    args = ap.parse_args()
+    if not (args.data_root / FILE).exists():
+        sys.exit(f"{args.data_root / FILE} not found: needs ../shared/data")
+    folder = args.work / DATASET
+    if not (folder / "events.parquet").exists():
+        ingest(args.data_root / FILE, fmt="online-retail", data_dir=folder)
+    data, _ = prepare(load_events(folder), DATA_CONFIG)
+    seqs, n_items = data.sequences, data.n_items
+    end = float(np.nanmax(seqs.timestamps))
+    t_test = end - WINDOW_DAYS * DAY_S
+    t_valid = t_test - WINDOW_DAYS * DAY_S
+    sasrec = {**(QUICK_SASREC if args.quick else SASREC),
+              "train.time_limit_s": str(60 if args.quick else int(args.fit_minutes * 60))}
+    when = {name: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="minutes")
+            for name, t in (("valid_cut", t_valid), ("test_cut", t_test))}
+    print(f"{DATASET}: {len(seqs)} customers, {n_items} items; cuts {when}", flush=True)
+
+    # -- validation: every setting, models fitted before T'
+    valid_cut = make_cut(seqs, t_valid, WINDOW_DAYS, MIN_BUYERS)
+    print(f"validation: {len(valid_cut.history)} candidates, {len(valid_cut.items)} items", flush=True)
+    chosen, grids = {}, {}
+    for name, options in baselines(valid_cut, n_items).items():
+        scored = [(s, evaluate(r, valid_cut)) for s, r in options]
+        grids[name] = [{"settings": s, "valid_P@100": m["P@100"]} for s, m in scored]
+        chosen[name] = max(scored, key=lambda x: x[1]["P@100"])
+    model, fit = fit_sasrec(valid_cut, n_items, sasrec, args.work / ("sasrec_quick" if args.quick else "sasrec"),
+                            args.reuse_model)
+    scored = [(c, evaluate(r, valid_cut)) for c, r in audiences(model, valid_cut, AUDIENCE_GRID)]
+    grids["sasrec"] = [{"settings": asdict(c), "valid_P@100": m["P@100"]} for c, m in scored]
+    best_config, best_valid = max(scored, key=lambda x: x[1]["P@100"])
+    chosen["sasrec"] = (best_config, best_valid)
+    for name, (s, m) in chosen.items():
+        print(f"chosen {name}: {s if not isinstance(s, AudienceConfig) else asdict(s)} valid P@100 {m['P@100']:.4f}")
+
+    # -- test: the chosen settings, models refitted before T, read once
+    test_cut = make_cut(seqs, t_test, WINDOW_DAYS, MIN_BUYERS)
+    print(f"test: {len(test_cut.history)} candidates, {len(test_cut.items)} items", flush=True)
+    picked = {name: s for name, (s, _) in chosen.items() if name != "sasrec"}
+    test = {name: evaluate(opts[0][1], test_cut) for name, opts in baselines(test_cut, n_items, picked).items()}
+    test["sasrec"] = evaluate(audiences(model, test_cut, [best_config])[0][1], test_cut)
+
+    records = []
+    for name in ("active", "past_buyers", "cooccurrence", "sasrec"):
+        settings, valid = chosen[name]
+        settings = asdict(settings) if isinstance(settings, AudienceConfig) else settings
+        records.append({"dataset": DATASET + (" (quick)" if args.quick else ""), "model": name,
+                        "settings": settings, "valid": valid, "test": test[name], "validation_grid": grids[name]})
+    base = test["active"]["P@100"]
+    for r in records:
+        r["test_P@100_vs_active"] = r["test"]["P@100"] / base if base else None
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+            "protocol": {"window_days": WINDOW_DAYS, "min_buyers": MIN_BUYERS, **when,
+                         "valid_candidates": len(valid_cut.history), "valid_items": len(valid_cut.items),
+                         "test_candidates": len(test_cut.history), "test_items": len(test_cut.items),
+                         "test_buyer_pairs_all": test_cut.window_buyers_all,
+                         "test_buyer_pairs_candidates": int(sum(len(b) for b in test_cut.buyers))},
+            "sasrec": {**fit, "fitted_before": when["valid_cut"]}}
+    stem = "audience_quick" if args.quick else "audience"
+    results = save(RESULTS, stem, meta, records, markdown)
+    plot(records, RESULTS / f"{stem}.png")
+    print(markdown(results, meta))
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in records:
+        for ax, metric in zip(axes, ("P", "R")):
+            ax.plot(CURVE_KS, [r["test"][f"{metric}@{k}"] for k in CURVE_KS], marker="o", label=r["model"])
+    for ax, title in zip(axes, ("precision@k", "recall@k")):
+        ax.set_xscale("log")
+        ax.set_xlabel("k (customers named per item)")
+        ax.set_title(f"Online Retail test cut: {title}")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    p = meta["protocol"]
+    lines = [
+        "# Audience targeting: who buys this item in the next 30 days?", "",
+        f"Machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs. Updated {meta['date']}.", "",
+        f"UCI Online Retail, purchases. Test cut {p['test_cut']}, truth: "
+        f"the candidates who bought the item in the {p['window_days']:.0f} days after. {p['test_items']} items "
+        f"(>= {p['min_buyers']} candidate buyers in the window and sold before the cut), {p['test_candidates']} "
+        f"candidates (customers with a purchase before the cut); {p['test_buyer_pairs_candidates']} of the "
+        f"{p['test_buyer_pairs_all']} (item, buyer) pairs in the window are candidates (new customers cannot be "
+        f"named). Settings chosen on the validation cut {p['valid_cut']} ({p['valid_items']} items); test read once. "
+        f"Baselines refitted before the test cut; SASRec fitted once, on purchases before the validation cut "
+        f"({meta['sasrec']['fit_s']} s, {meta['sasrec']['epochs']} epochs, best {meta['sasrec']['best_epoch']}, "
+        f"{meta['sasrec']['stopped'] or 'ran its epochs'}; next-purchase NDCG@10 on its held-out last purchases "
+        f"{meta['sasrec']['valid_NDCG@10']:.4f}), reading histories up to the test cut without retraining. "
+        f"Settings: `{json.dumps(meta['sasrec']['settings'])}`.", "",
+        "| method | P@10 | P@100 | P@1000 | R@10 | R@100 | R@1000 | P@100 vs active | valid P@100 | settings |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t = r["test"]
+        ratio = r.get("test_P@100_vs_active")
+        lines.append(f"| {r['model']} | {t['P@10']:.4f} | {t['P@100']:.4f} | {t['P@1000']:.4f} | {t['R@10']:.4f} | "
+                     f"{t['R@100']:.4f} | {t['R@1000']:.4f} | {'' if ratio is None else f'{ratio:.2f}x'} | "
+                     f"{r['valid']['P@100']:.4f} | `{json.dumps(r['settings'])}` |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
