@@ -35,19 +35,12 @@ from results_file import save  # noqa: E402
 
 from shopformer.artifact import make_model  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
-from shopformer.evaluate.repeats import choose_repeat_config, ndcg10, repeat_share  # noqa: E402
+from shopformer.evaluate.repeats import choose_repeat_config, ndcg10, repeat_share, top10_hits  # noqa: E402
 from shopformer.models.repeat import RepeatAware  # noqa: E402
-from shopformer.retrieve.exact import top_k  # noqa: E402
 
 
 def hr10(scores: np.ndarray, targets) -> float:
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    scores[:, 0] = -np.inf
-    idx, _ = top_k(scores, 10)
-    mask = np.zeros(scores.shape, dtype=bool)
-    mask[np.repeat(np.arange(len(targets)), targets.lengths), targets.items] = True
-    mask[:, 0] = False
-    return float(np.take_along_axis(mask, idx, axis=1).any(axis=1).mean())
+    return float(top10_hits(scores, targets).any(axis=1).mean())
 
 
 def excluded(scores: np.ndarray, history) -> np.ndarray:

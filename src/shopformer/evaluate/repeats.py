@@ -30,16 +30,21 @@ def repeat_share(cases: EvalCases) -> float:
     return float(np.bincount(rows_t[seen], minlength=len(t)).astype(bool).mean()) if len(t) else 0.0
 
 
-def ndcg10(scores: np.ndarray, targets: Sequences) -> float:
-    """Mean NDCG@10 of ``scores`` (U, N + 1) ranked as they are (nothing masked)."""
+def top10_hits(scores: np.ndarray, targets: Sequences) -> np.ndarray:
+    """(U, 10) whether each of the top 10 of ``scores`` (U, N + 1), ranked as they are
+    (nothing masked but padding), is one of the row's targets."""
     scores = np.array(scores, dtype=np.float32, copy=True)
     scores[:, 0] = -np.inf
     idx, _ = top_k(scores, 10)
     mask = np.zeros(scores.shape, dtype=bool)
     mask[np.repeat(np.arange(len(targets)), targets.lengths), targets.items] = True
     mask[:, 0] = False
-    hits = np.take_along_axis(mask, idx, axis=1)
-    return float(metrics.ndcg(hits, targets.lengths, 10).mean())
+    return np.take_along_axis(mask, idx, axis=1)
+
+
+def ndcg10(scores: np.ndarray, targets: Sequences) -> float:
+    """Mean NDCG@10 of ``scores`` (U, N + 1) ranked as they are."""
+    return float(metrics.ndcg(top10_hits(scores, targets), targets.lengths, 10).mean())
 
 
 def merged_ndcg10(top_idx: np.ndarray, top_logp: np.ndarray, p_rep: np.ndarray, past: PastItems,
