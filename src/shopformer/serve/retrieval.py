@@ -112,7 +112,7 @@ def save_vector_indexes(model: object, run_folder: Path, config: FaissIndexConfi
     (:func:`build_vector_indexes` with the run folder)."""
     table, unit = _tables(model)
     t0 = time.perf_counter()
-    indexes = build_vector_indexes(model, config)
+    indexes = _build(table, unit, config)
     seconds = time.perf_counter() - t0
     folder = Path(run_folder) / INDEX_DIR
     tmp = folder.with_name(INDEX_DIR + ".tmp")
@@ -132,15 +132,14 @@ def save_vector_indexes(model: object, run_folder: Path, config: FaissIndexConfi
     return indexes
 
 
-def load_prebuilt(model: object, run_folder: Path) -> VectorIndexes | None:
-    """The run folder's prebuilt indexes, memory-mapped, when they were built from this
-    model's tables; None when there are none or they are stale (logged)."""
+def load_prebuilt(table: np.ndarray, unit: np.ndarray, run_folder: Path) -> VectorIndexes | None:
+    """The run folder's prebuilt indexes, memory-mapped, when they were built from these
+    tables (:func:`_tables`); None when there are none or they are stale (logged)."""
     folder = Path(run_folder) / INDEX_DIR
     meta_path = folder / "prebuilt.json"
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    table, unit = _tables(model)
     if meta.get("fingerprint") != fingerprint(table, unit):
         log.warning("%s was built for other weights (run retrained since?): building the indexes instead; "
                     "run `shopformer index --run %s` again", folder, run_folder)
@@ -161,13 +160,17 @@ def build_vector_indexes(model: object, config: FaissIndexConfig = FaissIndexCon
     Memory: the users index keeps the model's own item table (no copy when it is a
     float32 CPU tensor) and the similar index the normalized table it is built from;
     FAISS holds one copy of each."""
-    import faiss
-
+    table, unit = _tables(model)  # once: the prebuilt check and a build both read them
     if run_folder is not None:
-        found = load_prebuilt(model, run_folder)
+        found = load_prebuilt(table, unit, run_folder)
         if found is not None:
             return found
-    table, unit = _tables(model)
+    return _build(table, unit, config)
+
+
+def _build(table: np.ndarray, unit: np.ndarray, config: FaissIndexConfig) -> VectorIndexes:
+    import faiss
+
     faiss.omp_set_num_threads(_all_cpus())
     try:
         users = FaissIndex(config).build(table, copy=False)
