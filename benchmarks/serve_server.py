@@ -87,6 +87,24 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float, log: Path) -> 
     raise SystemExit(f"the server was not ready after {timeout:.0f} s (last: {last}):\n{_tail(log)}")
 
 
+def wait_warm(proc: subprocess.Popen, base: str, timeout: float, log: Path) -> None:
+    """Poll /health until the pages' background warm-up is over (``warm_up`` is not
+    "running"): answers measured before it would time the warm-up's competition for the
+    CPU, not the steady state."""
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for the server's warm-up ..."):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited with code {proc.returncode}:\n{_tail(log)}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).json().get("warm_up") != "running":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.25)
+    raise SystemExit(f"the server's warm-up was not over after {timeout:.0f} s:\n{_tail(log)}")
+
+
 def _tail(log: Path, n: int = 30) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-n:])

@@ -67,6 +67,8 @@ class ExplainerCache:
 
         run, counts = served.run, None
         try:
+            if not run.info.get("data_dir"):  # e.g. a run made outside `train` (no data folder)
+                raise ValueError(f"{run.folder} names no data folder")
             data, _ = prepare(load_events(Path(run.info["data_dir"])), run.data_config)
             if run.items.ids[: len(data.items)] != data.items.ids:
                 raise ValueError(f"the items in {run.info['data_dir']} changed since {run.folder} was trained")

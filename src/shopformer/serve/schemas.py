@@ -634,6 +634,10 @@ class Health(_Out):
     store: str
     model: ModelInfo | None
     detail: str | None = None
+    #: the pages' start-up warm-up (building the caches first visitors need, in the
+    #: background): "running", then "done"; None without the pages. Answers are served
+    #: meanwhile, but on a large catalog more slowly (it competes for the CPU)
+    warm_up: Literal["running", "done"] | None = None
 
 
 class ErrorResponse(_Out):

@@ -54,7 +54,15 @@ def _warm_on_start(app: FastAPI, warm: Callable[[FastAPI], None]) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with inner(app) as state:
-            warming = threading.Thread(target=warm, args=(app,), name="shopformer-web-warm", daemon=True)
+            app.state.warm_up = "running"  # reported by /health (a readiness probe may wait for it)
+
+            def run() -> None:
+                try:
+                    warm(app)
+                finally:
+                    app.state.warm_up = "done"
+
+            warming = threading.Thread(target=run, name="shopformer-web-warm", daemon=True)
             warming.start()
             try:
                 yield state

@@ -51,19 +51,20 @@ def reload_model(
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "store unreachable"}})
-def health(service: Annotated[RecommendationService, Depends(get_service)]) -> Response | Health:
+def health(request: Request, service: Annotated[RecommendationService, Depends(get_service)]) -> Response | Health:
     """200 when the store answers (``status: degraded`` while no model is loaded); 503
-    when the store is unreachable."""
+    when the store is unreachable. ``warm_up``: see :class:`Health`."""
+    warm_up = getattr(request.app.state, "warm_up", None)
     served = service.served
     model = model_info(served) if served else None
     try:
         service.store.max_position()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        body = Health(status="degraded", store="unreachable", model=model, detail=type(exc).__name__)
+        body = Health(status="degraded", store="unreachable", model=model, detail=type(exc).__name__, warm_up=warm_up)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
     if served is None:
-        return Health(status="degraded", store="ok", model=None, detail="no model loaded")
-    return Health(status="ok", store="ok", model=model)
+        return Health(status="degraded", store="ok", model=None, detail="no model loaded", warm_up=warm_up)
+    return Health(status="ok", store="ok", model=model, warm_up=warm_up)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
