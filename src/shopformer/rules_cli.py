@@ -60,6 +60,8 @@ def add(
     audience: Annotated[str, typer.Option(help="all, known (customers with a history), new (none), or user ids "
                                                "separated by commas.")] = "all",
     note: Annotated[Optional[str], typer.Option(help="Why the rule exists.")] = None,
+    query: Annotated[Optional[list[str]], typer.Option(
+        "--query", help="Search only: apply to queries holding this phrase (repeatable); never to recommendations.")] = None,
 ) -> None:
     """Add a rule: every API process on the store applies it within SHOPFORMER_SYNC_S seconds."""
     from shopformer.store import EventStore, StoreConfig
@@ -71,7 +73,7 @@ def add(
     with EventStore(StoreConfig(url=store)) as s:
         try:
             rule = check_rule(kind, _match(match), weight, position, priority, _when(starts, "starts"),
-                              _when(ends, "ends"), who, note)
+                              _when(ends, "ends"), who, note, query)
         except RuleError as exc:
             record_audit(s, cli_actor(), "rule_add", kind, "failed", {"error": str(exc)})
             _fail(str(exc))
@@ -123,11 +125,12 @@ def list_(store: StoreOpt, json_: Annotated[bool, typer.Option("--json", help="P
 def _describe(r: dict[str, Any]) -> str:
     key, value = next(iter(r["match"].items()))
     what = f"{key}={','.join(value) if isinstance(value, list) else value}"
+    when = f" in searches for {' | '.join(repr(q) for q in r['queries'])}" if r.get("queries") else ""
     if r["kind"] in ("boost", "bury"):
-        return f"{r['kind']} {what} by {r['weight']:g}"
+        return f"{r['kind']} {what} by {r['weight']:g}{when}"
     if r["kind"] == "pin":
-        return f"pin {what} at {r['position']} (priority {r['priority']})"
-    return f"exclude {what}"
+        return f"pin {what} at {r['position']} (priority {r['priority']}){when}"
+    return f"exclude {what}{when}"
 
 
 def _detail(rule: dict[str, Any]) -> dict[str, Any]:

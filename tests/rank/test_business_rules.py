@@ -193,3 +193,29 @@ def test_indexed_matching_equals_scanning_every_rule(seed):
     ruleset = RuleSet(RulesConfig(), active)
     again = RuleSet.apply(active, IDS, SCORES, len(IDS), FACTS, None, ruleset.index(active))
     assert again == out and ruleset.index(active) is ruleset.index(list(active))  # kept per active set
+
+
+# -- query-targeted rules (search only) ---------------------------------------------------
+def test_a_query_targeted_rule_applies_only_to_searches_holding_its_phrase():
+    drills = rule(1, "boost", {"brand": "zeta"}, weight=1.0, queries=["Cordless  Drill", "saw"])
+    always = rule(2, "exclude", {"items": ["a"]})
+    rules = RuleSet(RulesConfig(), [drills, always])
+    anyone = Audience()
+    assert rules.active(NOW, anyone, "cordless drill 18v") == [drills, always]
+    assert rules.active(NOW, anyone, "CORDLESS-DRILL") == [drills, always]  # words, not punctuation
+    assert rules.active(NOW, anyone, "table saw") == [drills, always]
+    assert rules.active(NOW, anyone, "drill cordless") == [always]  # a phrase keeps its order
+    assert rules.active(NOW, anyone, "saws") == [always]  # whole words only
+    assert rules.active(NOW, anyone, None) == [always]  # recommendations: never
+    out = apply(rules.active(NOW, anyone, "cordless drill"))
+    assert out.item_ids == ["b", "d", "f", "c"]  # zeta lifted, a excluded
+
+
+def test_query_phrases_are_checked_and_kept_normalized():
+    r = check_rule("bury", {"tag": "sale"}, weight=0.5, queries=["  Garden HOSE ", "garden hose", "Hose!"])
+    assert r.queries == ("garden hose", "hose")
+    assert r.spec()["queries"] == ["garden hose", "hose"]
+    assert "queries" not in check_rule("bury", {"tag": "sale"}, weight=0.5).spec()  # older rules unchanged
+    for bad in (["--"], [""], ["x" * 201], "drill", ["ok"] * 101):
+        with pytest.raises(RuleError, match="queries"):
+            check_rule("boost", {"brand": "acme"}, weight=1.0, queries=bad)

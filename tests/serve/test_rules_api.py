@@ -159,3 +159,14 @@ def test_attribute_rules_see_a_catalog_change_at_once(client):
     assert r.status_code == 200, r.text
     body = client.get("/v1/users/u1/recommendations", params={"k": 3}).json()
     assert ids(body) == ["e", "f", "g"] and [m["item_id"] for m in body["rules"]] == ["d"]
+
+
+def test_cli_adds_a_query_targeted_rule(store_url):  # noqa: F811
+    runner = CliRunner()
+    r = runner.invoke(cli, ["rules", "add", "bury", "--store", store_url, "--match", "tag=sale", "--weight", "1",
+                            "--query", "Garden Hose", "--query", "hose"])
+    assert r.exit_code == 0, r.output
+    listed = json.loads(runner.invoke(cli, ["rules", "list", "--store", store_url, "--json"]).output)
+    assert [x["queries"] for x in listed] == [["garden hose", "hose"]]
+    table = runner.invoke(cli, ["rules", "list", "--store", store_url], env={"COLUMNS": "200"}).output
+    assert "bury tag=sale by 1 in searches for 'garden hose' | 'hose'" in table

@@ -6,9 +6,11 @@ It takes the ranked candidates (ids and scores, best first; retrieval fetches
 leave enough to fill ``k``) and the stored rules (:mod:`shopformer.store.rules`), and
 returns the answer's order with a :class:`Move` per rule that touched each item.
 
-Which rules apply: those whose window ``[starts_at, ends_at)`` holds the request's time
-and whose audience holds the customer (``known``: a non-empty history; ``new``: none;
-a list of user ids: only those users; anonymous requests are never in a list).
+Which rules apply: those whose window ``[starts_at, ends_at)`` holds the request's time,
+whose audience holds the customer (``known``: a non-empty history; ``new``: none;
+a list of user ids: only those users; anonymous requests are never in a list) and,
+for a query-targeted rule, whose phrases the search query holds (never in
+recommendations).
 
 Conflicts resolve in this order:
 
@@ -41,7 +43,7 @@ from datetime import datetime
 
 import numpy as np
 
-from shopformer.store.rules import Rule
+from shopformer.store.rules import Rule, query_words
 
 EFFECTS = {"boost": "boosted", "bury": "buried", "pin": "pinned", "exclude": "excluded"}
 
@@ -191,9 +193,11 @@ class RuleSet:
             found = self._indexes[key] = RuleIndex(active)
         return found
 
-    def active(self, now: datetime, audience: Audience) -> list[Rule]:
-        """The rules that apply to a request at ``now`` for ``audience``."""
-        return [r for r in self.rules if r.active(now) and audience.holds(r.audience)]
+    def active(self, now: datetime, audience: Audience, query: str | None = None) -> list[Rule]:
+        """The rules that apply to a request at ``now`` for ``audience`` (``query``: the
+        search query; None for recommendations)."""
+        words = None if query is None else query_words(query)
+        return [r for r in self.rules if r.active(now) and audience.holds(r.audience) and r.applies_to(words)]
 
     def fetch(self, k: int, n_max: int | None = None) -> int:
         n = self.config.factor * k + self.config.extra

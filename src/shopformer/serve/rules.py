@@ -72,9 +72,9 @@ class RuleBook:
                 known = read
         return {i: f for i in item_ids if (f := known.get(i)) is not None}
 
-    def step(self, audience: Audience, now: datetime | None = None) -> RuleStep | None:
-        """The rules that apply to one request, or None when none does (then nothing
-        changes: retrieval fetches ``k`` as before)."""
+    def step(self, audience: Audience, now: datetime | None = None, query: str | None = None) -> RuleStep | None:
+        """The rules that apply to one request (``query``: a search's), or None when
+        none does (then nothing changes: retrieval fetches ``k`` as before)."""
         if not self._loaded:
             try:
                 self.sync()
@@ -84,7 +84,7 @@ class RuleBook:
         rules = self.rules
         if not rules.rules:
             return None
-        active = rules.active(now or datetime.now(timezone.utc), audience)
+        active = rules.active(now or datetime.now(timezone.utc), audience, query)
         return RuleStep(self, rules, active) if active else None
 
 

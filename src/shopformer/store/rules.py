@@ -12,7 +12,10 @@ where ``match`` is exactly one of ``{"category": c}`` (any level of the category
 ``{"brand": b}``, ``{"tag": t}`` (case-insensitive), ``{"items": [ids]}`` or
 ``{"unavailable": true}`` (products marked unavailable, i.e. out of stock). Each may
 have a UTC window ``[starts_at, ends_at)`` and an ``audience``: ``all``, ``known``
-(customers with a history), ``new`` (no history) or a list of user ids.
+(customers with a history), ``new`` (no history) or a list of user ids. A rule with
+``queries`` (phrases) applies only to search answers whose query contains one of them as
+whole words, case-insensitively ("drill" matches "cordless drill", not "drills"), and
+never to recommendations; without, it applies to every answer.
 
 Adding or removing a rule sets ``serving_state`` ``rules_version`` in the same
 transaction: every API process compares it on its sync tick and reloads the rules."""
@@ -20,6 +23,7 @@ transaction: every API process compares it on its sync tick and reloads the rule
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,6 +46,13 @@ MATCH_KEYS = ("category", "brand", "tag", "items", "unavailable")
 AUDIENCES = ("all", "known", "new")
 MAX_ITEMS = 1000  # ids in one item-list rule
 MAX_POSITION = 100  # the API's largest k
+MAX_QUERIES = 100  # phrases of one query-targeted rule
+_WORD = re.compile(r"\w+")
+
+
+def query_words(text: str) -> tuple[str, ...]:
+    """A query or a rule's phrase as the words query-targeted rules compare."""
+    return tuple(_WORD.findall(text.casefold()))
 
 
 class RuleError(ValueError):
@@ -62,15 +73,26 @@ class Rule:
     note: str | None = None
     created_at: datetime | None = None
     created_by: str | None = None
+    queries: tuple[str, ...] = ()  # search only, for queries holding one of these phrases
 
     def spec(self) -> dict[str, Any]:
         """What ``schema.rules.spec`` holds (the JSON columns of the rule)."""
         audience = list(self.audience) if isinstance(self.audience, tuple) else self.audience
-        return {"match": self.match, "weight": self.weight, "position": self.position, "priority": self.priority,
+        spec = {"match": self.match, "weight": self.weight, "position": self.position, "priority": self.priority,
                 "audience": audience, "note": self.note}
+        return {**spec, "queries": list(self.queries)} if self.queries else spec
 
     def active(self, now: datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= now) and (self.ends_at is None or now < self.ends_at)
+
+    def applies_to(self, query: tuple[str, ...] | None) -> bool:
+        """Whether the rule applies to an answer for ``query`` (its :func:`query_words`;
+        None: not a search)."""
+        if not self.queries:
+            return True
+        if query is None:
+            return False
+        return any(_holds(query, query_words(p)) for p in self.queries)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule_id": self.rule_id, "kind": self.kind, **self.spec(),
@@ -80,9 +102,15 @@ class Rule:
                 "created_by": self.created_by}
 
 
+def _holds(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
+
+
 def check_rule(kind: str, match: dict[str, Any], weight: float = 0.0, position: int | None = None,
                priority: int = 0, starts_at: datetime | None = None, ends_at: datetime | None = None,
-               audience: str | list[str] | tuple[str, ...] = "all", note: str | None = None) -> Rule:
+               audience: str | list[str] | tuple[str, ...] = "all", note: str | None = None,
+               queries: list[str] | tuple[str, ...] | None = None) -> Rule:
     """A checked :class:`Rule` (``rule_id`` 0 until stored); raises :class:`RuleError`
     naming what is wrong."""
     if kind not in KINDS:
@@ -129,7 +157,15 @@ def check_rule(kind: str, match: dict[str, Any], weight: float = 0.0, position: 
         audience = ids
     if note is not None and len(note) > 500:
         raise RuleError("note: at most 500 characters")
-    return Rule(0, kind, match, float(weight), position, int(priority), starts_at, ends_at, audience, note)
+    phrases: tuple[str, ...] = ()
+    if queries:
+        if isinstance(queries, str) or len(queries) > MAX_QUERIES or not all(
+                isinstance(q, str) and query_words(q) and len(q) <= 200 for q in queries):
+            raise RuleError(f"queries: a list of 1-{MAX_QUERIES} search phrases, each with a word and at most "
+                            "200 characters")
+        phrases = tuple(dict.fromkeys(" ".join(query_words(q)) for q in queries))
+    return Rule(0, kind, match, float(weight), position, int(priority), starts_at, ends_at, audience, note,
+                queries=phrases)
 
 
 def _utc(at: datetime | None, name: str) -> datetime | None:
@@ -154,7 +190,7 @@ def _row(r: Any) -> Rule:
                 int(spec.get("priority") or 0), as_utc(r.starts_at) if r.starts_at else None,
                 as_utc(r.ends_at) if r.ends_at else None,
                 audience if isinstance(audience, str) else tuple(audience), spec.get("note"),
-                as_utc(r.created_at), r.created_by)
+                as_utc(r.created_at), r.created_by, tuple(spec.get("queries") or ()))
 
 
 def add_rule(store: EventStore, rule: Rule, created_by: str | None = None) -> Rule:

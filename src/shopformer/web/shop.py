@@ -197,7 +197,7 @@ class Shop:
             if uid is not None and searcher.config.personal_weight > 0:
                 personal, served, arm = _personal(self.service, uid)
             # the business rules, as GET /v1/search applies them (a pin moves a match, never inserts one)
-            step = self.service.rules.step(Audience(uid, lambda: _has_history(self.service, uid)))
+            step = self.service.rules.step(Audience(uid, lambda: _has_history(self.service, uid)), query=query)
             result = searcher.search(query, k if step is None else step.fetch(k), flt, personal=personal)
         hits = result.hits
         if step is not None:

@@ -38,7 +38,8 @@ class RuleIn(BaseModel):
         {"kind": "pin", "match": {"items": ["SKU-1"]}, "position": 1, "starts_at": "2026-12-01T00:00:00Z",
          "ends_at": "2026-12-27T00:00:00Z"},
         {"kind": "exclude", "match": {"unavailable": True}},
-        {"kind": "exclude", "match": {"tag": "age-restricted"}, "audience": "new"}]})
+        {"kind": "exclude", "match": {"tag": "age-restricted"}, "audience": "new"},
+        {"kind": "boost", "match": {"brand": "acme"}, "weight": 1, "queries": ["cordless drill"]}]})
     kind: Literal["boost", "bury", "pin", "exclude"]
     match: MatchIn = Field(description='one of {"category"|"brand"|"tag": text}, {"items": [ids]}, '
                                        '{"unavailable": true}; a pin names one item')
@@ -51,6 +52,9 @@ class RuleIn(BaseModel):
     audience: str | list[str] = Field(default="all", max_length=1000, description='"all", "known" (customers with a history), '
                                                                  '"new" (none) or a list of user ids')
     note: str | None = Field(default=None, max_length=500)
+    queries: list[str] | None = Field(default=None, max_length=100, description=(
+        "search only: the rule applies to queries holding one of these phrases as whole words "
+        "(case-insensitive), never to recommendations; default: every answer"))
 
 
 class RuleOut(BaseModel):
@@ -66,6 +70,7 @@ class RuleOut(BaseModel):
     ends_at: str | None = None
     created_at: str | None = None
     created_by: str | None = None
+    queries: list[str] | None = None
 
 
 @router.post("", response_model=RuleOut, status_code=201,
@@ -79,7 +84,7 @@ def add(
     ``SHOPFORMER_SYNC_S`` seconds."""
     try:
         rule = check_rule(body.kind, body.match.model_dump(exclude_none=True), body.weight, body.position, body.priority, body.starts_at,
-                          body.ends_at, body.audience, body.note)
+                          body.ends_at, body.audience, body.note, body.queries)
     except RuleError as exc:
         audit(request, principal, "rule_add", body.kind, "failed", {"error": str(exc)[:500]})
         raise HTTPException(400, str(exc)) from None

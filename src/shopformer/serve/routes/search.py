@@ -100,7 +100,7 @@ def search(
             personal, served, arm = _personal(service, user_id)
         # business rules (rank/rules.py): on more candidates than k, so excluded and buried
         # products leave enough; a pin moves a product that matched the query, never inserts one
-        step = service.rules.step(Audience(user_id, lambda: _has_history(service, user_id)))
+        step = service.rules.step(Audience(user_id, lambda: _has_history(service, user_id)), query=q)
         result = searcher.search(q, k if step is None else step.fetch(k), flt, personal=personal)
     hits, moves = result.hits, []
     if step is not None:
