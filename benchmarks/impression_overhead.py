@@ -180,6 +180,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12, help="turns per server (default 12)")
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per turn (default 10)")
     ap.add_argument("--warmup", type=float, default=5.0, help="unrecorded seconds per server first (default 5)")
+    ap.add_argument("--turn-warmup", type=float, default=3.0,
+                    help="unrecorded seconds before each measured turn (default 3): a server idle during the "
+                         "other's turn finds its history cache entries aged past their TTL, and the turn after "
+                         "an idle spell measured that, not the logging")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--rate", type=float, default=500.0, help="requests per second offered (default 500)")
     ap.add_argument("--driver", choices=("wrk", "httpx"), default=None, help="default: wrk when installed")
@@ -218,6 +222,8 @@ def main() -> None:
                 load(s["base"], users, args, args.warmup)
             for i in range(args.rounds):
                 for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                    if args.turn_warmup > 0:  # the idle server's caches aged while the other was loaded
+                        load(servers[mode]["base"], users, args, args.turn_warmup)
                     r = load(servers[mode]["base"], users, args, args.duration)
                     servers[mode]["turns"].append(r)
                     console.print(f"round {i + 1} {mode:>3}: {r['ok']:,} ok, {r['errors']} errors, "
@@ -249,6 +255,7 @@ def main() -> None:
         "load_average_at_start": load_at_start,
         "niceness": os.nice(0),  # the servers inherit it
         "config": {"rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
+                   "turn_warmup_s": args.turn_warmup,
                    "clients": args.clients, "rate_offered": args.rate, "driver": args.driver, "k": K,
                    "users_sampled": len(users), "store_events": n_events, "run": str(sc.run_dir)},
         "turns": {m: s["turns"] for m, s in servers.items()},
