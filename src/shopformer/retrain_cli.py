@@ -72,6 +72,8 @@ def retrain(
         # with --json, stdout carries only the outcomes: training's progress lines go to stderr
         with contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext():
             o = retrain_round(s, current, folder, data, config, cli_actor(), say)
+        if o.status == "promoted":
+            _announce(s)
         if json_:
             typer.echo(outcome_json(o))
         else:
@@ -112,6 +114,17 @@ def retrain(
             console.print("stopped")
     except (RetrainError, StoreError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+def _announce(store) -> None:
+    """The replicas load the run just published at once (SHOPFORMER_REDIS_URL), not
+    within their sync interval."""
+    from shopformer.serve.shared_state import announce_reload
+    from shopformer.store.served import served_run
+
+    served = served_run(store)
+    if served is not None:
+        announce_reload(served["version"])
 
 
 def versions(
@@ -155,6 +168,7 @@ def rollback(
     try:
         with EventStore(StoreConfig(url=store)) as s:
             v, previous = do_rollback(s, version, cli_actor())
+            _announce(s)
     except RetrainError as exc:
         _fail(str(exc))
         return

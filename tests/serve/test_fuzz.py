@@ -142,6 +142,10 @@ def _replace(value, path, new):
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]
 
 
+def _union_member(x) -> bool:
+    return isinstance(x, str) and (x in ("str", "int", "float", "bool", "none") or "[" in x)
+
+
 @pytest.mark.parametrize("label", BODY_OPERATIONS)
 def test_non_finite_numbers_anywhere_in_a_body_are_a_422_naming_them(api, small, label):
     op = api[label]
@@ -158,8 +162,11 @@ def test_non_finite_numbers_anywhere_in_a_body_are_a_422_naming_them(api, small,
                           headers={**AUTH, "Content-Type": "application/json"})
         assert r.status_code in (413, 422), (raw[:300], r.status_code, r.text[:300])
         if r.status_code == 422:
-            named = [tuple(e["loc"][1:]) for e in r.json()["detail"] if e["loc"][:1] == ["body"]]
-            assert any(path[: len(loc)] == loc for loc in named), (path, named)
+            # a union-typed field (e.g. a rule's audience: a word or a list of ids) names the
+            # member it tried in the location ("str", "list[str]"): not part of the body's path
+            named = [tuple(x for x in e["loc"][1:] if not _union_member(x)) for e in r.json()["detail"]
+                     if e["loc"][:1] == ["body"]]
+            assert any(path[: len(loc)] == loc or loc[: len(path)] == path for loc in named), (path, named)
 
     run()
 

@@ -31,6 +31,7 @@ from .routes import audience as audience_routes
 from .routes import complements as complements_routes
 from .search import SearchService
 from .settings import ServeSettings
+from .shared_state import NoticeCollector, RedisSharedState, service_listeners, shared_state
 from .writes import WriteLimits
 
 log = logging.getLogger("shopformer.serve")
@@ -70,6 +71,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         purger = None
         log_filter = None
         feedback = None
+        shared = None
         try:
             # before anything reads or writes: raw ids and pseudonyms (or two keys) never mix
             store_pseudonyms.bind(store, pseudonyms.fingerprint if pseudonyms else None,
@@ -78,6 +80,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 log_filter = install_access_log_filter(pseudonyms)
             keyring.attach(store)
             service = RecommendationService(settings, store)
+            # the Redis channel to the other replicas (none without SHOPFORMER_REDIS_URL): set
+            # before the first load so that load is announced too
+            service.shared = shared = shared_state(settings.shared_state)
+            if isinstance(shared, RedisSharedState):
+                metrics.registry.register(NoticeCollector(shared))
             if settings.search:  # built in the background; search routes answer 503 until ready
                 searching = SearchService(settings, store)
                 searching.start()
@@ -111,8 +118,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                                             name="shopformer-sync", daemon=True)
                 follower.start()
             purger = start_retention(settings, service, searching, stop)  # scheduled purges (serve/retention.py)
+            shared.start(service_listeners(service, metrics, searching))  # the others' notices, as they come
             yield
         finally:
+            if shared is not None:
+                shared.close()
             if follower is not None:
                 stop.set()
                 follower.join(timeout=10)
@@ -192,7 +202,7 @@ def _follow(service: RecommendationService, metrics: Metrics, every_s: float, st
         if searching is not None:
             try:
                 if searching.sync():
-                    service.invalidate_catalog()
+                    service.invalidate_catalog(publish=False)  # another process's change: it announced it
             except Exception:  # noqa: BLE001 - keep serving, try again later
                 log.exception("could not apply the latest catalog changes to the search index")
         try:  # business rules another process added or removed
@@ -227,7 +237,8 @@ def serve(
 ) -> None:
     """Run the API with uvicorn. ``workers`` > 1 starts that many processes on the same
     port (each loads the model; they share the store, follow the run it names and
-    check cached histories against it, see :mod:`shopformer.serve.settings`); scale
+    check cached histories against it, or with ``SHOPFORMER_REDIS_URL`` tell each other
+    at once, see :mod:`shopformer.serve.shared_state`); scale
     further with replicas behind a load balancer. ``access_log=False`` drops uvicorn's
     line per request (Prometheus ``/metrics`` still counts and times every request, per
     process). uvicorn uses uvloop and httptools when they are installed
@@ -243,7 +254,12 @@ def serve(
     os.environ["SHOPFORMER_STORE_URL"] = settings.store_url
     if settings.run is not None:
         os.environ["SHOPFORMER_RUN"] = str(settings.run.resolve())
-    os.environ["SHOPFORMER_CACHE_CHECK"] = "1"
+    if settings.redis_url is not None:  # the workers tell each other which cached histories to drop
+        os.environ["SHOPFORMER_REDIS_URL"] = settings.redis_url
+        os.environ["SHOPFORMER_REDIS_CHANNEL"] = settings.redis_channel
+        os.environ["SHOPFORMER_CACHE_CHECK"] = "1" if settings.cache_check else "0"
+    else:  # no channel: each cached history is checked against the store
+        os.environ["SHOPFORMER_CACHE_CHECK"] = "1"
     if settings.pseudonyms is not None and not os.environ.get(PSEUDONYM_ENV):
         os.environ[PSEUDONYM_ENV] = settings.pseudonyms.key.decode("utf-8")  # workers must map ids alike
     uvicorn.run("shopformer.serve.app:create_app", factory=True, workers=workers, **common)

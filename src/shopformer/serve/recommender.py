@@ -9,14 +9,17 @@ assignment): no lock on the read path, no failed request during a swap.
 Several processes (``serve --workers N``, replicas) share one store: every load that
 an operator asks for (start-up with a run, ``POST /v1/admin/reload``) is recorded in the
 store, and each process checks that record every ``sync_s`` seconds and loads the same
-run (:meth:`RecommendationService.sync`), so a reload reaches all of them.
+run (:meth:`RecommendationService.sync`), so a reload reaches all of them (at once where
+the Redis channel of serve/shared_state.py carries the notice).
 
 Histories: a user's recommendation re-encodes the user's latest ``history_limit``
 events from the store, kept only if their type is one the model was trained on (the
 run's ``DataConfig``) and their item is in the model's vocabulary (unknown items are
 ignored). The encoded history is cached per user and dropped when events for that
 user are posted through this service (or after ``cache_ttl_s``; with ``cache_check``,
-also as soon as any process stores an event of that user), and with it the user vector
+also as soon as any process stores an event of that user; with ``SHOPFORMER_REDIS_URL``,
+as soon as the process that stored it says so on the channel, serve/shared_state.py),
+and with it the user vector
 of the dot-product models, so a repeated request costs one index search. An erasure
 (``DELETE /v1/users/{id}``) drops the user's entry here; other processes drop theirs
 because the user's newest stored position changes (``cache_check``) and, without it,
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -77,14 +81,14 @@ from .retrieval import (
 )
 from . import reranking
 from .reranking import NewProducts, Reranking
+from .catalog_view import VIEW_COLUMNS, CatalogView, read_view, refresh_view  # noqa: F401 - re-exported
 from .rules import RuleBook, RuleStep
 from .schemas import Filters
 from .settings import ServeSettings
+from .shared_state import SharedState
 
 log = logging.getLogger("shopformer.serve")
 
-#: catalog columns the view reads
-VIEW_COLUMNS = ("item_id", "title", "available", "price", "categories")
 #: serving-state entry naming the run every process serves: {"folder", "version"}
 SERVED_RUN = schema.SERVED_RUN
 
@@ -148,19 +152,6 @@ class History:
         if not self._query:
             self._query.append(user_vector(model, self.sequences))
         return self._query[0]
-
-
-@dataclass(frozen=True)
-class CatalogView:
-    """Catalog columns aligned to a model's item indexes (index 0 = padding), for
-    vectorized filters."""
-
-    version: str
-    made: float
-    available: np.ndarray  # (n+1,) bool: False only where the catalog says unavailable
-    price: np.ndarray  # (n+1,) float64, NaN when unknown
-    categories: pl.DataFrame = field(repr=False)  # columns idx (Int64), category (String)
-    titles: pl.Series | None = field(default=None, repr=False)  # (n+1,) String, null when none
 
 
 @dataclass(frozen=True)
@@ -242,6 +233,8 @@ class RecommendationService:
         self._text_encoders = TextEncoders()  # for new products of text-fused models
         #: a SearchService: search events join histories as views of their top product
         self.search = None
+        #: the channel to the other replicas (serve/shared_state.py); the lifespan sets it
+        self.shared: SharedState = SharedState()
         #: the stored business rules, applied to every answer (serve/rules.py)
         self.rules = RuleBook(RulesConfig(), store, settings.cache_ttl_s)
         #: diversity and new-product slots (serve/reranking.py): the server's default, and
@@ -277,6 +270,7 @@ class RecommendationService:
             done = publish_run(self.store, served.run.folder, served.version, served.run.users.ids)
             if done:
                 log.info("erasure receipts %s complete: %s was trained without those users", done, served.version)
+            self.shared.publish_reload(served.version)
         return served, previous
 
     def sync(self) -> bool:
@@ -393,11 +387,21 @@ class RecommendationService:
             return len(grown.run.items) - len(served.run.items)
 
     # -- histories ------------------------------------------------------------------
-    def invalidate_users(self, user_ids: list[str] | set[str]) -> None:
+    def invalidate_users(self, user_ids: list[str] | set[str], publish: bool = True) -> None:
+        """Drop these users' cached histories; ``publish``: this process stored their
+        events, so the other replicas drop theirs too (a notice received: False)."""
         with self._cache_lock:
             self._invalidations += 1
             for u in user_ids:
                 self._cache.pop(u, None)
+        if publish:
+            self.shared.publish_users(user_ids)
+
+    def invalidate_all(self) -> None:
+        """Empty the history cache (the Redis channel broke: notices may have been missed)."""
+        with self._cache_lock:
+            self._invalidations += 1
+            self._cache.clear()
 
     def forget_cached(self, user_id: str, receipt_id: int) -> None:
         """This process just erased ``user_id`` (receipt ``receipt_id``): drop their cached
@@ -408,6 +412,7 @@ class RecommendationService:
             self._cache.pop(user_id, None)
             if receipt_id == self._erasure_id + 1:
                 self._erasure_id = receipt_id
+        self.shared.publish_users([user_id])
 
     def sync_erasures(self, latest: int) -> bool:
         """``latest``: the store's newest erasure receipt. If another process erased a user
@@ -433,12 +438,18 @@ class RecommendationService:
             self._cache.clear()
             return True
 
-    def invalidate_catalog(self) -> None:
+    def invalidate_catalog(self, publish: bool = True) -> None:
+        """Rebuild the catalog view on next use; ``publish``: this process changed the
+        catalog, so the other replicas do the same (a notice or the store follower: False)."""
         self.rules.forget_facts()
         self.reranker_products.forget()  # a product's created_at / tags may have changed
         with self._cache_lock:
             self._catalog_generation += 1
-            self._catalogs.clear()
+            # stale, not dropped: the next use applies the change log to them (cheap)
+            # instead of reading the whole catalog again
+            self._catalogs = {k: replace(v, made=-math.inf) for k, v in self._catalogs.items()}
+        if publish:
+            self.shared.publish_catalog()
 
     def _encode(self, served: Served, rows: list) -> Sequences:
         return encode_history(rows, served.run.items, served.event_types, served.run.data_config.dedupe_consecutive)
@@ -529,22 +540,16 @@ class RecommendationService:
         return None
 
     def _build_view(self, served: Served, generation: int) -> CatalogView:
+        """A current view: the last one with the catalog writes since applied, else the
+        whole catalog read (see :mod:`.catalog_view`)."""
         now = time.monotonic()
-        n = served.n_items + 1
-        products = self.store.products(columns=VIEW_COLUMNS)
-        idx = served.run.items.encode(products["item_id"])
-        known = idx > 0
-        products = products.filter(pl.Series(known)).with_columns(idx=pl.Series(idx[known]))
-        available = np.ones(n, dtype=bool)
-        available[products.filter(pl.col("available") == False)["idx"].to_numpy()] = False  # noqa: E712
-        price = np.full(n, np.nan)
-        priced = products.filter(pl.col("price").is_not_null())
-        price[priced["idx"].to_numpy()] = priced["price"].to_numpy()
-        cats = products.select("idx", pl.col("categories").alias("category")).explode("category").drop_nulls()
-        titles = pl.repeat(None, n, dtype=pl.String, eager=True)
-        if products.height:
-            titles = titles.scatter(products["idx"].to_numpy(), products["title"])
-        view = CatalogView(served.version, now, available, price, cats, titles)
+        with self._cache_lock:
+            last = self._catalogs.get(served.version)
+        view = None
+        if last is not None and last.version == served.version:
+            view = refresh_view(self.store, served.run.items, last, now)
+        if view is None:
+            view = read_view(self.store, served.run.items, served.version, now)
         with self._cache_lock:
             if self._catalog_generation == generation:
                 live = {x.version for x in (self._served, *self._arm_runs()) if x is not None}

@@ -43,12 +43,22 @@ SHOPFORMER_CACHE_CHECK                     ``1``: a cached history is used only 
                                            read with (one indexed query), so events posted
                                            to OTHER processes (workers, replicas) change
                                            the next answer at once (default 0; ``serve
-                                           --workers N`` sets it)
+                                           --workers N`` sets it unless
+                                           SHOPFORMER_REDIS_URL is set)
 SHOPFORMER_SYNC_S                          seconds between checks of the run that the
                                            store says to serve (written by every model
                                            load and reload; each process follows it, so a
                                            reload reaches all workers and replicas;
                                            default 2; 0 disables)
+SHOPFORMER_REDIS_URL                       ``redis://host:port/db``: replicas (and
+                                           ``serve --workers N``) tell each other at once,
+                                           through a Redis pub/sub channel, which users'
+                                           cached histories to drop, that a run was
+                                           published to serve, that the catalog or the
+                                           rules changed (serve/shared_state.py; default:
+                                           none, each follows the store alone)
+SHOPFORMER_REDIS_CHANNEL                   the channel's name (default ``shopformer``; one
+                                           per shop sharing a Redis)
 SHOPFORMER_INDEX                           retrieval for the Transformer models: ``faiss``
                                            (default; exact flat search below 100k items,
                                            HNSW above) or ``exact`` (dense scoring of the
@@ -185,6 +195,8 @@ from shopformer.privacy.pseudonym import PseudonymConfig
 from shopformer.rank.exposure import ExposureConfig
 from shopformer.store.retention import RetentionConfig
 
+from .shared_state import SharedStateConfig, check_redis_url
+
 _TRUE = ("1", "true", "yes", "on")
 INDEX_KINDS = ("exact", "faiss")
 LEXICAL_KINDS = ("tantivy", "postgres")
@@ -274,6 +286,12 @@ def _impressions(env: Mapping[str, str]) -> ImpressionLogConfig | None:
                                recent=_int(env, "SHOPFORMER_IMPRESSIONS_RECENT", d.recent, 0))
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """SHOPFORMER_REDIS_URL, checked (None when unset or empty)."""
+    raw = env.get("SHOPFORMER_REDIS_URL", "").strip()
+    return check_redis_url(raw) if raw else None
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in _TRUE:
@@ -321,6 +339,9 @@ class ServeSettings:
     cache_check: bool = False
     #: seconds between checks of the run the store says to serve (SHOPFORMER_SYNC_S)
     sync_s: float = 2.0
+    #: the Redis channel between replicas (SHOPFORMER_REDIS_URL / _CHANNEL); None: none
+    redis_url: str | None = None
+    redis_channel: str = "shopformer"
     #: what visitors with no usable history get (SHOPFORMER_NEW_VISITORS and the two below)
     new_visitors: str = "model"
     new_visitor_days: float = 30.0
@@ -379,6 +400,10 @@ class ServeSettings:
             object.__setattr__(self, "cors_origins", _origins(self.cors_origins))
         if self.history_limit < 1:
             raise ValueError(f"history_limit must be >= 1, got {self.history_limit}")
+        if self.redis_url is not None:
+            object.__setattr__(self, "redis_url", check_redis_url(self.redis_url, "redis_url"))
+        if not self.redis_channel.strip():
+            raise ValueError("redis_channel must not be empty")
         if self.cache_ttl_s < 0:
             raise ValueError(f"cache_ttl_s must be >= 0, got {self.cache_ttl_s}")
         if self.cache_size < 0 or self.max_batch < 1:
@@ -410,6 +435,11 @@ class ServeSettings:
             raise ValueError(f"impressions must be an ImpressionLogConfig or None, got {self.impressions!r}")
 
     @property
+    def shared_state(self) -> SharedStateConfig:
+        """The channel to the other replicas (serve/shared_state.py)."""
+        return SharedStateConfig(url=self.redis_url, channel=self.redis_channel)
+
+    @property
     def writes_enabled(self) -> bool:
         return self.api_key is not None or self.allow_unauthenticated_writes
 
@@ -435,6 +465,8 @@ class ServeSettings:
             index=_choice(env, "SHOPFORMER_INDEX", cls.index, INDEX_KINDS),
             cache_check=_bool(env, "SHOPFORMER_CACHE_CHECK"),
             sync_s=_float(env, "SHOPFORMER_SYNC_S", cls.sync_s),
+            redis_url=_redis_url(env),
+            redis_channel=env.get("SHOPFORMER_REDIS_CHANNEL", "").strip() or cls.redis_channel,
             new_visitors=_choice(env, "SHOPFORMER_NEW_VISITORS", cls.new_visitors, NEW_VISITOR_SOURCES),
             new_visitor_days=_float(env, "SHOPFORMER_NEW_VISITOR_DAYS", cls.new_visitor_days),
             trending_half_life_days=_float(env, "SHOPFORMER_TRENDING_HALF_LIFE_DAYS", cls.trending_half_life_days),
@@ -471,7 +503,9 @@ class ServeSettings:
             f"cors_origins={self.cors_origins!r}, "
             f"history_limit={self.history_limit}, cache_ttl_s={self.cache_ttl_s}, "
             f"cache_size={self.cache_size}, max_batch={self.max_batch}, index={self.index!r}, "
-            f"cache_check={self.cache_check}, sync_s={self.sync_s}, new_visitors={self.new_visitors!r}, "
+            f"cache_check={self.cache_check}, sync_s={self.sync_s}, "
+            f"redis_url={_hide_password(self.redis_url) if self.redis_url else None!r}, redis_channel={self.redis_channel!r}, "
+            f"new_visitors={self.new_visitors!r}, "
             f"new_visitor_days={self.new_visitor_days}, trending_half_life_days={self.trending_half_life_days}, "
             f"explain_precision={self.explain_precision!r}, search={self.search}, search_dir={self.search_dir!r}, "
             f"search_lexical={self.search_lexical!r}, search_semantic={self.search_semantic}, "

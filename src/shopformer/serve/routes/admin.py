@@ -35,7 +35,7 @@ def reload_model(
     """Load a run folder (default: the one served now, e.g. after retraining in place)
     and swap it in atomically. Requests in flight finish on the old model; on failure
     the old model keeps serving and this answers 400. Every other process serving from
-    the same store (workers, replicas) loads it within ``SHOPFORMER_SYNC_S`` seconds."""
+    the same store (workers, replicas) loads it within ``SHOPFORMER_SYNC_S`` seconds (at once with ``SHOPFORMER_REDIS_URL``)."""
     try:
         served, previous = service.reload(Path(body.run) if body and body.run else None, publish=True)
     except Exception as exc:  # noqa: BLE001 - any load failure is the caller's bad run

@@ -81,7 +81,7 @@ def add(
     service: Annotated[RecommendationService, Depends(get_service)],
 ) -> RuleOut:
     """Add a rule. This process applies it from its answer on; the others within
-    ``SHOPFORMER_SYNC_S`` seconds."""
+    ``SHOPFORMER_SYNC_S`` seconds (at once with ``SHOPFORMER_REDIS_URL``)."""
     try:
         rule = check_rule(body.kind, body.match.model_dump(exclude_none=True), body.weight, body.position, body.priority, body.starts_at,
                           body.ends_at, body.audience, body.note, body.queries)
@@ -91,6 +91,7 @@ def add(
     stored = add_rule(service.store, rule, principal.actor)
     audit(request, principal, "rule_add", str(stored.rule_id), "ok", _detail(stored.to_dict()))
     service.rules.sync()
+    service.shared.publish_rules()  # the other replicas reload them at once
     return RuleOut(**stored.to_dict())
 
 
@@ -114,6 +115,7 @@ def remove(
         raise HTTPException(404, str(exc)) from None
     audit(request, principal, "rule_remove", str(rule_id), "ok", _detail(removed.to_dict()))
     service.rules.sync()
+    service.shared.publish_rules()  # the other replicas reload them at once
     return RuleOut(**removed.to_dict())
 
 
