@@ -113,12 +113,24 @@ def ingest(
     pseudonymize: Annotated[bool, typer.Option(
         "--pseudonymize", help="Store user and session ids as keyed pseudonyms (HMAC, key in "
                                "SHOPFORMER_PSEUDONYM_KEY): no raw customer id reaches the data folder.")] = False,
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--no-stream", help="Stream a CSV/TSV/Parquet event log larger than memory into a new folder "
+                                     "(default: from 1 GiB; no duplicate check; see ingest/streaming.py).")] = None,
 ) -> None:
     """Read events (and a catalog) into a data folder, with a per-reason rejection report."""
     from shopformer.ingest import IngestError, ingest as run_ingest
+    from shopformer.ingest.streaming import should_stream, stream_events_to_folder
     from shopformer.privacy.pseudonym import from_env
 
     try:
+        if stream or (stream is None and not (catalog or pseudonymize) and should_stream(source, fmt)):
+            if catalog or pseudonymize:
+                _fail("--stream ingests events alone: ingest the catalog in a second call, without --pseudonymize")
+            report = stream_events_to_folder(data, source, fmt, _pairs(map_, "--map") or None,
+                                             event_type=event_type, strict=strict)
+            console.print(report.rich_table())
+            console.print(f"streamed (bounded memory, no duplicate check); report saved to {data / 'ingest_report.md'}")
+            return
         report = run_ingest(
             source,
             fmt=fmt,
@@ -165,6 +177,12 @@ def train(
              "the best as the run, with its search history (search.md, search.png).")] = False,
     minutes: Annotated[float, typer.Option(min=0.5, help="--auto: the search's wall-time budget.")] = 10.0,
     seed: Annotated[int, typer.Option(help="--auto: seed of the search and its trials.")] = 0,
+    device: Annotated[str, typer.Option(
+        help="sasrec/bert4rec: cpu | cuda | cuda:N | auto (CUDA when available), with mixed precision on CUDA; "
+             "run under `torchrun --nproc-per-node N -m shopformer train ...` for several processes.")] = "auto",
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--no-stream", help="Prepare the data in bounded memory, as memory-mapped arrays (default: when "
+                                     "the folder was written by `ingest --stream` or its events are >= 1 GiB).")] = None,
 ) -> None:
     """Fit a model on the training split and save it as a run folder."""
     from shopformer.artifact import make_model
@@ -172,9 +190,13 @@ def train(
     from shopformer.features.content import ContentConfig
 
     if auto or model == "auto":
-        if full or content or text or vectors or set_:
+        from shopformer.train.distributed import ranks_from_env
+
+        if ranks_from_env()[1] > 1:
+            _fail("--auto runs its search in one process: start it without torchrun")
+        if full or content or text or vectors or set_ or device != "auto":
             _fail("--auto searches on the training split with validation: it takes no --full, --content, --text, "
-                  "--vectors or --set (yet)")
+                  "--vectors, --set or --device (yet)")
         from shopformer.tune import AutoConfig
         from shopformer.tune.run import train_auto
 
@@ -189,14 +211,24 @@ def train(
                       f"(validation NDCG@10 {a['winner']['valid_ndcg']:.4f}) -> {run.folder} "
                       f"(history: {run.folder / 'search.md'})")
         return
+    from shopformer.artifact import MODELS, config_class
+    from shopformer.train import distributed
+
+    if device != "auto" and model in MODELS and not hasattr(config_class(MODELS[model])(), "train"):
+        _fail(f"--device: {model} fits on the CPU; only the sequence models (sasrec, bert4rec) train on a device")
+        return
     try:
-        m = make_model(model, _pairs(set_, "--set"))
+        m = make_model(model, {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set")})
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
         content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
         run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text,
-                        vectors)
+                        vectors, stream=stream)
     except (ValueError, FileNotFoundError) as exc:
+        distributed.stop()
         _fail(str(exc))
+        return
+    distributed.stop()
+    if run is None:  # another rank of a torchrun: rank 0 wrote the run folder and reports
         return
     console.print(
         f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "
@@ -229,7 +261,7 @@ def evaluate(
     from shopformer.evaluate.protocol import EvalConfig
     from shopformer.evaluate.report import rich_table, write_results
     from shopformer.experiment import evaluate_model, fit, reload_data
-    from shopformer.dataset import load_events, prepare
+    from shopformer.dataset import prepare_folder
 
     eval_cfg = EvalConfig(
         cutoffs=tuple(int(c) for c in k.split(",")), exclude_history=not include_history
@@ -243,7 +275,7 @@ def evaluate(
             m, fit_s, source = loaded.model, loaded.info.get("fit_seconds"), loaded.info["data_dir"]
         elif model is not None:
             m = make_model(model, _pairs(set_, "--set"))
-            d, s = prepare(load_events(data), _data_config(types, min_user, min_item, dedupe, protocol))
+            d, s = prepare_folder(data, _data_config(types, min_user, min_item, dedupe, protocol))
             fit_s, source = round(fit(m, d, s), 3), str(data.resolve())
         else:
             _fail("give --run RUN_FOLDER or --model NAME")

@@ -13,6 +13,7 @@ from typing import Literal
 import polars as pl
 
 from shopformer.features.sequences import SequenceData, build_sequences, kcore
+from shopformer.features.sharded import ShardConfig, cached_sharded, leave_one_out_sharded
 from shopformer.features.splits import Split, leave_one_out, temporal
 from shopformer.features.vocab import Vocabulary
 from shopformer.types import PRODUCT_SCHEMA, conform, empty_products
@@ -90,6 +91,34 @@ def prepare(events: pl.DataFrame, config: DataConfig, items: Vocabulary | None =
     else:
         raise ValueError(f"unknown protocol {config.protocol!r}: use leave_one_out or temporal")
     return data, split
+
+
+def prepare_folder(
+    data_dir: Path, config: DataConfig, items: Vocabulary | None = None, stream: bool | None = None,
+    shard: ShardConfig | None = None,
+) -> tuple[SequenceData, Split]:
+    """:func:`prepare` on a data folder. A large folder (``stream`` True, or None and the
+    folder marked large by the streaming ingest: ``ingest/streaming.py``) is prepared in
+    bounded memory into memory-mapped arrays (``features/sharded.py``; leave-one-out
+    without k-core, consecutive dedupe or a fixed item vocabulary); others eagerly."""
+    from shopformer.ingest.streaming import is_large_folder
+
+    if not (is_large_folder(data_dir) if stream is None else stream):
+        return prepare(load_events(data_dir), config, items)
+    unsupported = [name for name, bad in (
+        ("protocol=temporal", config.protocol != "leave_one_out"), ("dedupe_consecutive", config.dedupe_consecutive),
+        ("k-core (min_user_events / min_item_events > 1)", config.min_user_events > 1 or config.min_item_events > 1),
+        ("a fixed item vocabulary (warm start)", items is not None)) if bad]
+    if unsupported:
+        raise ValueError(f"{data_dir} is prepared in bounded memory (a large folder), which does not support "
+                         f"{', '.join(unsupported)} yet: leave them out, or prepare a smaller folder eagerly")
+    shard = shard or ShardConfig(eval_users=LARGE_EVAL_USERS)
+    data, train = cached_sharded(Path(data_dir), config.event_types or DEFAULT_EVENT_TYPES, shard)
+    return data, leave_one_out_sharded(data.sequences, train, shard)
+
+
+#: users validated and tested in a large folder by default (a seeded sample; see ShardConfig)
+LARGE_EVAL_USERS = 10_000
 
 
 def describe(data: SequenceData) -> dict:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from shopformer.artifact import Run, load_run, save_run
-from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare
+from shopformer.dataset import DataConfig, describe, load_products, prepare_folder
 from shopformer.evaluate.protocol import EvalConfig, EvalResult, evaluate
 from shopformer.evaluate.report import result_record
 from shopformer.features.content import ContentConfig, build_content
@@ -24,6 +24,7 @@ from shopformer.features.sequences import SequenceData, Sequences
 from shopformer.features.splits import EvalCases, Split
 from shopformer.features.vocab import Vocabulary
 from shopformer.models.base import Recommender, recommend
+from shopformer.train.distributed import is_main_process
 
 SplitName = Literal["valid", "test"]
 
@@ -79,10 +80,16 @@ def train_run(
     content: ContentConfig | None = None,
     text: bool = False,
     vectors_file: Path | None = None,
-) -> Run:
+    stream: bool | None = None,
+) -> Run | None:
     """Prepare data, fit and save a run folder; with ``content`` (or ``text``, or
-    ``vectors_file``) the model fuses the catalog's product content with its item IDs."""
-    data, split = prepare(load_events(data_dir), data_config)
+    ``vectors_file``) the model fuses the catalog's product content with its item IDs.
+    Under torchrun only rank 0 writes the folder; the other ranks get None. ``stream``:
+    prepare in bounded memory (None: when the folder is marked large; dataset.prepare_folder)."""
+    from shopformer.ingest.streaming import is_large_folder
+
+    large = is_large_folder(data_dir) if stream is None else stream
+    data, split = prepare_folder(data_dir, data_config, stream=large)
     if content is not None or text or vectors_file is not None:
         attach_content(model, data_dir, data.items, content or ContentConfig(fields=()), text, vectors_file)
     seconds = fit(model, data, split, fit_on)
@@ -93,9 +100,16 @@ def train_run(
         "fit_seconds": round(seconds, 3),
         "model_config": asdict(model.config),
     }
+    if large:  # reload_data prepares it the same way (and evaluates the same sampled users)
+        info["bounded_memory"] = True
     privacy = getattr(model, "privacy", None)
     if privacy is not None:  # DP-SGD: the guarantee the weights have (train/dp.py)
         info["privacy"] = privacy.to_dict()
+    setup = getattr(model, "training_setup", None)
+    if setup is not None:  # device, processes, precision (sequence models)
+        info["training"] = setup
+    if not is_main_process():  # every rank holds the same weights; one writes them
+        return None
     save_run(out, model, data.items, data.users, data_config, info)
     return load_run(out)
 
@@ -136,7 +150,8 @@ def reload_data(run: Run, data_dir: Path | None = None) -> tuple[SequenceData, S
     """Rebuild the exact data and split a run was trained on, checking the vocabulary."""
     source = Path(data_dir or run.info["data_dir"])
     # a warm-started run's items keep its parent's indexes, not the order of first appearance
-    data, split = prepare(load_events(source), run.data_config, run.items if run.info.get("fixed_items") else None)
+    data, split = prepare_folder(source, run.data_config, run.items if run.info.get("fixed_items") else None,
+                                 stream=bool(run.info.get("bounded_memory")))
     if data.items != run.items or data.users != run.users:
         raise ValueError(
             f"the data in {source} no longer matches run {run.folder} (its users or items "

@@ -84,3 +84,14 @@ def test_baselines_are_refitted_from_scratch(shop, tmp_path):  # noqa: F811 - th
         assert o.status in ("promoted", "refused") and list_versions(store)[-1].mode == "scratch"
     assert any("refitting from scratch" in s for s in said)
     assert "fixed_items" not in o.version.to_dict()["metrics"] and o.details["items"]["kept"] == 0
+
+
+def test_a_run_trained_on_a_gpu_retrains_wherever_the_retraining_runs(folders, tmp_path):
+    from dataclasses import replace
+
+    from shopformer.feedback.warmstart import same_model
+
+    current = train_run(make_model("sasrec", FROZEN), folders["early"], CONFIG, tmp_path / "v0")
+    cfg = current.model.config
+    current.model.config = replace(cfg, train=replace(cfg.train, device="cuda"))  # as saved by a GPU run
+    assert same_model(current).config.train.device == "auto"

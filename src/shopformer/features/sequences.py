@@ -49,11 +49,27 @@ class Sequences:
         return self.items[self.offsets[u] : self.offsets[u + 1]]
 
     def rows(self, users: np.ndarray) -> "Sequences":
-        """A new ``Sequences`` holding the given rows, in the given order."""
+        """A new ``Sequences`` holding the given rows, in the given order; ``self`` when
+        that is every row in order (no copy: the arrays may be memory-mapped, larger
+        than memory, see ``features/sharded.py``)."""
         users = np.asarray(users, dtype=np.int64)
+        if len(users) == len(self) and np.array_equal(users, np.arange(len(self))):
+            return self
         lengths = self.lengths[users]
         offsets = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
+        if len(users) and np.all(np.diff(users) > 0):
+            # increasing rows (a filter such as "rows with 2+ events"): one boolean mask
+            # over the elements instead of three int64 index arrays of the result's size
+            picked = np.zeros(len(self), dtype=bool)
+            picked[users] = True
+            mask = np.repeat(picked, self.lengths)
+            return Sequences(
+                offsets,
+                self.items[mask],
+                None if self.timestamps is None else self.timestamps[mask],
+                None if self.event_types is None else self.event_types[mask],
+            )
         # Gather positions of every kept element without a Python loop per row.
         starts = np.repeat(self.offsets[users], lengths)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)

@@ -108,6 +108,8 @@ def same_model(current: Run, epochs: int | None = None) -> Recommender:
     if isinstance(model, SASRecRecommender):
         arch = replace(config.arch, id_output_scale=1.0, new_item_bias=0.0)
         train = config.train if epochs is None else replace(config.train, epochs=epochs)
+        # the retraining machine decides where to train (a run trained on a GPU retrains on a CPU host)
+        train = replace(train, device="auto") if hasattr(train, "device") else train
         config = replace(config, arch=arch, train=train)
     return type(model)(config)
 

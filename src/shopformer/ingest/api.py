@@ -134,16 +134,18 @@ def read(
     raise AssertionError(f)  # pragma: no cover
 
 
-def load_folder(data_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(events, products) stored in ``data_dir``; empty frames when absent."""
+def load_folder(data_dir: str | Path, events: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events, products) stored in ``data_dir``; empty frames when absent. ``events``
+    False skips reading the events (a catalog-only ingest never needs them, and a large
+    folder's may not fit in memory)."""
     d = Path(data_dir)
     ev = d / EVENTS_FILE
     pr = d / PRODUCTS_FILE
-    events = conform(pl.read_parquet(ev), EVENT_SCHEMA) if ev.exists() else pl.DataFrame(schema=EVENT_SCHEMA)
+    stored = conform(pl.read_parquet(ev), EVENT_SCHEMA) if events and ev.exists() else pl.DataFrame(schema=EVENT_SCHEMA)
     products = (
         conform(pl.read_parquet(pr), PRODUCT_SCHEMA) if pr.exists() else pl.DataFrame(schema=PRODUCT_SCHEMA)
     )
-    return events, products
+    return stored, products
 
 
 def folder_pseudonym_key(data_dir: str | Path) -> str | None:
@@ -250,7 +252,7 @@ def ingest_to_folder(
         raise IngestError("nothing to ingest: give a source file and/or a catalog file")
     t0 = time.perf_counter()
     d = Path(data_dir)
-    old_events, old_products = load_folder(d)
+    old_events, old_products = load_folder(d, events=source is not None)
     common = dict(
         timestamp_format=timestamp_format, timezone=timezone, strict=strict,
         encoding=encoding, separator=separator, list_separator=list_separator,

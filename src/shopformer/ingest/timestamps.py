@@ -122,3 +122,50 @@ def parse_timestamps(raw: pl.Series, fmt: str = "auto", timezone: str = "UTC") -
             out = out.scatter(idx.filter(ok), parsed.filter(ok))
             todo = todo.scatter(idx.filter(ok), False)
     return out
+
+
+def _unix_expr(num: pl.Expr, scale: int | None) -> pl.Expr:
+    num = num.cast(pl.Float64, strict=False)
+    if scale is None:
+        a = num.abs()
+        us = pl.when(a < 1e11).then(num * 1e6).when(a < 1e14).then(num * 1e3).otherwise(num)
+    else:
+        us = num * scale
+    return us.round(0).cast(pl.Int64, strict=False).cast(UTC)
+
+
+def _strptime_expr(s: pl.Expr, fmt: str, timezone: str) -> pl.Expr:
+    out = s.str.to_datetime(fmt, strict=False, exact=True, time_unit="us")
+    if "%z" in fmt or "%#z" in fmt or "%:z" in fmt or "%Z" in fmt:
+        return out.dt.convert_time_zone("UTC")
+    return out.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+
+
+def timestamp_expr(column: str, dtype: pl.DataType, fmt: str = "auto", timezone: str = "UTC") -> pl.Expr:
+    """The expression form of :func:`parse_timestamps` for a column of ``dtype``, for lazy
+    (streaming) frames: the same values, row by row. In ``auto`` mode a text column is
+    tried against every format (a coalesce computes them all), so pass an explicit
+    ``fmt`` for large text logs: then it is one parse."""
+    fmt = fmt or "auto"
+    timezone = timezone or "UTC"
+    col = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:  # type: ignore[union-attr]
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone(
+                timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+        return col.dt.convert_time_zone("UTC").cast(UTC)
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone(
+            timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    if dtype.is_numeric():
+        return _unix_expr(col, _UNIX_SCALE.get(fmt))
+    s = col.cast(pl.String).str.strip_chars()
+    s = pl.when(s.str.len_bytes() > 0).then(s)
+    if fmt in _UNIX_SCALE:
+        return _unix_expr(s, _UNIX_SCALE[fmt])
+    if fmt != "auto":
+        return _strptime_expr(s, fmt, timezone)
+    numeric = s.str.contains(_NUMERIC).fill_null(False)
+    text = s.str.replace(r"[Zz]$", "+00:00")
+    parsed = pl.coalesce(*[_strptime_expr(text, f, timezone) for f in (*_AWARE_FORMATS, *_NAIVE_FORMATS)])
+    return pl.when(numeric).then(_unix_expr(s, None)).otherwise(parsed)

@@ -23,8 +23,9 @@ from shopformer.models.content_knn import token_idf
 from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.item_encoder import token_unit_rows
 from shopformer.models.sasrec import SASRec, SASRecConfig
-from shopformer.train import losses
+from shopformer.train import distributed, losses
 from shopformer.train.batches import Windows, all_windows, bucketed_batches, build_windows, cloze_mask
+from shopformer.train.device import amp_dtype, precision_name
 from shopformer.train.dp import DPConfig, PrivacyReport
 from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
 
@@ -57,8 +58,9 @@ class BERT4RecConfig(TransformerConfig):
 PER_ITEM_STATE = ("item_emb.weight", "known", "content.tokens", "content.vectors", "unit_vectors")
 
 
-def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (w.items, w.types, w.gaps))
+def _tensors(w: Windows, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    return tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                 for a in (w.items, w.types, w.gaps))
 
 
 def _now() -> float:
@@ -66,9 +68,13 @@ def _now() -> float:
     return time.time()
 
 
-def _context(w: Windows) -> torch.Tensor | None:
+def _context(w: Windows, device: torch.device | None = None) -> torch.Tensor | None:
     """The windows' time context as a tensor (None without ``arch.time_context``)."""
-    return None if w.context is None else torch.from_numpy(np.ascontiguousarray(w.context))
+    return None if w.context is None else torch.from_numpy(np.ascontiguousarray(w.context)).to(device)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 class SASRecRecommender:
@@ -95,6 +101,8 @@ class SASRecRecommender:
         #: called with each validation NDCG@10 during fit; it may raise to stop training
         #: (time-budgeted tuning prunes a trial that trails the others: ``tune/search.py``)
         self.on_validation: Callable[[float], None] | None = None
+        #: where the last fit ran: {"device", "processes", "precision"} (recorded in the run folder)
+        self.training_setup: dict | None = None
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
@@ -126,8 +134,16 @@ class SASRecRecommender:
                 self._fill_channel(self.module)
         if self.warm_start is not None:
             self.warm_start(self.module)
-        log_q = losses.popularity_log_q(counts, 0.75)
-        gen = torch.Generator().manual_seed(c.train.seed)
+        if c.dp.enabled:
+            self._fit_private(seqs, len(train))
+            self.training_setup = {"device": "cpu", "processes": 1, "precision": "float32"}
+            return self
+        ranks = distributed.start(c.train.device)
+        device, precision = ranks.device, amp_dtype(ranks.device, c.train.mixed_precision)
+        self.module.to(device)
+        net = distributed.wrap(self.module, ranks)  # what the forward pass goes through
+        log_q = losses.popularity_log_q(counts, 0.75).to(device)
+        gen = torch.Generator(device=device).manual_seed(c.train.seed)
         length = arch.max_len + 1 if arch.causal else arch.max_len
 
         if c.train.crop not in ("random", "last", "all"):
@@ -150,23 +166,33 @@ class SASRecRecommender:
                 hidden = items == self.module.mask_token  # a masked slot shows no type or gap
                 inputs = Windows(items, *(None if a is None else np.where(hidden, 0, a)
                                           for a in (batch.types, batch.gaps)))
+            weight = 1.0
+            if ranks.distributed:  # this rank's slice of the global batch (train/distributed.py)
+                n_global = int((targets > 0).sum())  # the cloze mask was drawn on the whole batch
+                rows = ranks.shard(len(targets))
+                weight = distributed.shard_weight(int((targets[rows] > 0).sum()), n_global, ranks.world_size)
+                if len(rows) == 0:  # a batch shorter than the ranks: join DDP's step with no weight
+                    rows = np.arange(1)
+                inputs, targets = inputs.select(rows), targets[rows]
             table = self.module.item_representations()  # (N + 2, D), one per step
-            h = self.module(*_tensors(inputs), table=table, context=_context(inputs))  # (B, T, D)
-            y = torch.from_numpy(targets)
+            h = net(*_tensors(inputs, device), table=table, context=_context(inputs, device))  # (B, T, D)
+            y = torch.from_numpy(targets).to(device)
             keep = y > 0
-            return self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
+            loss = self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
+            return loss if weight == 1.0 else loss * weight
 
-        if c.dp.enabled:
-            self._fit_private(seqs, len(train))
-            return self
         def validate() -> float:
             score = self._validate(valid, n_items)
             if self.on_validation is not None:
                 self.on_validation(score)
             return score
 
-        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate if valid is not None else None)
+        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate if valid is not None else None,
+                                            ranks=ranks, precision=precision)
+        self.module.to("cpu")  # served and saved from the CPU
         self._table = None  # the best weights were restored
+        self.training_setup = {"device": str(device), "processes": ranks.world_size,
+                               "precision": precision_name(precision)}
         if c.calibration.enabled and valid is not None and self.module.content is not None:
             self.apply_calibration(calibrate(self, valid, c.calibration))
         return self
@@ -178,7 +204,9 @@ class SASRecRecommender:
                          (c.members > 1, "members > 1 (each network would spend the budget again)"),
                          (c.arch.time_context, "arch.time_context (not in the per-user DP step yet)"),
                          (c.train.loss != "ce", f"train.loss={c.train.loss} (DP-SGD uses the full softmax, ce)"),
-                         (c.train.crop == "all", "train.crop=all (a user must be one example: use random or last)")):
+                         (c.train.crop == "all", "train.crop=all (a user must be one example: use random or last)"),
+                         (c.train.device not in ("auto", "cpu"), f"train.device={c.train.device} (it runs on the CPU)"),
+                         (distributed.ranks_from_env()[1] > 1, "several processes (torchrun)")):
             if bad:
                 raise ValueError(f"dp.epsilon: DP-SGD does not support {why}")
 
@@ -369,17 +397,18 @@ class SASRecRecommender:
         order = np.argsort((w.items > 0).sum(axis=1), kind="stable")
         table = self.item_representations()
         out = torch.empty(len(w.items), self.output_table().shape[1])  # D [+ V], or the members' sum
+        device = _device(module)  # a GPU while validating during training there; else the CPU
         for i in range(0, len(order), self.config.score_batch):
             rows = order[i : i + self.config.score_batch]
             batch = w.select(rows).trim()
-            h = module(*_tensors(batch), table=table, last_only=True, context=_context(batch))  # (b, 1, D)
-            out[torch.from_numpy(rows)] = h[:, -1]
+            h = module(*_tensors(batch, device), table=table, last_only=True, context=_context(batch, device))  # (b, 1, D)
+            out[torch.from_numpy(rows)] = h[:, -1].cpu()
         return out
 
     @torch.no_grad()
     def score(self, history: Sequences, at: float | np.ndarray | None = None) -> np.ndarray:
         table = self.output_table()  # (N + 1, D)
-        scores = (self.user_vectors(history, at) @ table.T).numpy().astype(np.float32, copy=False)
+        scores = (self.user_vectors(history, at).to(table.device) @ table.T).cpu().numpy().astype(np.float32, copy=False)
         scores[:, 0] = -np.inf  # padding is never an answer
         return scores
 
@@ -480,7 +509,7 @@ class SASRecRecommender:
         model = cls(config, content)
         model.module = SASRec(config.arch) if config.members == 1 else SASRecEnsemble(
             [SASRec(config.arch) for _ in range(config.members)])
-        state = torch.load(folder / "weights.pt", weights_only=True)
+        state = torch.load(folder / "weights.pt", weights_only=True, map_location="cpu")
         if config.members == 1:
             state.setdefault("known", model.module.known)  # saved before content fusion: all known
         model.module.load_state_dict(state)

@@ -24,8 +24,13 @@ def window_positions(seqs: Sequences, length: int, rng: np.random.Generator | No
         long_rows = lengths > length
         # end drawn from [length, len]: the window always holds `length` real items
         ends[long_rows] = rng.integers(length, lengths[long_rows] + 1)
-    cols = (ends - length)[:, None] + np.arange(length)[None, :]  # offsets in the row
-    return np.where(cols >= 0, seqs.offsets[:-1, None] + cols, -1)
+    # in place, one (U, length) array: on a log larger than memory U * length is the
+    # size of the data itself, so every temporary of that shape counts
+    pos = (ends - length)[:, None] + np.arange(length)[None, :]  # offsets in the row
+    padding = pos < 0
+    pos += seqs.offsets[:-1, None]
+    pos[padding] = -1
+    return pos
 
 
 def all_windows(seqs: Sequences, length: int) -> Sequences:
@@ -55,7 +60,9 @@ def gather(values: np.ndarray, positions: np.ndarray, fill=0) -> np.ndarray:
     """``values[positions]`` with ``fill`` where ``positions`` is -1."""
     if len(values) == 0:
         return np.full(positions.shape, fill, dtype=values.dtype)
-    return np.where(positions >= 0, values[np.maximum(positions, 0)], fill)
+    out = values[np.maximum(positions, 0)]  # reads only the cells asked (values may be memory-mapped)
+    out[positions < 0] = fill
+    return out
 
 
 def gap_buckets(times: np.ndarray, n_buckets: int) -> np.ndarray:
@@ -165,4 +172,4 @@ def build_windows(
         last = np.full((len(times), 1), np.nan) if at is None else np.asarray(at, dtype=np.float64).reshape(-1, 1)
         query = np.concatenate([times[:, 1:], last], axis=1)
         context = calendar_context(times, query, tuple(holidays))
-    return Windows(gather(seqs.items, pos).astype(np.int64), types, gaps, context)
+    return Windows(gather(seqs.items, pos).astype(np.int64, copy=False), types, gaps, context)

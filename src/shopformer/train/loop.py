@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from shopformer.train.device import autocast
+from shopformer.train.distributed import Ranks
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -33,6 +36,12 @@ class TrainConfig:
     weight_decay: AdamW's decoupled decay of the weight matrices (never biases or
         LayerNorms); embeddings too when ``decay_embeddings`` (a regulariser for large
         item tables over sparse data).
+    device: where the sequence models train: "auto" (CUDA when available, else CPU),
+        "cpu", "cuda" or "cuda:N" (``train/device.py``); the trained weights are moved
+        back to the CPU, so a run folder loads anywhere. Under ``torchrun`` each process
+        takes the GPU of its local rank (``train/distributed.py``).
+    mixed_precision: on CUDA, autocast to bfloat16 (float16 with loss scaling on GPUs
+        without bfloat16); the loss stays float32. Never on CPU.
     """
 
     epochs: int = 200
@@ -53,6 +62,8 @@ class TrainConfig:
     time_limit_s: float = 0.0
     seed: int = 42
     threads: int = 0  # 0 = PyTorch's default (all cores)
+    device: str = "auto"
+    mixed_precision: bool = True
 
 
 @dataclass
@@ -133,11 +144,23 @@ class Trainer:
         validate: Callable[[], float] | None,
         progress: bool = True,
         own_grads: bool = False,
+        ranks: Ranks | None = None,
+        precision: torch.dtype | None = None,
     ) -> TrainHistory:
         """own_grads: ``step_fn`` sets every parameter's ``.grad`` itself (DP-SGD: clipped
         per-user gradients plus noise, ``train/private.py``) and returns the loss for the
-        record; the trainer then runs no backward and no clipping of its own."""
+        record; the trainer then runs no backward and no clipping of its own.
+
+        ranks: this process among several (``train/distributed.py``): ``step_fn`` then
+        trains through the DDP wrapper on its shard and returns its weighted loss; only
+        rank 0 calls ``validate`` and draws progress, and every rank follows its scores
+        and stop decisions. precision: the autocast dtype (``train/device.py``) on
+        ``ranks.device``; float16 scales the loss."""
         c = self.config
+        ranks = ranks or Ranks()
+        progress = progress and ranks.main
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        scaler = torch.amp.GradScaler(ranks.device.type, enabled=precision == torch.float16)
         if c.threads:
             torch.set_num_threads(c.threads)
         decay, no_decay = [], []
@@ -176,15 +199,23 @@ class Trainer:
                 t0 = time.perf_counter()
                 losses = []
                 for i, batch in enumerate(batches):
+                    elapsed = time.perf_counter() - t_start
+                    if c.time_limit_s and ranks.distributed:  # one clock, so one learning rate
+                        elapsed = ranks.broadcast([elapsed])[0]
                     for group in opt.param_groups:
-                        group["lr"] = c.lr * lr_factor(step, total_steps, c, time.perf_counter() - t_start)
+                        group["lr"] = c.lr * lr_factor(step, total_steps, c, elapsed)
                     opt.zero_grad(set_to_none=True)
-                    loss = step_fn(batch)
-                    if not own_grads:
-                        loss.backward()
+                    with autocast(ranks.device, precision):
+                        loss = step_fn(batch)
+                    if own_grads:
+                        opt.step()
+                    else:
+                        scaler.scale(loss).backward()
                         if c.grad_clip:
+                            scaler.unscale_(opt)
                             torch.nn.utils.clip_grad_norm_(module.parameters(), c.grad_clip)
-                    opt.step()
+                        scaler.step(opt)
+                        scaler.update()
                     step += 1
                     losses.append(loss.item())
                     rate = (i + 1) / (time.perf_counter() - t0)
@@ -194,10 +225,18 @@ class Trainer:
                                          status=f"epoch {epoch}/{c.epochs}, loss {np.mean(losses[-50:]):.3f}"
                                          + (f", {_best(history)}" if history.best_epoch else ""))
                 train_seconds += time.perf_counter() - t0
+                # the ranks' weighted losses sum to the global batch's mean loss
+                epoch_loss = ranks.sum(float(np.mean(losses))) / ranks.world_size
                 val = None
-                if validate is not None and (epoch % c.eval_every == 0 or epoch == c.epochs):
+                evaluate = validate is not None and (epoch % c.eval_every == 0 or epoch == c.epochs)
+                if evaluate and ranks.main:
                     module.eval()
                     val = float(validate())
+                out_of_time = bool(c.time_limit_s) and time.perf_counter() - t_start >= c.time_limit_s
+                if ranks.distributed:  # rank 0 decides for everyone, so all stop at the same step
+                    val, out_of_time = ranks.broadcast([math.nan if val is None else val, float(out_of_time)])
+                    val, out_of_time = (val if evaluate else None), bool(out_of_time)
+                if val is not None:
                     bar.update(task, val=f"{val:.4f}")
                     if val > history.best_valid:
                         history.best_valid, history.best_epoch, bad_evals = val, epoch, 0
@@ -205,7 +244,7 @@ class Trainer:
                     else:
                         bad_evals += 1
                 rec = EpochRecord(epoch, step, round(train_seconds, 3),
-                                  round(time.perf_counter() - t_start, 3), float(np.mean(losses)), val)
+                                  round(time.perf_counter() - t_start, 3), epoch_loss, val)
                 history.records.append(rec)
                 if progress and caller is None and (val is not None or not bar.console.is_terminal):
                     # one line per evaluation (every epoch when no live bar can be drawn)
@@ -217,7 +256,7 @@ class Trainer:
                 if validate is not None and bad_evals >= c.patience:
                     history.stopped = f"early stop: no better validation for {c.patience} evaluations"
                     break
-                if c.time_limit_s and time.perf_counter() - t_start >= c.time_limit_s:
+                if out_of_time:
                     history.stopped = f"time limit {c.time_limit_s:.0f} s"
                     break
             else:

@@ -23,6 +23,9 @@ class _SoftmaxCE(torch.autograd.Function):
     CHUNK = 512  # rows a chunk: 512 x N logits stay in L2 for catalogs of a few thousand
 
     @staticmethod
+    # under CUDA autocast: float32 logits and softmax (a bfloat16 sum over a catalog loses
+    # digits); the hidden states arrive cast back
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, h, weight, targets, exclude):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if want_h else None
@@ -50,6 +53,7 @@ class _SoftmaxCE(torch.autograd.Function):
         return total / len(h)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad / ctx.rows
