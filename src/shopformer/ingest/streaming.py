@@ -44,6 +44,7 @@ from .validate import (
     _EVENT_STAGE,
     _EVENT_TEXT_COLS,
     _field_value,
+    row_reason_fields,
     _has_fffd,
     _reason_chain,
     event_cleaning,
@@ -143,18 +144,7 @@ def _checked(staged: pl.LazyFrame, fields: Mapping[str, str]) -> pl.LazyFrame:
     the field and raw value the report shows (as ``finalize_events`` names them)."""
     df = staged.with_columns(*event_cleaning())
     df = df.with_columns(_reason_chain(event_conditions()))
-    f_expr, v_expr = _field_value(
-        {
-            "missing_user_id": ("user_id", pl.col("user_id")),
-            "unknown_event_type": ("event_type", pl.col("event_type")),
-            "missing_query": ("query", pl.col("query")),
-            "missing_item_id": ("item_id", pl.col("item_id")),
-            "bad_timestamp": ("timestamp", pl.col("_ts_raw")),
-            "bad_value": ("value", pl.col("_val_raw")),
-            "negative_quantity": ("value", pl.coalesce("_val_raw", pl.col("value").cast(pl.String))),
-        },
-        fields,
-    )
+    f_expr, v_expr = _field_value(row_reason_fields(), fields)
     is_utf8 = pl.col("_reason") == "invalid_utf8"
     utf8_field = pl.coalesce(*[pl.when(_has_fffd(c)).then(pl.lit(fields.get(c, c))) for c in _EVENT_ID_COLS])
     utf8_value = pl.coalesce(*[pl.when(_has_fffd(c)).then(pl.col(c)) for c in _EVENT_ID_COLS])

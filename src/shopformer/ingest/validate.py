@@ -92,6 +92,20 @@ def _reason_chain(conds: list[tuple[str, pl.Expr]]) -> pl.Expr:
     return expr.otherwise(pl.lit(None, dtype=pl.String)).alias("_reason")  # type: ignore[union-attr]
 
 
+def row_reason_fields() -> dict[str, tuple[str, pl.Expr]]:
+    """Reason -> (the field a rejected row's report names, the raw value it shows), for
+    the reasons one row decides alone (the eager and the streaming ingest share them)."""
+    return {
+        "missing_user_id": ("user_id", pl.col("user_id")),
+        "unknown_event_type": ("event_type", pl.col("event_type")),
+        "missing_query": ("query", pl.col("query")),
+        "missing_item_id": ("item_id", pl.col("item_id")),
+        "bad_timestamp": ("timestamp", pl.col("_ts_raw")),
+        "bad_value": ("value", pl.col("_val_raw")),
+        "negative_quantity": ("value", pl.coalesce("_val_raw", pl.col("value").cast(pl.String))),
+    }
+
+
 def _field_value(
     reason_field: Mapping[str, tuple[str, pl.Expr]], fields: Mapping[str, str]
 ) -> tuple[pl.Expr, pl.Expr]:
@@ -311,13 +325,7 @@ def finalize_events(
     utf8_value = pl.coalesce(*[pl.when(pl.col(f"_fffd_{c}")).then(pl.col(c)) for c in _EVENT_ID_COLS])
     f_expr, v_expr = _field_value(
         {
-            "missing_user_id": ("user_id", pl.col("user_id")),
-            "unknown_event_type": ("event_type", pl.col("event_type")),
-            "missing_query": ("query", pl.col("query")),
-            "missing_item_id": ("item_id", pl.col("item_id")),
-            "bad_timestamp": ("timestamp", pl.col("_ts_raw")),
-            "bad_value": ("value", pl.col("_val_raw")),
-            "negative_quantity": ("value", pl.coalesce("_val_raw", pl.col("value").cast(pl.String))),
+            **row_reason_fields(),
             "unknown_item": ("item_id", pl.col("item_id")),
             "duplicate": ("row", dup_value),
         },
