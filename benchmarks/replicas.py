@@ -61,6 +61,7 @@ from serve_latency import demo_scenario, run_scenario
 from serve_server import API_KEY, K, cache_counts, console, free_port, server_command, stop, wait_ready
 
 from shopformer.evaluate.report import machine
+from shopformer.store.engine import scratch_database
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -70,28 +71,6 @@ TARGET_RATE = 500.0
 TARGET_P99_MS = 20.0
 TARGET_PROPAGATION_MS = 100.0
 POLL_S = 0.005
-
-
-@contextmanager
-def fresh_database(url: str):
-    """A new database on the server of ``url`` (the API has no schema setting), dropped after."""
-    from sqlalchemy import create_engine, text
-
-    from shopformer.store.engine import normalize_url
-
-    admin_url = normalize_url(url)
-    name = f"shopformer_replicas_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def replica_env(config: str, store_url: str, run: Path, redis_url: str, channel: str) -> dict[str, str]:
@@ -388,7 +367,7 @@ def main() -> None:
     users, probe_users = picked[:-50], picked[-50:]
 
     record_configs: dict[str, dict] = {}
-    with fresh_database(args.postgres_url) as store_url, tempfile.TemporaryDirectory(prefix="replicas-") as tmp:
+    with scratch_database(args.postgres_url, "shopformer_replicas") as store_url, tempfile.TemporaryDirectory(prefix="replicas-") as tmp:
         with EventStore(StoreConfig(store_url)) as store:
             with console.status(f"importing {sc.data_dir} into PostgreSQL ..."):
                 res = import_folder(store, sc.data_dir)

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,28 +112,17 @@ def running(store_url: str, log: Path) -> Iterator[Server]:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh database on the SHOPFORMER_TEST_POSTGRES_URL server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
     from sqlalchemy.exc import DBAPIError
 
-    from shopformer.store.engine import normalize_url
+    from shopformer.store.engine import scratch_database
 
-    admin_url = normalize_url(PG_URL)
-    name = f"shopformer_durability_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            try:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            except DBAPIError as exc:
-                pytest.skip(f"cannot CREATE DATABASE on SHOPFORMER_TEST_POSTGRES_URL (needed to give the "
-                            f"server its own tables): {exc.orig}")
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with ExitStack() as stack:
+        try:  # only the creation may skip: a database error in the test itself fails it
+            url = stack.enter_context(scratch_database(PG_URL, "shopformer_durability"))
+        except DBAPIError as exc:
+            pytest.skip(f"cannot CREATE DATABASE on SHOPFORMER_TEST_POSTGRES_URL (needed to give the "
+                        f"server its own tables): {exc.orig}")
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(

@@ -10,7 +10,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -228,15 +227,9 @@ def test_a_store_is_bound_to_one_key(shop, tmp_path):
 def test_postgresql_store_holds_no_raw_id(shop, tmp_path):
     from sqlalchemy import create_engine, text
 
-    from shopformer.store.engine import normalize_url
+    from shopformer.store.engine import normalize_url, scratch_database
 
-    admin_url = normalize_url(os.environ["SHOPFORMER_TEST_POSTGRES_URL"])
-    name = f"shopformer_pseudonyms_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(os.environ["SHOPFORMER_TEST_POSTGRES_URL"], "shopformer_pseudonyms") as url:
         with EventStore(StoreConfig(url)) as store:
             import_folder(store, shop["data"])
         with make(url, shop["run"], tmp_path, search=False) as c:
@@ -252,7 +245,3 @@ def test_postgresql_store_holds_no_raw_id(shop, tmp_path):
         engine.dispose()
         assert (P.user(KIM), P.session(SESSION)) in rows and len(rows) == 16
         assert found(repr(rows).encode()) == []
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

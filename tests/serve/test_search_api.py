@@ -204,21 +204,13 @@ def test_search_dir_defaults_beside_a_sqlite_store():
 def test_search_on_postgresql_full_text(shop, tmp_path):  # noqa: F811
     """SHOPFORMER_SEARCH_LEXICAL=postgres: the lexical index lives in the store's database."""
     import os
-    import uuid
 
-    from sqlalchemy import create_engine, text
-
-    from shopformer.store.engine import normalize_url
+    from shopformer.store.engine import scratch_database
 
     url = os.environ.get("SHOPFORMER_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("set SHOPFORMER_TEST_POSTGRES_URL to run the PostgreSQL search test")
-    name = f"shopformer_search_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db_url = normalize_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(url, "shopformer_search") as db_url:
         with EventStore(StoreConfig(db_url)) as store:
             import_folder(store, shop["data"])
         with make(db_url, shop["run1"], tmp_path, search_lexical="postgres") as c:
@@ -227,10 +219,6 @@ def test_search_on_postgresql_full_text(shop, tmp_path):  # noqa: F811
             assert ids(c.get("/v1/search", params={"q": "cups"}).json()) == ["c"]
             c.put("/v1/catalog/items", headers=AUTH, json=[{"item_id": "t", "title": "Teapot"}])
             assert ids(c.get("/v1/search", params={"q": "teapot"}).json()) == ["t"]
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_a_refused_non_finite_number_in_a_body_is_a_422(client):

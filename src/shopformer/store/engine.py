@@ -16,6 +16,9 @@ server's default ``synchronous_commit=on``.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,3 +126,24 @@ def as_utc(ts: datetime | None) -> datetime | None:
     if ts is None or ts.tzinfo is not None:
         return ts
     return ts.replace(tzinfo=timezone.utc)
+
+
+@contextmanager
+def scratch_database(url: str | URL, prefix: str = "shopformer_scratch") -> Iterator[str]:
+    """A new PostgreSQL database ``<prefix>_<random>`` on the server of ``url``, for
+    tests and benchmarks whose servers take no schema setting; yields its URL (password
+    kept) and drops it afterwards, connections and all. Raises SQLAlchemy's
+    ``DBAPIError`` when the server refuses to create it."""
+    admin_url = normalize_url(url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
