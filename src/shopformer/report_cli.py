@@ -35,7 +35,7 @@ def online(
 ) -> None:
     """Online metrics: answers (impressions), click-through, add-to-cart and purchase
     rates (shares of answers with such an event on an item they showed) and revenue per
-    answer (purchased quantity x catalog price), per group; by position: the same per
+    answer (purchased quantity x the price paid, else the catalog price), per group; by position: the same per
     item shown at that position."""
     from shopformer.feedback.online_report import online_report, parse_since
     from shopformer.feedback.online_report import plot as plot_report

@@ -136,3 +136,22 @@ def test_attributor_remembers_then_reads_the_store_once():
     att.remember("r10", Shown(("q",), "home", "search"))  # the LRU holds 2: r1, the least recent, goes
     att.attribute("r1", "click", "a")
     assert reads[-1] == "r1"
+
+
+def test_revenue_uses_the_price_paid_before_the_catalog_price():
+    # e4 paid 8.5 a unit (a sale price) while the catalog says 10.0 now; e6 names no price:
+    # the catalog's 4.0; a context without a price (or with one that is not a number) counts as none
+    paid = EV.with_columns(context=pl.Series(['{"request_id": "r1"}', None, None, '{"request_id": "r1", "price": 8.5}',
+                                              None, '{"note": "x"}', None, '{"price": "free"}']))
+    a = attribute(IMP, paid, PRICES)
+    assert a["revenue"].to_list() == [0.0, 0.0, 0.0, 25.5, 0.0, 4.0, 0.0]
+    assert a["revenue"].sum() == pytest.approx(29.5)
+    assert "paid" not in a.columns and "price" not in a.columns
+
+
+def test_attributor_values_a_purchase_at_the_price_paid():
+    att = Attributor(2, lambda rid: None)
+    att.remember("r1", Shown(("a", "b"), "home", "user_recommendations", "v1"))
+    assert att.attribute("r1", "purchase", "b", 2.0, {"b": 5.0}.get, paid=4.0).revenue == 8.0
+    assert att.attribute("r1", "purchase", "b", None, None, paid=4.0).revenue == 4.0
+    assert att.attribute("r1", "purchase", "b", 2.0, {"b": 5.0}.get).revenue == 10.0  # no price named: catalog

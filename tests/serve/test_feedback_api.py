@@ -106,6 +106,8 @@ def test_clicks_and_purchases_are_attributed_to_answer_position_and_model(shop, 
         posts = [{"event_id": "c1", "user_id": "u1", "item_id": second, "type": "click", "request_id": home["request_id"]},
                  {"event_id": "p1", "user_id": "u1", "item_id": first, "type": "purchase", "value": 2,
                   "context": {"request_id": home["request_id"]}},  # named in the context: the same
+                 {"event_id": "p2", "user_id": "u1", "item_id": second, "type": "purchase",  # at the price paid
+                  "context": {"request_id": home["request_id"], "price": 1.25}},
                  {"event_id": "c2", "user_id": "u1", "item_id": outside, "type": "click", "request_id": pdp["request_id"]},
                  {"event_id": "c3", "user_id": "u1", "item_id": "b", "type": "click", "request_id": "f" * 32},
                  {"event_id": "v1", "user_id": "u1", "item_id": "b", "type": "view"}]
@@ -118,6 +120,9 @@ def test_clicks_and_purchases_are_attributed_to_answer_position_and_model(shop, 
                       ).status_code == 422  # two different request ids
         assert c.post("/v1/events", headers=AUTH, json={**posts[0], "event_id": "y", "request_id": "no spaces"}
                       ).status_code == 422
+        for bad in ("free", -1, True):
+            r = c.post("/v1/events", headers=AUTH, json={**posts[1], "event_id": "z", "context": {"price": bad}})
+            assert r.status_code == 422 and "context.price" in r.text
         ctx = {e["event_id"]: e["context"] for e in c.get("/v1/users/u1", headers=AUTH).json()["events"]}
         assert ctx["c1"] == {"request_id": home["request_id"]} and ctx["v1"] is None
 
@@ -131,10 +136,11 @@ def test_clicks_and_purchases_are_attributed_to_answer_position_and_model(shop, 
     assert attributed == {
         labels(event_type="click", model_version=version, variant="", placement="home", position="2"): 1.0,
         labels(event_type="purchase", model_version=version, variant="", placement="home", position="1"): 1.0,
+        labels(event_type="purchase", model_version=version, variant="", placement="home", position="2"): 1.0,
         labels(event_type="click", model_version=version, variant="", placement="similar", position="not_shown"): 1.0,
         labels(event_type="add_to_cart", model_version=version, variant="", placement="similar", position="3"): 1.0,
     }
-    assert revenue == {labels(model_version=version, variant="", placement="home"): 2 * PRICE[first]}
+    assert revenue == {labels(model_version=version, variant="", placement="home"): 2 * PRICE[first] + 1.25}
     assert missed == {labels(event_type="click"): 1.0}  # c3 named no answer
 
 

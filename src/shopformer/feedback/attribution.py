@@ -55,7 +55,7 @@ class Attribution:
     item_id: str | None
     position: int | None
     shown: Shown
-    #: purchases: quantity x catalog price (0 when the price is unknown); else 0
+    #: purchases: quantity x the price paid, else the catalog price (0 when neither is known); else 0
     revenue: float = 0.0
 
     @property
@@ -98,16 +98,17 @@ class Attributor:
         return shown
 
     def attribute(self, request_id: str, event_type: str, item_id: str | None, quantity: float | None = None,
-                  price_of: Callable[[str], float | None] | None = None) -> Attribution | None:
-        """The event's attribution, or None when its answer is unknown. ``price_of``
-        (item id -> catalog price or None) values purchases: quantity (1 when absent)
-        times the price."""
+                  price_of: Callable[[str], float | None] | None = None,
+                  paid: float | None = None) -> Attribution | None:
+        """The event's attribution, or None when its answer is unknown. A purchase is
+        valued at its quantity (1 when absent) times ``paid`` (the unit price the event
+        names) or, without it, ``price_of(item_id)`` (the catalog price, or None)."""
         shown = self.find(request_id)
         if shown is None:
             return None
         revenue = 0.0
-        if event_type == "purchase" and item_id is not None and price_of is not None:
-            price = price_of(item_id)
+        if event_type == "purchase" and item_id is not None and (paid is not None or price_of is not None):
+            price = paid if paid is not None else price_of(item_id)
             revenue = (1.0 if quantity is None else float(quantity)) * float(price) if price is not None else 0.0
         return Attribution(request_id, event_type, item_id, shown.position(item_id), shown, revenue)
 

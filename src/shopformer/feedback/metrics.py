@@ -6,7 +6,7 @@
     events that named an answer, by the answer's model, variant and placement and the
     event item's position bucket (``1, 2, 3, 4-5, 6-10, 11+, not_shown``).
 ``shopformer_attributed_revenue_total{model_version, variant, placement}``
-    purchases' quantity x catalog price (see :mod:`.online`).
+    purchases' quantity x the price paid, else the catalog price (see :mod:`.online`).
 ``shopformer_unattributed_events_total{event_type}``
     events naming an answer this process could not find (yet).
 ``shopformer_impressions_dropped_total{reason}``, ``shopformer_impressions_written_total``,
@@ -45,7 +45,8 @@ class FeedbackMetrics:
         self.attributed = Counter(
             "shopformer_attributed_events", "events attributed to the answer they came from",
             ["event_type", "model_version", "variant", "placement", "position"], registry=registry)
-        self.revenue = Counter("shopformer_attributed_revenue", "attributed purchases: quantity x catalog price",
+        self.revenue = Counter("shopformer_attributed_revenue",
+                               "attributed purchases: quantity x price paid (else catalog price)",
                                ["model_version", "variant", "placement"], registry=registry)
         self.unattributed = Counter("shopformer_unattributed_events", "events naming an answer not found",
                                     ["event_type"], registry=registry)

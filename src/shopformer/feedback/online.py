@@ -16,8 +16,9 @@ Answer outcomes
     least one click, and so on.
 Revenue
     A purchase's revenue is its quantity (the event's ``value``; 1 when absent) times the
+    unit price paid, ``context.price`` of the event, or, when the event names none, the
     item's catalog price now (the store keeps no price history; a purchase of an item
-    with no price adds 0). Prices are summed as they are: a catalog in several
+    with neither adds 0). Prices are summed as they are: a catalog in several
     currencies needs one report per currency.
 """
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 BUCKETS: tuple[str, ...] = ("1", "2", "3", "4-5", "6-10", "11+", "not_shown")
 #: the bounds of each bucket of shown positions (``None``: no upper bound)
 _BOUNDS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, None))
+#: the key of an event's ``context`` that holds the unit price paid (see Revenue above)
+PAID = "price"
 #: event type -> the answer column counting it
 OUTCOMES: dict[str, str] = {"click": "clicks", "add_to_cart": "add_to_carts", "purchase": "purchases"}
 #: the impression columns an attributed event carries
@@ -65,14 +68,16 @@ def attribute(impressions: pl.DataFrame, events: pl.DataFrame, prices: pl.DataFr
     """One row per event (with a ``request_id`` column) whose request id names one of
     ``impressions``: ``event_id, event_type, item_id, timestamp, value, request_id``,
     ``position`` (1-based; null when the item was not shown), ``bucket``, ``revenue``
-    (purchases: quantity x price from ``prices``, columns ``item_id, price``; 0 for the
-    rest) and the impression's ``user_id`` (the customer shown the answer), ``shown_at``,
+    (purchases: quantity x the price paid, ``context.price``, else the price from
+    ``prices``, columns ``item_id, price``; 0 for the rest) and the impression's ``user_id`` (the customer shown the answer), ``shown_at``,
     ``placement``, ``route``, ``model_name``, ``model_version``, ``experiment``, ``variant``."""
     shown = (impressions.select("request_id", "item_ids")
              .with_columns(position=pl.int_ranges(1, pl.col("item_ids").list.len() + 1))
              .explode("item_ids", "position").rename({"item_ids": "item_id"})
              .drop_nulls("item_id").unique(["request_id", "item_id"], keep="first"))
-    found = (events.select("event_id", "event_type", "item_id", "timestamp", "value", "request_id")
+    paid = (pl.col("context").str.json_path_match(f"$.{PAID}").cast(pl.Float64, strict=False)
+            if "context" in events.columns else pl.lit(None, pl.Float64))
+    found = (events.select("event_id", "event_type", "item_id", "timestamp", "value", "request_id", paid.alias("paid"))
              .join(impressions.select("request_id", *_CONTEXT), on="request_id", how="inner")
              .join(shown, on=["request_id", "item_id"], how="left")
              .with_columns(pl.col("position").cast(pl.Int64)))
@@ -82,8 +87,8 @@ def attribute(impressions: pl.DataFrame, events: pl.DataFrame, prices: pl.DataFr
     return (found.join(price, on="item_id", how="left")
             .with_columns(bucket=_bucket("position"),
                           revenue=pl.when(pl.col("event_type") == "purchase")
-                          .then(quantity * pl.col("price").fill_null(0.0)).otherwise(0.0))
-            .drop("price").sort("timestamp", "event_id", nulls_last=True))
+                          .then(quantity * pl.coalesce("paid", "price").fill_null(0.0)).otherwise(0.0))
+            .drop("price", "paid").sort("timestamp", "event_id", nulls_last=True))
 
 
 def per_answer(impressions: pl.DataFrame, attributed: pl.DataFrame) -> pl.DataFrame:

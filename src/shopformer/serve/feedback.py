@@ -30,6 +30,7 @@ from fastapi import Request, Response
 from shopformer.feedback.attribution import Attributor, Shown
 from shopformer.feedback.impressions import ImpressionLog, ImpressionLogConfig
 from shopformer.feedback.metrics import FeedbackMetrics
+from shopformer.feedback.online import PAID
 from shopformer.privacy.pseudonym import ForeignPseudonym
 from shopformer.store import EventStore
 from shopformer.store.impressions import refused
@@ -140,7 +141,8 @@ def attribute_events(request: Request, events: Sequence[EventIn]) -> None:
             continue
         try:
             found = feedback.attributor.attribute(e.request_id, e.type, e.item_id, e.value,
-                                                  lambda item: _price(feedback.store, item))
+                                                  lambda item: _price(feedback.store, item),
+                                                  paid=(e.context or {}).get(PAID))
         except Exception:  # noqa: BLE001 - the event is stored; only the live counter misses it
             log.warning("could not attribute an event to answer %s", e.request_id, exc_info=True)
             found = None

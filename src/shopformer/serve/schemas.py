@@ -18,6 +18,7 @@ NaN or infinity (``1e400``) is never a number. Sizes that depend on the settings
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -161,7 +162,9 @@ class EventIn(_In):
     ``request_id``: the answer (recommendations, similar items, search) the event came
     from, as that answer gave it; the event is then attributed to the answer, its
     position in it and the model that made it. It is stored in ``context`` under
-    ``"request_id"`` (where events ingested from files carry it too)."""
+    ``"request_id"`` (where events ingested from files carry it too).
+    ``context.price``: the unit price paid (a purchase's revenue is ``value`` x this
+    price; without it, the catalog's price when the revenue is counted)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -194,6 +197,10 @@ class EventIn(_In):
             raise ValueError(f"request_id {self.request_id!r} differs from context.request_id {inner!r}")
         if self.request_id is None and isinstance(inner, str):
             self.request_id = inner
+        price = (self.context or {}).get("price")
+        if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
+                                  or not math.isfinite(price) or price < 0):
+            raise ValueError(f"context.price must be a finite number >= 0 (the unit price paid), got {price!r}")
         return self
 
     @field_validator("item_id")
