@@ -114,6 +114,21 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+class LazyBatches:
+    """An epoch's batches, each built from its row indexes when it is reached: only one
+    batch's windows are in memory at a time. Supports ``len`` and iteration (what the
+    Trainer reads), in order."""
+
+    def __init__(self, groups: list[np.ndarray], build) -> None:
+        self.groups, self.build = groups, build
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self):
+        return (self.build(g) for g in self.groups)
+
+
 @dataclass
 class Windows:
     """Left-padded model inputs, one row per sequence: items plus the optional parallel
