@@ -21,6 +21,7 @@ from shopformer.features.vocab import Vocabulary
 from shopformer.models import BASELINES
 from shopformer.models.base import Recommender
 from shopformer.models.content_knn import ContentKNN
+from shopformer.models.repeat import RepeatAware
 from shopformer.models.sequential import BERT4RecRecommender, SASRecRecommender
 
 #: Every model class the CLI can build or load, by its stable name. Explicit on purpose.
@@ -111,6 +112,9 @@ class Run:
     users: Vocabulary
     data_config: DataConfig
     info: dict
+    #: past items let back in (``RUN/repeats``, written by ``shopformer repeats``): the
+    #: answers' default when a request does not say whether to exclude the history
+    repeats: RepeatAware | None = None
 
 
 def save_run(
@@ -140,6 +144,7 @@ def load_run(folder: Path) -> Run:
     if name not in MODELS:
         raise ValueError(f"{folder} holds model {name!r}, which this version does not know")
     model = MODELS[name].load(folder / "model")
+    repeats = RepeatAware.load(folder / REPEATS, model) if (folder / REPEATS / "config.json").exists() else None
     return Run(
         folder=folder,
         model=model,
@@ -147,7 +152,12 @@ def load_run(folder: Path) -> Run:
         users=Vocabulary.load(folder / "users.json"),
         data_config=DataConfig.from_dict(meta["data_config"]),
         info=meta,
+        repeats=repeats,
     )
+
+
+#: a run's repeat-purchase settings (models/repeat.py), beside its model
+REPEATS = "repeats"
 
 
 def run_version(folder: Path) -> str:

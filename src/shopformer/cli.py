@@ -257,6 +257,8 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(help="Results JSON path (Markdown beside it).")] = None,
 ) -> None:
     """Full-ranking evaluation of a run, or of a model fitted here on the training split."""
+    from dataclasses import replace
+
     from shopformer.artifact import load_run, make_model
     from shopformer.evaluate.protocol import EvalConfig
     from shopformer.evaluate.report import rich_table, write_results
@@ -280,13 +282,19 @@ def evaluate(
         else:
             _fail("give --run RUN_FOLDER or --model NAME")
             return
-        record = evaluate_model(m, d, s, split, eval_cfg, {"dataset": source, "fit_seconds": fit_s, "seed": 0})  # type: ignore[arg-type]
+        context = {"dataset": source, "fit_seconds": fit_s, "seed": 0}
+        records = [evaluate_model(m, d, s, split, eval_cfg, context)]  # type: ignore[arg-type]
+        if run is not None and loaded.repeats is not None:  # what its answers serve: past items let back in
+            records.append(evaluate_model(loaded.repeats, d, s, split, replace(eval_cfg, exclude_history=False),  # type: ignore[arg-type]
+                                          context))
+            records[-1]["model"] = f"{records[0]['model']}+repeats"
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    console.print(rich_table([record]))
+    record = records[0]
+    console.print(rich_table(records))
     out = out or Path("results") / f"{record['model']}_{split}.json"
-    md = write_results([record], out)
+    md = write_results(records, out)
     console.print(f"results: {out} and {md}")
 
 
@@ -613,6 +621,11 @@ app.command("rollback")(_rollback)
 from shopformer.audience_cli import audience as _audience  # noqa: E402
 
 app.command("audience")(_audience)
+
+# `shopformer repeats` (issue 21 pt 4): in repeats_cli / models.repeat
+from shopformer.repeats_cli import repeats as _repeats  # noqa: E402
+
+app.command("repeats")(_repeats)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ picks every setting on validation from a small grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -80,6 +82,24 @@ class RepeatAware:
 
     def __init__(self, config: RepeatConfig, base: object, stats: RepeatStats) -> None:
         self.config, self.base, self.stats = config, base, stats
+
+    def save(self, folder: Path, extra: dict | None = None) -> None:
+        """``config.json`` (the settings, everyone's repeat share and ``extra``, such as the
+        validation scores) and ``stats.npz`` (per-item counts) in ``folder``: a run's
+        ``repeats/``, which serving and evaluation read beside the model."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "stats.npz", item_repeats=self.stats.item_repeats, item_events=self.stats.item_events)
+        meta = {"config": asdict(self.config), "overall": self.stats.overall, **(extra or {})}
+        (folder / "config.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, base: object) -> RepeatAware:
+        folder = Path(folder)
+        meta = json.loads((folder / "config.json").read_text())
+        with np.load(folder / "stats.npz") as w:
+            stats = RepeatStats(float(meta["overall"]), w["item_repeats"], w["item_events"])
+        return cls(RepeatConfig(**meta["config"]), base, stats)
 
     def score(self, history: Sequences, base_scores: np.ndarray | None = None) -> np.ndarray:
         """(U, N + 1) log-probabilities of the next item; ``base_scores``: the wrapped

@@ -654,6 +654,12 @@ class RecommendationService:
             if recent is not None:
                 idx, top = rank_exact(recent[None], None, allowed, k)
                 return self._ranked(served, idx, top, self.new_visitors.config.strategy)
+        repeats = served.run.repeats
+        if repeats is not None and not exclude_history and seq.n_interactions:
+            # past items compete with the rest through the learned repeat mixture; its
+            # softmax needs every item's score, so this path scores the whole catalog
+            idx, top = rank_exact(repeats.score(seq), None, allowed, k)
+            return self._ranked(served, idx, top, strategy)
         if served.vectors is not None:
             query = user_vector(served.run.model, seq) if query is None else query
             if np.isfinite(query).all():

@@ -131,7 +131,9 @@ async def user_recommendations(
     flt: Annotated[Filters, Depends(filters)],
     response: Response,
     k: K = 10,
-    exclude_history: Annotated[bool, Query(description="leave out items already in the history")] = True,
+    exclude_history: Annotated[bool | None, Query(
+        description="leave out items already in the history; unset: left out unless the run learned "
+                    "repeat purchases (`shopformer repeats`), which then compete with the rest")] = None,
     explain: Explain = False,
     placement: PlacementQ = None,
     session_id: SessionQ = None,
@@ -145,6 +147,8 @@ async def user_recommendations(
     has any key (the answer is drawn from the customer's history). While an A/B
     experiment runs, the customer's variant's run answers."""
     served, experiment, variant = service.for_user(user_id)
+    if exclude_history is None:
+        exclude_history = served.run.repeats is None
     ranked, n = reranked(service, rerank, ("query",),
                          lambda o: service.recommend_user(served, user_id, k, exclude_history, flt, o))
     items = scored(service, ranked, served)
