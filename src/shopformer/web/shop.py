@@ -112,7 +112,8 @@ class Shop:
         if customer is not None:
             uid = self.user_id(customer)
             served, experiment, variant = service.for_user(uid)  # the customer's variant's run in an experiment
-            ranked, n = service.recommend_user(served, uid, k, True, None)
+            exclude = served.run.repeats is None  # a run that learned repeat purchases offers them again
+            ranked, n = service.recommend_user(served, uid, k, exclude, None)
             history = service.history(served, uid).sequences
         else:
             ranked, n, _ = service.recommend_items(served, visitor.trail, k, True, None)
@@ -120,7 +121,8 @@ class Shop:
             idx = np.asarray(idx)[np.asarray(idx) > 0]
             history = Sequences(np.array([0, len(idx)]), idx)
         found = cards(service.store, ranked.item_ids, service.titles(ranked.item_ids, served, ranked.idx))
-        explained = explain_ranked(self.state.explainers, service, served, history, ranked, True, None)
+        explained = explain_ranked(self.state.explainers, service, served, history, ranked,
+                                   customer is None or served.run.repeats is None, None)
         for card, score, why in zip(found, ranked.scores, explained):
             card.score, card.explanation = score, why
         heading = {"history": "Recommended for you", "trending": "Trending now"}.get(ranked.strategy, "Popular right now")
