@@ -124,8 +124,11 @@ class SASRecRecommender:
         self.module, self._table = SASRec(arch), None
         rng = np.random.default_rng(c.train.seed)
         rows = np.flatnonzero(train.lengths >= 2)  # a row needs an input and a target
-        seqs = train.rows(rows)
-        counts = torch.from_numpy(np.bincount(seqs.items, minlength=n_items + 1))
+        # the rows are read where they lie (a memory-mapped log larger than memory is
+        # never copied whole); counts of the items of those rows only, as the loss sees them
+        single = train.offsets[:-1][train.lengths == 1]
+        counts = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1)
+                                  - np.bincount(train.items[single], minlength=n_items + 1))
         if self.module.content is not None:
             vectors = self.content.vectors
             self.module.content.set_rows(torch.from_numpy(self.content.tokens),
@@ -136,7 +139,7 @@ class SASRecRecommender:
         if self.warm_start is not None:
             self.warm_start(self.module)
         if c.dp.enabled:
-            self._fit_private(seqs, len(train))
+            self._fit_private(train.rows(rows), len(train))
             self.training_setup = {"device": "cpu", "processes": 1, "precision": "float32"}
             return self
         ranks = distributed.start(c.train.device)
@@ -149,16 +152,17 @@ class SASRecRecommender:
 
         if c.train.crop not in ("random", "last", "all"):
             raise ValueError(f"unknown crop {c.train.crop!r}: use random, last or all")
-        every_window = all_windows(seqs, length) if c.train.crop == "all" else None
+        every_window = all_windows(train.rows(rows), length) if c.train.crop == "all" else None
 
-        source = every_window if every_window is not None else seqs
+        source, pick = (every_window, np.arange(len(every_window))) if every_window is not None else (train, rows)
+        window_lengths = np.minimum(source.lengths[pick], length)
         crop_rng = rng if c.train.crop == "random" else None
 
         def epoch_batches(epoch: int) -> LazyBatches:
             # windows are cut batch by batch: all of an epoch's at once is several times the
             # data's size (2M users x 51 int64 cells = 0.8 GB per array at 100M events)
-            groups = bucketed_batches(np.minimum(source.lengths, length), c.train.batch_size, rng)
-            return LazyBatches(groups, lambda g: self._windows(source.rows(g), length, crop_rng).trim())
+            groups = bucketed_batches(window_lengths, c.train.batch_size, rng)
+            return LazyBatches(groups, lambda g: self._windows(source.rows(pick[g]), length, crop_rng).trim())
 
         def step(batch: Windows) -> torch.Tensor:
             if arch.causal:  # position t reads events <= t and predicts event t + 1
