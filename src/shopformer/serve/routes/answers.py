@@ -1,0 +1,69 @@
+"""Customer-service answers: ``POST /v1/answers`` {item_id, question, k} -> the product's
+best past answers with scores and, for a yes/no question, yes or no with a confidence.
+
+The Q&A corpus is a folder built by ``shopformer answer build`` and named by
+SHOPFORMER_ANSWERS_DIR; it is loaded on the first request (a server that never answers
+questions pays nothing) and the sentence model on the first question. No API key is
+needed: the answers are public product content, no customer's data. A plain function
+(FastAPI's thread pool): encoding the question is CPU work.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from shopformer.answers import Answerer, UnknownProduct
+
+from ..answers_schemas import AnswersRequest, AnswersResponse, RankedAnswerOut, YesNoOut
+from ..schemas import ErrorResponse
+
+router = APIRouter(prefix="/v1", tags=["answers"])
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "no Q&A stored for the item"},
+    503: {"model": ErrorResponse, "description": "no answers folder configured (SHOPFORMER_ANSWERS_DIR) or it "
+                                                 "cannot be read"},
+}
+_load = threading.Lock()
+
+
+def get_answerer(request: Request) -> Answerer:
+    """The app's Answerer, loaded from SHOPFORMER_ANSWERS_DIR on first use (a failed load
+    is tried again by the next request)."""
+    found = getattr(request.app.state, "answerer", None)
+    if found is None:
+        with _load:
+            found = getattr(request.app.state, "answerer", None)
+            if found is None:
+                folder = request.app.state.settings.answers_dir
+                if folder is None:
+                    raise HTTPException(503, "no Q&A corpus: set SHOPFORMER_ANSWERS_DIR to a folder built by "
+                                             "`shopformer answer build --qa FILE --out DIR`")
+                try:
+                    found = Answerer.load(Path(folder))
+                except (FileNotFoundError, ValueError, OSError) as exc:
+                    raise HTTPException(503, f"the answers folder cannot be loaded: {exc}") from None
+                request.app.state.answerer = found
+    return found
+
+
+@router.post("/answers", response_model=AnswersResponse, responses=ERRORS)
+def answers(body: AnswersRequest, answerer: Annotated[Answerer, Depends(get_answerer)]) -> AnswersResponse:
+    """The ``k`` best of ``item_id``'s stored answers for ``question`` (BM25 + MiniLM,
+    fused, re-ranked; see shopformer.answers) and, when the question is a yes/no one,
+    ``yes_no``: the predicted answer with its calibrated confidence."""
+    try:
+        found = answerer.answer(body.item_id, body.question, body.k)
+    except UnknownProduct:
+        raise HTTPException(404, f"no Q&A stored for item {body.item_id!r}") from None
+    ranked = [RankedAnswerOut(rank=r, qa_id=a.qa_id, answer=a.answer, question=a.question, score=round(a.score, 6),
+                              bm25=round(a.bm25, 6), cosine=round(a.cosine, 6))
+              for r, a in enumerate(found.answers, start=1)]
+    yes_no = (YesNoOut(answer=found.yes_no.answer, confidence=round(found.yes_no.confidence, 4))
+              if found.yes_no is not None else None)
+    return AnswersResponse(item_id=body.item_id, question=body.question, answers=ranked,
+                           p_yes_no_question=round(found.p_yes_no_question, 4), yes_no=yes_no,
+                           answers_stored=len(answerer.rows_of(body.item_id)))
