@@ -34,6 +34,8 @@ def audience(
     category: Annotated[Optional[str], typer.Option(help="Score any item of this category instead of one item.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: standard output).")] = None,
     history_limit: Annotated[int, typer.Option(min=1, help="Latest events read per customer.")] = 200,
+    ranker: Annotated[bool, typer.Option(help="Rank an item's audience by the run's fitted audience ranker, when it "
+                                              "holds one (shopformer audience-fit).")] = True,
 ) -> None:
     """The k customers most likely to buy ITEM (or any item of --category) next, as CSV
     (user_id, score, rank): each customer's user vector from their latest stored events
@@ -41,6 +43,7 @@ def audience(
     from shopformer.artifact import load_run
     from shopformer.dataset import DEFAULT_EVENT_TYPES
     from shopformer.rank.audience import AudienceConfig, audience_from_events
+    from shopformer.rank.audience_learned import LearnedAudience, load_ranker
     from shopformer.serve.retrieval import is_vector_model
     from shopformer.store import EventStore, StoreConfig
     from shopformer.store.access import record_audit
@@ -65,9 +68,15 @@ def audience(
             if not len(idx):
                 _fail(f"category {category!r} has no product the model in {run} knows")
         types = tuple(loaded.data_config.event_types or DEFAULT_EVENT_TYPES)
-        aud = audience_from_events(AudienceConfig(history_limit=history_limit), loaded.model, loaded.items, types,
-                                   s.events(), loaded.data_config.dedupe_consecutive)
-        found = aud.for_item(int(idx[0]), k) if item is not None else aud.for_items(idx, k)
+        events = s.events()
+        fitted = load_ranker(run) if ranker and item is not None else None
+        if fitted is not None:  # the learned ranker (item audiences only)
+            aud = LearnedAudience(fitted, events, loaded.items)
+            found = aud.for_item(int(idx[0]), k)
+        else:
+            aud = audience_from_events(AudienceConfig(history_limit=history_limit), loaded.model, loaded.items, types,
+                                       events, loaded.data_config.dedupe_consecutive)
+            found = aud.for_item(int(idx[0]), k) if item is not None else aud.for_items(idx, k)
         record_audit(s, cli_actor(), "audience", f"item:{item}" if item is not None else f"category:{category}",
                      "ok", {"customers": len(found.user_ids), "out": str(out) if out else "stdout"})
     handle = open(out, "w", newline="") if out is not None else sys.stdout
@@ -79,5 +88,38 @@ def audience(
     finally:
         if out is not None:
             handle.close()
-    console.print(f"{len(found.user_ids)} of {len(aud)} customers named"
+    console.print(f"{len(found.user_ids)} of {len(aud)} customers named" + (" (learned ranker)" if fitted else "")
                   + (f" ({len(idx)} items of {category!r})" if category else "") + (f"; written to {out}" if out else ""))
+
+
+def audience_fit(
+    run: Annotated[Path, typer.Option(help="Trained run folder: the ranker is saved in it (audience_ranker/).")],
+    store: StoreOpt,
+    days: Annotated[float, typer.Option(min=1, help="The horizon: buyers in the next DAYS days.")] = 30.0,
+    min_buyers: Annotated[int, typer.Option(min=1, help="Items fitted on: those with this many buyers.")] = 5,
+    threads: Annotated[int, typer.Option(min=1, help="LightGBM threads.")] = 2,
+    min_child_samples: Annotated[int, typer.Option(min=1, help="LightGBM's least rows per leaf (lower for a small "
+                                                               "shop).")] = 100,
+) -> None:
+    """Fit the learned audience ranker on the store's purchases (features before the
+    last DAYS days, labels: who bought each item in them) and save it in the run folder;
+    ``shopformer audience`` and ``GET /v1/items/{id}/audience`` then rank item audiences
+    by it (rank/audience_learned.py; benchmark: results/audience.md)."""
+    from shopformer.artifact import load_run
+    from shopformer.rank.audience_learned import fit_from_events, save_ranker
+    from shopformer.rank.audience_ranker import AudienceRankerConfig
+    from shopformer.store import EventStore, StoreConfig
+
+    try:
+        loaded = load_run(run)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    with EventStore(StoreConfig(url=store)) as s:
+        events = s.events()
+    try:
+        fitted, report = fit_from_events(AudienceRankerConfig(threads=threads, min_child_samples=min_child_samples), events, loaded.items, days, min_buyers)
+    except ValueError as exc:
+        _fail(str(exc))
+    folder = save_ranker(fitted, run, report)
+    console.print(f"audience ranker fitted on {report.items} items ({report.rows} candidate rows, {report.buyers} "
+                  f"buyers in the last {days:g} days); saved in {folder}")

@@ -17,7 +17,9 @@ after any of these:
 A build reads every stored event once and runs the model over every customer (on
 Online Retail's 4,300 customers, a few seconds on one CPU); one build at a time, other
 audience requests wait for it. Only dot-product models (the Transformers) have user
-vectors: for the baselines the routes answer 409.
+vectors: for the baselines the routes answer 409. When the run folder holds a fitted
+audience ranker (``shopformer audience-fit``, rank/audience_learned.py), item audiences
+are ranked by it (built with the states, from the same events).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from shopformer.rank.audience import AudienceConfig, AudienceIndex, audience_from_events
+from shopformer.rank.audience_learned import LearnedAudience, load_ranker
 from shopformer.store import EventStore
 
 from .recommender import Served
@@ -48,6 +51,8 @@ class AudienceStates:
     made: float  # time.monotonic()
     erasure_id: int
     purge_id: int
+    #: the learned ranker's view (item audiences) when the run holds a fitted one
+    learned: LearnedAudience | None = None
 
 
 class AudienceService:
@@ -82,9 +87,12 @@ class AudienceService:
             if found is not None:
                 return found
             # ids read before the events: an erasure in between makes these states look stale, never fresh
+            events = self.store.events()
             audience = audience_from_events(self.config, served.run.model, served.run.items, served.event_types,
-                                            self.store.events(), served.run.data_config.dedupe_consecutive)
+                                            events, served.run.data_config.dedupe_consecutive)
+            ranker = load_ranker(served.run.folder)
+            learned = LearnedAudience(ranker, events, served.run.items) if ranker is not None else None
             self._states = AudienceStates(audience, served.version, datetime.now(timezone.utc), time.monotonic(),
-                                          erasure_id, purge_id)
+                                          erasure_id, purge_id, learned)
             self.builds += 1
             return self._states

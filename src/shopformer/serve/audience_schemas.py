@@ -27,5 +27,6 @@ class AudienceResponse(_Out):
     customers_indexed: int = Field(description="customers with a usable history in the states searched")
     states_built_at: datetime = Field(description="when the customers' states were built from the store: events "
                                                   "stored later are not in this answer (SHOPFORMER_AUDIENCE_REFRESH_S)")
-    scoring: dict = Field(description="the audience settings (rank/audience.py AudienceConfig)")
+    scoring: dict = Field(description="the audience settings (rank/audience.py AudienceConfig, or the "
+                                      "learned ranker's with method learned_ranker)")
     model: ModelInfo

@@ -67,13 +67,16 @@ def _answer(request: Request, response: Response, principal: Principal, served: 
             found: AudienceList, what: dict, n_items: int, shown: list[str], placement: str | None) -> AudienceResponse:
     audit(request, principal, "audience", f"{'item' if 'item_id' in what else 'category'}:"
           f"{what.get('item_id') or what.get('category')}", "ok", {"customers": len(found.user_ids)})
+    learned = states.learned is not None and "item_id" in what
+    scoring = ({"method": "learned_ranker", **states.learned.ranker.config.__dict__} if learned
+               else states.audience.config.__dict__)
     request_id = answered(request, response, route="audience", items=shown, placement=placement, served=served,
-                          strategy=states.audience.config.score)
+                          strategy="learned_ranker" if learned else states.audience.config.score)
     members = [AudienceMember(user_id=u, score=round(s, 6), rank=r + 1)
                for r, (u, s) in enumerate(zip(found.user_ids, found.scores))]
     return AudienceResponse(request_id=request_id, **what, items_scored=n_items, customers=members,
                             customers_indexed=len(states.audience), states_built_at=states.built_at,
-                            scoring=states.audience.config.__dict__, model=model_info(served))
+                            scoring=scoring, model=model_info(served))
 
 
 @router.get("/items/{item_id}/audience", response_model=AudienceResponse, responses=ERRORS)
@@ -89,14 +92,15 @@ def item_audience(
 ) -> AudienceResponse:
     """The ``k`` customers most likely to buy ``item_id`` next, best first: each customer's
     user vector from their latest events (the vector their recommendations use) scored
-    against the item's (rank/audience.py). Needs an ``admin`` key; audited."""
+    against the item's (rank/audience.py), or, when the run holds a fitted audience ranker,
+    ranked by it (rank/audience_learned.py). Needs an ``admin`` key; audited."""
     served = service.require()
     if item_id not in served.run.items:
         in_catalog = service.store.get_product(item_id) is not None
         why = "is in the catalog but the model has not been trained on it" if in_catalog else "is unknown"
         raise HTTPException(404, f"item {item_id!r} {why}; no audience")
     states = _states(audiences, served)
-    found = states.audience.for_item(served.run.items.index(item_id), k)
+    found = (states.learned or states.audience).for_item(served.run.items.index(item_id), k)
     return _answer(request, response, principal, served, states, found, {"item_id": item_id}, 1, [item_id], placement)
 
 
