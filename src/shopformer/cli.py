@@ -619,13 +619,30 @@ app.command("rollback")(_rollback)
 
 # `shopformer audience` (issue 20): in audience_cli / rank.audience
 from shopformer.audience_cli import audience as _audience  # noqa: E402
+from shopformer.audience_cli import audience_fit as _audience_fit  # noqa: E402
 
 app.command("audience")(_audience)
+app.command("audience-fit")(_audience_fit)
+
+# `shopformer answer [build]` (issue 24): in answers_cli / answers
+from shopformer.answers_cli import answer_app as _answer_app  # noqa: E402
+
+app.add_typer(_answer_app, name="answer")
 
 # `shopformer repeats` (issue 21 pt 4): in repeats_cli / models.repeat
 from shopformer.repeats_cli import repeats as _repeats  # noqa: E402
 
 app.command("repeats")(_repeats)
+
+# `shopformer forecast [fit]` (issue 24 pt 1): in forecast_cli / forecast
+from shopformer.forecast_cli import forecast_app as _forecast_app  # noqa: E402
+
+app.add_typer(_forecast_app, name="forecast")
+
+# `shopformer risk [fit | score]` (issue 24 pt 2): in risk_cli / risk
+from shopformer.risk_cli import risk_app as _risk_app  # noqa: E402
+
+app.add_typer(_risk_app, name="risk")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_bad_input_is_422_naming_the_field(client, body, field):
 def test_without_an_answers_folder_the_route_says_how_to_make_one(app):
     with TestClient(app) as c:
         r = c.post("/v1/answers", json={"item_id": "P000", "question": "is it loud"})
-    assert r.status_code == 503 and "SHOPFORMER_ANSWERS_DIR" in r.json()["detail"]
+    assert r.status_code == 404 and "SHOPFORMER_ANSWERS_DIR" in r.json()["detail"]
 
 
 def test_a_folder_that_is_not_an_answers_folder_is_503(tmp_path):

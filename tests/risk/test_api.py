@@ -1,5 +1,5 @@
 """``shopformer risk fit`` on a tiny log, then ``POST /v1/risk/orders`` over HTTP: risky
-customers score higher, bad input is a 422 naming the field, no model is a 503."""
+customers score higher, bad input is a 422 naming the field, no model is a 404."""
 
 from __future__ import annotations
 
@@ -78,12 +78,12 @@ def test_bad_input_is_a_422_naming_the_field(client, patch, field):
     assert field in [e["loc"] for e in r.json()["detail"]]
 
 
-def test_no_model_is_a_clear_503(tmp_path):
+def test_no_model_is_a_clear_404(tmp_path):
     settings = ServeSettings(store_url=f"sqlite:///{tmp_path / 's.db'}", search=False, sync_s=0,
                              storefront=False, console=False, impressions=None)
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/risk/orders", json=_basket("13000"))
-    assert r.status_code == 503 and "SHOPFORMER_RISK_DIR" in r.json()["detail"]
+    assert r.status_code == 404 and "SHOPFORMER_RISK_DIR" in r.json()["detail"]
 
 
 def test_cli_scores_a_basket_file(model_dir, tmp_path):

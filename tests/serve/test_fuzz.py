@@ -50,6 +50,10 @@ OPERATIONS = [
     "POST /v1/admin/rules", "GET /v1/admin/rules", "DELETE /v1/admin/rules/{rule_id}",
     "GET /v1/items/{item_id}/complements", "POST /v1/recommendations/cart",
     "GET /v1/items/{item_id}/audience", "GET /v1/audience",
+    "GET /v1/forecast/items/{item_id}",  # sales forecasts (404 here: no SHOPFORMER_FORECAST_DIR)
+    "POST /v1/answers",  # customer-service answers (404 here: no SHOPFORMER_ANSWERS_DIR)
+    "POST /v1/risk/orders",  # order risk (404 here: no SHOPFORMER_RISK_DIR)
+    "GET /v1/admin/risk/unusual",  # the stream watch's flagged events
 ]
 #: operations that read a body (stopping an experiment is a POST without one)
 BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT") and not op.endswith("/stop")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .schemas import _In, _Out
 
@@ -13,6 +13,9 @@ MAX_ANSWERS_K = 100
 
 
 class AnswersRequest(_In):
+    # strict: a number (NaN included) is no item id or question; pydantic's lax mode took NaN
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     item_id: str = Field(min_length=1, max_length=256, description="the product asked about")
     question: str = Field(min_length=1, max_length=2000, description="the customer's question")
     k: int = Field(5, ge=1, le=MAX_ANSWERS_K, description=f"answers to return, 1..{MAX_ANSWERS_K}")

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from shopformer.explain import ExplainConfig, OcclusionConfig
 from shopformer.privacy.pseudonym import ENV_VAR as PSEUDONYM_ENV
 from shopformer.privacy.pseudonym import Pseudonymizer
+from shopformer.risk.stream import StreamRiskConfig
 from shopformer.store import EventStore, StoreConfig
 from shopformer.store import pseudonyms as store_pseudonyms
 
@@ -28,9 +29,11 @@ from .recommender import RecommendationService
 from .retention import start_retention, sync_purges
 from .routes import access, admin, catalog, events, experiments, privacy, recommend, rules, search
 from .routes import audience as audience_routes
+from .routes import answers as answers_routes
 from .routes import complements as complements_routes
 from .search import SearchService
 from .settings import ServeSettings
+from .stream_watch import StreamWatch
 from .shared_state import NoticeCollector, RedisSharedState, service_listeners, shared_state
 from .writes import WriteLimits
 
@@ -146,6 +149,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.write_limits = WriteLimits.from_settings(settings)
     app.state.metrics = metrics
+    # unusual behaviour scored as events arrive (serve/stream_watch.py)
+    app.state.stream_watch = (StreamWatch(StreamRiskConfig(), metrics.registry)
+                              if settings.stream_watch else None)
     # explain=true: one Explainer per served run
     app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, batch_limit=settings.max_batch_body_bytes)
@@ -170,6 +176,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(audience_routes.router)  # audiences for campaigns (serve/routes/audience.py)
     app.include_router(complements_routes.router)  # bought together (serve/routes/complements.py)
+    app.include_router(answers_routes.router)  # customer-service answers (serve/routes/answers.py)
+    from .routes import forecast as forecast_routes
+
+    app.include_router(forecast_routes.router)  # weekly sales forecasts (serve/routes/forecast.py)
+    from .routes import risk as risk_routes
+
+    app.include_router(risk_routes.router)  # order risk (serve/routes/risk.py)
     from shopformer import web  # the pages (storefront, console) sit on top of the API
 
     web.mount(app, settings)

@@ -53,3 +53,19 @@ class OrderRiskResponse(_Out):
     lines: list[RiskLineOut]
     model: dict = Field(description="the model: when it was fitted, the end of its data, its horizon, and its "
                         "test AUC-ROC / AUC-PR")
+
+
+class UnusualEventOut(_Out):
+    user_id: str
+    session: str
+    type: str
+    item_id: str | None
+    at: str = Field(description="the event's time (UTC, ISO 8601)")
+    score: float = Field(description="noisy-or of the rules' strengths, in [0, 1]")
+    reasons: list[dict] = Field(description="the rules that fired: rule, strength, detail")
+
+
+class UnusualEventsResponse(_Out):
+    users_tracked: int = Field(description="customers whose recent events this process keeps")
+    threshold: float = Field(description="score at and above which an event is flagged")
+    flagged: list[UnusualEventOut]

@@ -143,6 +143,22 @@ SHOPFORMER_AUDIENCE_REFRESH_S              seconds the customers' states behind 
                                            a rebuild from the store (default 900; an
                                            erasure or purge rebuilds at once; see
                                            serve/audience.py)
+SHOPFORMER_FORECAST_DIR                    folder written by ``shopformer forecast fit``:
+                                           the weekly sales forecasts
+                                           ``/v1/forecast/items/{id}`` answers (default:
+                                           none, the route answers 404)
+SHOPFORMER_ANSWERS_DIR                     folder built by ``shopformer answer build``
+                                           (product Q&A, vectors, index, models) that
+                                           ``POST /v1/answers`` answers from, loaded on
+                                           its first request (default: none; the route
+                                           answers 404 saying so)
+SHOPFORMER_RISK_DIR                        folder written by ``shopformer risk fit``: the
+                                           order-risk model ``POST /v1/risk/orders``
+                                           scores baskets with, loaded on its first
+                                           request (default: none; the route answers 404)
+SHOPFORMER_STREAM_WATCH                    ``1`` (default): score each stored event for
+                                           unusual behaviour (bursts, bots;
+                                           serve/stream_watch.py); ``0``: off
 SHOPFORMER_STOREFRONT                      ``1`` (default): serve the storefront pages at
                                            ``/`` (``src/shopformer/web/``); ``0``: the API
                                            only
@@ -373,7 +389,15 @@ class ServeSettings:
     retention_check_s: float = 3600.0
     #: seconds the customers' states behind audiences live before a rebuild (serve/audience.py)
     audience_refresh_s: float = 900.0
+    #: the customer-service answers folder (SHOPFORMER_ANSWERS_DIR; answers/, serve/routes/answers.py)
+    answers_dir: Path | None = None
+    #: the sales forecasts folder (SHOPFORMER_FORECAST_DIR; forecast/, serve/routes/forecast.py)
+    forecast_dir: Path | None = None
+    #: the order-risk model folder (SHOPFORMER_RISK_DIR; risk/, serve/routes/risk.py)
+    risk_dir: Path | None = None
     #: the storefront pages at / (SHOPFORMER_STOREFRONT; web/storefront.py)
+    #: score stored events for unusual behaviour (SHOPFORMER_STREAM_WATCH; serve/stream_watch.py)
+    stream_watch: bool = True
     storefront: bool = True
     #: the operator console at /console (SHOPFORMER_CONSOLE; web/console.py)
     console: bool = True
@@ -489,6 +513,10 @@ class ServeSettings:
             retention=_retention(env),
             retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
             audience_refresh_s=_float(env, "SHOPFORMER_AUDIENCE_REFRESH_S", cls.audience_refresh_s),
+            answers_dir=Path(env["SHOPFORMER_ANSWERS_DIR"].strip()) if env.get("SHOPFORMER_ANSWERS_DIR", "").strip() else None,
+            forecast_dir=Path(env["SHOPFORMER_FORECAST_DIR"].strip()) if env.get("SHOPFORMER_FORECAST_DIR", "").strip() else None,
+            risk_dir=Path(env["SHOPFORMER_RISK_DIR"].strip()) if env.get("SHOPFORMER_RISK_DIR", "").strip() else None,
+            stream_watch=_bool_default(env, "SHOPFORMER_STREAM_WATCH", cls.stream_watch),
             storefront=_bool_default(env, "SHOPFORMER_STOREFRONT", cls.storefront),
             console=_bool_default(env, "SHOPFORMER_CONSOLE", cls.console),
             impressions=_impressions(env),

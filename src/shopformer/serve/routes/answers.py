@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from shopformer.answers import Answerer, UnknownProduct
 
@@ -23,9 +22,9 @@ from ..schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1", tags=["answers"])
 ERRORS = {
-    404: {"model": ErrorResponse, "description": "no Q&A stored for the item"},
-    503: {"model": ErrorResponse, "description": "no answers folder configured (SHOPFORMER_ANSWERS_DIR) or it "
-                                                 "cannot be read"},
+    404: {"model": ErrorResponse, "description": "no Q&A stored for the item, or this server serves no answers "
+                                                 "(no SHOPFORMER_ANSWERS_DIR)"},
+    503: {"model": ErrorResponse, "description": "the configured answers folder cannot be read"},
 }
 _load = threading.Lock()
 
@@ -40,7 +39,7 @@ def get_answerer(request: Request) -> Answerer:
             if found is None:
                 folder = request.app.state.settings.answers_dir
                 if folder is None:
-                    raise HTTPException(503, "no Q&A corpus: set SHOPFORMER_ANSWERS_DIR to a folder built by "
+                    raise HTTPException(404, "no Q&A corpus: set SHOPFORMER_ANSWERS_DIR to a folder built by "
                                              "`shopformer answer build --qa FILE --out DIR`")
                 try:
                     found = Answerer.load(Path(folder))
@@ -51,10 +50,11 @@ def get_answerer(request: Request) -> Answerer:
 
 
 @router.post("/answers", response_model=AnswersResponse, responses=ERRORS)
-def answers(body: AnswersRequest, answerer: Annotated[Answerer, Depends(get_answerer)]) -> AnswersResponse:
+def answers(body: AnswersRequest, request: Request) -> AnswersResponse:
     """The ``k`` best of ``item_id``'s stored answers for ``question`` (BM25 + MiniLM,
     fused, re-ranked; see shopformer.answers) and, when the question is a yes/no one,
     ``yes_no``: the predicted answer with its calibrated confidence."""
+    answerer = get_answerer(request)  # after the body is validated: bad input is a 422 on any server
     try:
         found = answerer.answer(body.item_id, body.question, body.k)
     except UnknownProduct:

@@ -65,6 +65,7 @@ async def post_event(
     if written.inserted:
         _searched(request, [event])
         attribute_events(request, [event])
+        _watched(request, [event])
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     if not written.inserted:
@@ -97,6 +98,7 @@ def post_events(
         _searched(request, events)
     if written.inserted and not written.duplicates:  # a batch re-posted in part: not counted twice
         attribute_events(request, events)
+        _watched(request, events)
     metrics.events.labels("inserted").inc(written.inserted)
     metrics.events.labels("duplicate").inc(written.duplicates)
     return BatchAck(inserted=written.inserted, duplicates=written.duplicates)
@@ -147,3 +149,10 @@ def _searched(request: Request, events: list[EventIn]) -> None:
     search = request.app.state.search
     if search is not None:
         search.record_queries([e.query for e in events if e.type == "search" and e.query])
+
+
+def _watched(request: Request, events: list[EventIn]) -> None:
+    """Score stored events for unusual behaviour (serve/stream_watch.py), when on."""
+    watch = request.app.state.stream_watch
+    if watch is not None:
+        watch.observe(events)

@@ -6,26 +6,30 @@ dropped or refused by many clients, proxies and caches, and OpenAPI gives it no 
 the basket is POSTed (nothing is written: the answer depends only on the body and the
 model). The model is the folder ``shopformer risk fit --out DIR`` writes, named by
 ``SHOPFORMER_RISK_DIR`` and loaded on the first request; without one the route answers
-503 saying so. Reading a customer's history needs the read scope once the server has keys.
+404 saying so (this server serves no order risk), 503 when it cannot be loaded. Reading a customer's history needs the read scope once the server has keys.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from shopformer.store.access import READ
 
 from ..access import authorize
-from ..risk_schemas import OrderRiskRequest, OrderRiskResponse
+from ..deps import require_admin
+from ..risk_schemas import OrderRiskRequest, OrderRiskResponse, UnusualEventsResponse
 from ..schemas import ErrorResponse
 from .events import READ_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["risk"])
 _load = threading.Lock()
-ERRORS = {**READ_ERRORS, 503: {"model": ErrorResponse, "description": "no order-risk model configured"}}
+ERRORS = {**READ_ERRORS, 404: {"model": ErrorResponse, "description": "this server serves no order risk "
+                                                                     "(no SHOPFORMER_RISK_DIR)"},
+          503: {"model": ErrorResponse, "description": "the configured order-risk model cannot be loaded"}}
 
 
 def get_risk_model(request: Request):
@@ -35,7 +39,7 @@ def get_risk_model(request: Request):
         return found
     folder = getattr(request.app.state.settings, "risk_dir", None)
     if folder is None:
-        raise HTTPException(503, "no order-risk model: set SHOPFORMER_RISK_DIR to a folder written by "
+        raise HTTPException(404, "no order-risk model: set SHOPFORMER_RISK_DIR to a folder written by "
                                  "`shopformer risk fit --data ... --out DIR`")
     with _load:
         found = getattr(request.app.state, "risk_model", None)
@@ -48,6 +52,20 @@ def get_risk_model(request: Request):
                 raise HTTPException(503, f"the order-risk model in {folder} could not be loaded: {exc}") from None
             request.app.state.risk_model = found
     return found
+
+
+@router.get("/admin/risk/unusual", response_model=UnusualEventsResponse, dependencies=[Depends(require_admin)],
+            responses={k: v for k, v in READ_ERRORS.items()})
+def unusual_events(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> UnusualEventsResponse:
+    """The latest stored events this process flagged as unusual (bursts, inhuman speed,
+    the same event repeated, session volume, purchases of items never viewed), newest
+    first, each with its score and reasons (serve/stream_watch.py). Admin scope. Each
+    replica lists what it received; 404 when the watch is off (SHOPFORMER_STREAM_WATCH=0)."""
+    watch = request.app.state.stream_watch
+    if watch is None:
+        raise HTTPException(404, "the stream watch is off (SHOPFORMER_STREAM_WATCH=0)")
+    return UnusualEventsResponse(users_tracked=watch.users_tracked, threshold=watch.scorer.config.threshold,
+                                 flagged=watch.latest(limit))
 
 
 @router.post("/risk/orders", response_model=OrderRiskResponse, responses=ERRORS)
