@@ -54,3 +54,17 @@ def backend_store(store_config):
 
     with EventStore(store_config) as store:
         yield store
+
+
+@pytest.fixture(scope="module")
+def restore_threads():
+    """Serving sets torch and FAISS (and with it the OpenMP runtime they share) to one
+    thread; give the rest of the test session its threads back after the module.
+    Modules that start a server use it: ``pytestmark = pytest.mark.usefixtures("restore_threads")``."""
+    import faiss
+    import torch
+
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    yield
+    faiss.omp_set_num_threads(before[0])
+    torch.set_num_threads(before[1])

@@ -30,14 +30,7 @@ SASREC = {"arch.d_model": "16", "arch.n_layers": "1", "arch.n_heads": "1", "arch
           "train.epochs": "40", "train.batch_size": "8"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    """Serving limits torch to one thread; give the rest of the session its threads back."""
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @pytest.fixture(scope="module")

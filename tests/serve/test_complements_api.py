@@ -35,14 +35,7 @@ def _invoices() -> list[list[str]]:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    """Serving limits torch to one thread; give the rest of the session its threads back."""
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,7 @@ N_ITEMS = 40
 SASREC = {"arch.d_model": "16", "arch.n_layers": "1", "arch.max_len": "10", "train.epochs": "3"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    """Serving sets FAISS (and with it the shared OpenMP runtime torch uses) to one
-    thread; give the rest of the test session its threads back."""
-    import faiss
-    import torch
-
-    before = faiss.omp_get_max_threads(), torch.get_num_threads()
-    yield
-    faiss.omp_set_num_threads(before[0])
-    torch.set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @pytest.fixture(scope="module")

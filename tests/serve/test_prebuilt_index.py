@@ -15,12 +15,14 @@ pytest.importorskip("fastapi")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from test_index_serving import SASREC, _restore_threads, service, shop  # noqa: E402,F401
+from test_index_serving import SASREC, service, shop  # noqa: E402,F401
 
 from shopformer.artifact import make_model  # noqa: E402
 from shopformer.cli import app  # noqa: E402
 from shopformer.dataset import DataConfig  # noqa: E402
 from shopformer.experiment import train_run  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @pytest.fixture

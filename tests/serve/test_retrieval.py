@@ -25,15 +25,7 @@ INDEXES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    import faiss
-    import torch
-
-    before = faiss.omp_get_max_threads(), torch.get_num_threads()
-    yield
-    faiss.omp_set_num_threads(before[0])
-    torch.set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 def masked(index, q, k, allowed, exclude):
