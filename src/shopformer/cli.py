@@ -644,6 +644,12 @@ from shopformer.risk_cli import risk_app as _risk_app  # noqa: E402
 
 app.add_typer(_risk_app, name="risk")
 
+# `shopformer distil` / `shopformer quantize` (issue 23 pt 3): in distil_cli / compression
+from shopformer.distil_cli import distil as _distil, quantize as _quantize  # noqa: E402
+
+app.command("distil")(_distil)
+app.command("quantize")(_quantize)
+
 
 if __name__ == "__main__":
     app()

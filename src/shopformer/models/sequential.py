@@ -26,6 +26,7 @@ from shopformer.models.sasrec import SASRec, SASRecConfig
 from shopformer.train import distributed, losses
 from shopformer.train.batches import (LazyBatches, Windows, all_windows, bucketed_batches, build_windows,
                                       cloze_mask)
+from shopformer.train.contrastive import ContrastiveConfig, PretrainConfig, contrastive_views, stack, view_loss
 from shopformer.train.device import amp_dtype, precision_name
 from shopformer.train.dp import DPConfig, PrivacyReport
 from shopformer.train.loop import Trainer, TrainConfig, TrainHistory, plot_history, seed_everything
@@ -46,6 +47,10 @@ class TransformerConfig:
     calibration: CalibrationConfig = CalibrationConfig()
     #: DP-SGD (user-level differential privacy), off unless ``dp.epsilon`` is set
     dp: DPConfig = DPConfig()
+    #: self-supervision (train/contrastive.py): a contrastive loss beside the next-item
+    #: one, and masked-item pretraining before it; both off by default
+    contrastive: ContrastiveConfig = ContrastiveConfig()
+    pretrain: PretrainConfig = PretrainConfig()
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,16 @@ class SASRecRecommender:
                 self._fill_channel(self.module)
         if self.warm_start is not None:
             self.warm_start(self.module)
+        ssl, fine_tune, pretrained = c.contrastive, c.train, ""
+        if (ssl.enabled or c.pretrain.epochs) and not arch.causal:
+            raise ValueError(f"contrastive / pretrain: options of the causal model (sasrec), not {self.name}")
+        if c.pretrain.epochs and not c.dp.enabled:  # Cloze epochs on the same layers, then next-item
+            from shopformer.models.cloze_pretrain import cloze_pretrain
+
+            spent, epochs = cloze_pretrain(self, train, n_items)
+            pretrained = f"; after {epochs} Cloze pretraining epochs ({spent:.0f} s)"
+            if c.train.time_limit_s:  # one budget for both
+                fine_tune = replace(c.train, time_limit_s=max(1.0, c.train.time_limit_s - spent))
         if c.dp.enabled:
             self._fit_private(train.rows(rows), len(train))
             self.training_setup = {"device": "cpu", "processes": 1, "precision": "float32"}
@@ -172,20 +187,31 @@ class SASRecRecommender:
                 hidden = items == self.module.mask_token  # a masked slot shows no type or gap
                 inputs = Windows(items, *(None if a is None else np.where(hidden, 0, a)
                                           for a in (batch.types, batch.gaps)))
-            weight = 1.0
+            # drawn on the whole batch, as the cloze mask: every rank's generator stays in step
+            views = contrastive_views(inputs, ssl, self.module.mask_token, rng) if ssl.enabled else []
+            weight = view_weight = 1.0
             if ranks.distributed:  # this rank's slice of the global batch (train/distributed.py)
                 n_global = int((targets > 0).sum())  # the cloze mask was drawn on the whole batch
                 rows = ranks.shard(len(targets))
                 weight = distributed.shard_weight(int((targets[rows] > 0).sum()), n_global, ranks.world_size)
+                view_weight = distributed.shard_weight(len(rows), len(targets), ranks.world_size)
                 if len(rows) == 0:  # a batch shorter than the ranks: join DDP's step with no weight
                     rows = np.arange(1)
                 inputs, targets = inputs.select(rows), targets[rows]
+                views = [v.select(rows) for v in views]
             table = self.module.item_representations()  # (N + 2, D), one per step
-            h = net(*_tensors(inputs, device), table=table, context=_context(inputs, device))  # (B, T, D)
+            n = len(targets)
+            if views:  # one pass: next-item inputs, then the views (train/contrastive.py)
+                inputs = stack([inputs, *views])
+            h_all = net(*_tensors(inputs, device), table=table, context=_context(inputs, device))  # (B [x k], T, D)
+            h = h_all[:n] if views else h_all
             y = torch.from_numpy(targets).to(device)
             keep = y > 0
             loss = self._loss(h[keep], y[keep], self.module.item_table(table), log_q, gen)
-            return loss if weight == 1.0 else loss * weight
+            loss = loss if weight == 1.0 else loss * weight
+            if views:
+                loss = loss + ssl.weight * view_weight * view_loss(h_all, n, ssl, arch.d_model)
+            return loss
 
         def validate() -> float:
             score = self._validate(valid, n_items)
@@ -193,8 +219,9 @@ class SASRecRecommender:
                 self.on_validation(score)
             return score
 
-        self.history = Trainer(c.train).fit(self.module, epoch_batches, step, validate if valid is not None else None,
-                                            ranks=ranks, precision=precision)
+        self.history = Trainer(fine_tune).fit(self.module, epoch_batches, step, validate if valid is not None else None,
+                                              ranks=ranks, precision=precision)
+        self.history.stopped += pretrained
         self.module.to("cpu")  # served and saved from the CPU
         self._table = None  # the best weights were restored
         self.training_setup = {"device": str(device), "processes": ranks.world_size,
@@ -209,6 +236,7 @@ class SASRecRecommender:
                          (self.content is not None, "product content (ID-only models for now)"),
                          (c.members > 1, "members > 1 (each network would spend the budget again)"),
                          (c.arch.time_context, "arch.time_context (not in the per-user DP step yet)"),
+                         (c.contrastive.enabled or c.pretrain.epochs > 0, "contrastive / pretrain (self-supervision)"),
                          (c.train.loss != "ce", f"train.loss={c.train.loss} (DP-SGD uses the full softmax, ce)"),
                          (c.train.crop == "all", "train.crop=all (a user must be one example: use random or last)"),
                          (c.train.device not in ("auto", "cpu"), f"train.device={c.train.device} (it runs on the CPU)"),
@@ -360,6 +388,10 @@ class SASRecRecommender:
         weights, for work that may be approximate (occlusion); it reads the float item
         table as is."""
         table = self.item_representations()
+        from shopformer.models.quantize import is_quantized
+
+        if is_quantized(self._require()):  # an int8 run (`shopformer quantize`) is its own int8 copy
+            return self._require()
         if self._int8 is None or self._int8[0] is not table:
             # PyTorch marks this eager-mode API deprecated (torchao's is the successor); it
             # is an opt-in path whose docs say so (OcclusionConfig.precision), so its
@@ -510,11 +542,17 @@ class SASRecRecommender:
             calibration=CalibrationConfig(**{k: tuple(v) if isinstance(v, list) else v
                                              for k, v in raw.get("calibration", {}).items()}),
             dp=DPConfig(**raw.get("dp", {})),
+            contrastive=ContrastiveConfig(**raw.get("contrastive", {})),
+            pretrain=PretrainConfig(**raw.get("pretrain", {})),
         )
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)
         model.module = SASRec(config.arch) if config.members == 1 else SASRecEnsemble(
             [SASRec(config.arch) for _ in range(config.members)])
+        if (folder / "quantization.json").exists():  # int8 layers (models/quantize.py): converted before loading
+            from shopformer.models.quantize import read_record, requantize
+
+            requantize(model.module, read_record(folder))
         state = torch.load(folder / "weights.pt", weights_only=True, map_location="cpu")
         if config.members == 1:
             state.setdefault("known", model.module.known)  # saved before content fusion: all known
