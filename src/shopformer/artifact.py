@@ -91,17 +91,22 @@ def make_model(name: str, params: dict[str, str] | None = None) -> Recommender:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     cls = MODELS[name]
-    cfg_cls = config_class(cls)
-    known = _settings(cfg_cls)
-    config = cfg_cls()
+    return cls(with_settings(config_class(cls)(), params, name, f"{name}.{{key}}"))
+
+
+def with_settings(config, params: dict[str, str] | None, owner: str, value_label: str = "{key}"):  # noqa: ANN001, ANN201
+    """``config`` (a config dataclass) with ``params`` (``--set`` strings under dotted
+    keys such as ``train.lr``) applied; an unknown key or a bad value raises ValueError
+    naming ``owner`` and the key (``value_label``, formatted with ``key``)."""
+    known = _settings(type(config))
     for key, raw in (params or {}).items():
         if key not in known:
-            raise ValueError(f"{name} has no setting {key!r}; settings: {', '.join(sorted(known))}")
+            raise ValueError(f"{owner} has no setting {key!r}; settings: {', '.join(sorted(known))}")
         try:
             config = _with(config, key, _coerce(raw, known[key]))
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"bad value for {name}.{key}: {exc}") from None
-    return cls(config)
+            raise ValueError(f"bad value for {value_label.format(key=key)}: {exc}") from None
+    return config
 
 
 @dataclass

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from shopformer.artifact import Run, _coerce, _settings, _with, load_run, run_version, save_run
+from shopformer.artifact import Run, load_run, run_version, save_run, with_settings
 from shopformer.dataset import describe
 from shopformer.experiment import reload_data
 from shopformer.models.quantize import QuantizeConfig, quantize_run
@@ -23,15 +23,7 @@ def student_config(teacher: TransformerConfig, params: dict[str, str] | None = N
     """The teacher's settings as one network (``members=1``, no calibration), with
     ``params`` (``--set`` strings such as ``arch.d_model=64``) applied on top."""
     config = replace(teacher, members=1, calibration=replace(teacher.calibration, enabled=False))
-    known = _settings(TransformerConfig)
-    for key, raw in (params or {}).items():
-        if key not in known:
-            raise ValueError(f"the student has no setting {key!r}; settings: {', '.join(sorted(known))}")
-        try:
-            config = _with(config, key, _coerce(raw, known[key]))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"bad value for student setting {key}: {exc}") from None
-    return config
+    return with_settings(config, params, "the student", "student setting {key}")
 
 
 def distil_run(teacher_folder: Path, out: Path, params: dict[str, str] | None = None,

@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
-import time
 from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from shopformer.artifact import make_model
 from shopformer.features.sequences import Sequences
@@ -235,27 +232,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         distributed.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_with_the_contrastive_loss_keep_one_set_of_weights(tmp_path, monkeypatch):
+    from test_ddp import spawn_two
+
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    out = str(tmp_path / "report")
-    ctx = mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("the two training processes did not finish within 120 s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    a, b = (torch.load(f"{out}.{r}", weights_only=False) for r in range(2))
+    a, b = spawn_two(_worker, tmp_path)
     assert a["losses"] == pytest.approx(b["losses"]) and all(np.isfinite(a["losses"]))
     for key, value in a["state"].items():
         torch.testing.assert_close(b["state"][key], value, msg=key)

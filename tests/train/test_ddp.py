@@ -77,8 +77,14 @@ def free_port() -> int:
 
 
 def run_two_processes(kind: str, tmp_path: Path) -> list[dict]:
+    return spawn_two(_worker, tmp_path, kind)
+
+
+def spawn_two(worker, tmp_path: Path, *args) -> list[dict]:  # noqa: ANN001
+    """Run ``worker(rank, 2, port, *args, out)`` in two spawned processes (gloo on a free
+    port) and return what each saved to ``out.<rank>``; fails after 120 s."""
     out = str(tmp_path / "report")
-    ctx = mp.start_processes(_worker, args=(2, free_port(), kind, out), nprocs=2, join=False, start_method="spawn")
+    ctx = mp.start_processes(worker, args=(2, free_port(), *args, out), nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + 120
     try:
         while not ctx.join(timeout=1):
