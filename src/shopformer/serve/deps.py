@@ -6,7 +6,12 @@ work (the routes that do I/O stay plain functions)."""
 
 from __future__ import annotations
 
-from fastapi import Request, Security
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from shopformer.store import EventStore
@@ -56,3 +61,29 @@ def _scope_check(scope: str):  # noqa: ANN202 - a FastAPI dependency
 require_read = _scope_check(READ)
 require_write = _scope_check(WRITE)
 require_admin = _scope_check(ADMIN)
+
+
+#: one lock per lazily loaded folder (app.state attribute), so two first requests load it once
+_folder_locks: dict[str, threading.Lock] = {}
+
+
+def loaded_once(request: Request, attr: str, folder: Path | None, load: Callable[[Path], Any], missing: str,
+                broken: Callable[[Exception], str], errors: tuple[type[Exception], ...]) -> Any:
+    """``app.state.<attr>``, loaded from ``folder`` by ``load`` on first use (answers,
+    forecasts, order risk: folders named by a setting). No folder configured: 404 with
+    ``missing`` (this server does not serve it); a load failing with one of ``errors``:
+    503 with ``broken(exc)``, tried again by the next request."""
+    found = getattr(request.app.state, attr, None)
+    if found is not None:
+        return found
+    if folder is None:
+        raise HTTPException(404, missing)
+    with _folder_locks.setdefault(attr, threading.Lock()):
+        found = getattr(request.app.state, attr, None)
+        if found is None:
+            try:
+                found = load(Path(folder))
+            except errors as exc:
+                raise HTTPException(503, broken(exc)) from None
+            setattr(request.app.state, attr, found)
+    return found

@@ -10,13 +10,12 @@ needed: the answers are public product content, no customer's data. A plain func
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 
 from shopformer.answers import Answerer, UnknownProduct
 
+from ..deps import loaded_once
 from ..answers_schemas import AnswersRequest, AnswersResponse, RankedAnswerOut, YesNoOut
 from ..schemas import ErrorResponse
 
@@ -26,27 +25,15 @@ ERRORS = {
                                                  "(no SHOPFORMER_ANSWERS_DIR)"},
     503: {"model": ErrorResponse, "description": "the configured answers folder cannot be read"},
 }
-_load = threading.Lock()
 
 
 def get_answerer(request: Request) -> Answerer:
     """The app's Answerer, loaded from SHOPFORMER_ANSWERS_DIR on first use (a failed load
     is tried again by the next request)."""
-    found = getattr(request.app.state, "answerer", None)
-    if found is None:
-        with _load:
-            found = getattr(request.app.state, "answerer", None)
-            if found is None:
-                folder = request.app.state.settings.answers_dir
-                if folder is None:
-                    raise HTTPException(404, "no Q&A corpus: set SHOPFORMER_ANSWERS_DIR to a folder built by "
-                                             "`shopformer answer build --qa FILE --out DIR`")
-                try:
-                    found = Answerer.load(Path(folder))
-                except (FileNotFoundError, ValueError, OSError) as exc:
-                    raise HTTPException(503, f"the answers folder cannot be loaded: {exc}") from None
-                request.app.state.answerer = found
-    return found
+    return loaded_once(request, "answerer", request.app.state.settings.answers_dir, Answerer.load,
+                       "no Q&A corpus: set SHOPFORMER_ANSWERS_DIR to a folder built by "
+                       "`shopformer answer build --qa FILE --out DIR`",
+                       lambda exc: f"the answers folder cannot be loaded: {exc}", (FileNotFoundError, ValueError, OSError))
 
 
 @router.post("/answers", response_model=AnswersResponse, responses=ERRORS)

@@ -10,14 +10,13 @@ route needs a read key (once keys exist).
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from shopformer.forecast.artifact import ForecastStore
 
-from ..deps import require_read
+from ..deps import loaded_once, require_read
 from ..schemas import ErrorResponse
 from ..forecast_schemas import ForecastResponse, ForecastWeek, SoldWeek
 from .events import READ_ERRORS
@@ -27,27 +26,14 @@ ERRORS = {**READ_ERRORS,
           404: {"model": ErrorResponse, "description": "no forecast for this item, or none on this server"},
           422: {"model": ErrorResponse, "description": "horizon over the fitted forecast's"},
           503: {"model": ErrorResponse, "description": "SHOPFORMER_FORECAST_DIR holds no readable forecast"}}
-_load = threading.Lock()
 
 
 def get_forecasts(request: Request) -> ForecastStore:
     """The app's ForecastStore, read on first use from the settings' forecast_dir."""
-    found = getattr(request.app.state, "forecasts", None)
-    if found is not None:
-        return found
-    folder = request.app.state.settings.forecast_dir
-    if folder is None:
-        raise HTTPException(404, "no sales forecast on this server: set SHOPFORMER_FORECAST_DIR to a folder "
-                                 "written by `shopformer forecast fit`")
-    with _load:
-        found = getattr(request.app.state, "forecasts", None)
-        if found is None:
-            try:
-                found = ForecastStore(folder)
-            except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
-                raise HTTPException(503, f"SHOPFORMER_FORECAST_DIR: {exc}") from None
-            request.app.state.forecasts = found
-    return found
+    return loaded_once(request, "forecasts", request.app.state.settings.forecast_dir, ForecastStore,
+                       "no sales forecast on this server: set SHOPFORMER_FORECAST_DIR to a folder "
+                       "written by `shopformer forecast fit`", lambda exc: f"SHOPFORMER_FORECAST_DIR: {exc}",
+                       (FileNotFoundError, OSError, ValueError, KeyError))
 
 
 @router.get("/items/{item_id}", response_model=ForecastResponse, responses=ERRORS,

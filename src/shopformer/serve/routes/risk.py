@@ -11,7 +11,6 @@ model). The model is the folder ``shopformer risk fit --out DIR`` writes, named 
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -20,13 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from shopformer.store.access import READ
 
 from ..access import authorize
-from ..deps import require_admin
+from ..deps import loaded_once, require_admin
 from ..risk_schemas import OrderRiskRequest, OrderRiskResponse, UnusualEventsResponse
 from ..schemas import ErrorResponse
 from .events import READ_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["risk"])
-_load = threading.Lock()
 ERRORS = {**READ_ERRORS, 404: {"model": ErrorResponse, "description": "this server serves no order risk "
                                                                      "(no SHOPFORMER_RISK_DIR)"},
           503: {"model": ErrorResponse, "description": "the configured order-risk model cannot be loaded"}}
@@ -34,24 +32,18 @@ ERRORS = {**READ_ERRORS, 404: {"model": ErrorResponse, "description": "this serv
 
 def get_risk_model(request: Request):
     """The app's OrderRiskModel, loaded from SHOPFORMER_RISK_DIR on first use."""
-    found = getattr(request.app.state, "risk_model", None)
-    if found is not None:
-        return found
     folder = getattr(request.app.state.settings, "risk_dir", None)
-    if folder is None:
-        raise HTTPException(404, "no order-risk model: set SHOPFORMER_RISK_DIR to a folder written by "
-                                 "`shopformer risk fit --data ... --out DIR`")
-    with _load:
-        found = getattr(request.app.state, "risk_model", None)
-        if found is None:
-            from shopformer.risk.order_risk import OrderRiskModel
 
-            try:
-                found = OrderRiskModel.load(folder)
-            except (FileNotFoundError, ValueError, KeyError) as exc:
-                raise HTTPException(503, f"the order-risk model in {folder} could not be loaded: {exc}") from None
-            request.app.state.risk_model = found
-    return found
+    def load(path):  # noqa: ANN001, ANN202 - imported here: LightGBM only for servers that score risk
+        from shopformer.risk.order_risk import OrderRiskModel
+
+        return OrderRiskModel.load(path)
+
+    return loaded_once(request, "risk_model", folder, load,
+                       "no order-risk model: set SHOPFORMER_RISK_DIR to a folder written by "
+                       "`shopformer risk fit --data ... --out DIR`",
+                       lambda exc: f"the order-risk model in {folder} could not be loaded: {exc}",
+                       (FileNotFoundError, ValueError, KeyError))
 
 
 @router.get("/admin/risk/unusual", response_model=UnusualEventsResponse, dependencies=[Depends(require_admin)],
