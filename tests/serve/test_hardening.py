@@ -274,6 +274,21 @@ def test_limit_settings_from_env():
             ServeSettings.from_env({name: raw})
 
 
+
+def test_new_item_exposure_settings_from_env():
+    s = ServeSettings.from_env({"SHOPFORMER_NEW_ITEM_SLOTS": "2", "SHOPFORMER_NEW_ITEM_POLICY": "thompson",
+                                "SHOPFORMER_NEW_ITEM_POSITION": "3", "SHOPFORMER_NEW_ITEM_DAYS": "14.5",
+                                "SHOPFORMER_NEW_ITEM_TAG": "new", "SHOPFORMER_NEW_ITEM_POOL": "40"})
+    n = s.new_items
+    assert (n.slots, n.policy, n.position, n.new_days, n.new_tag, n.pool) == (2, "thompson", 3, 14.5, "new", 40)
+    assert ServeSettings.from_env({"SHOPFORMER_NEW_ITEM_TAG": ""}).new_items.new_tag is None  # empty: tags do not count
+    assert not ServeSettings.from_env({}).new_items.active
+    for name, raw in [("SHOPFORMER_NEW_ITEM_SLOTS", "two"), ("SHOPFORMER_NEW_ITEM_DAYS", "soon")]:
+        with pytest.raises(ValueError, match=name):
+            ServeSettings.from_env({name: raw})
+    with pytest.raises(ValueError, match="SHOPFORMER_NEW_ITEM_"):
+        ServeSettings.from_env({"SHOPFORMER_NEW_ITEM_POSITION": "0"})
+
 # -- OpenAPI says what is enforced -------------------------------------------------------
 def test_padding_counts_toward_a_short_text_limit(client):
     padded = " " * 10 + "c" * 250  # 260 characters, 250 after stripping

@@ -19,9 +19,8 @@ not new. Which new items fill the slots:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -64,37 +63,6 @@ class ExposureConfig:
     @property
     def active(self) -> bool:
         return self.slots > 0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ExposureConfig:
-        """The server's default (requests may override it): ``SHOPFORMER_NEW_ITEM_SLOTS``,
-        ``_POLICY``, ``_POSITION``, ``_DAYS``, ``_TAG`` (empty: tags do not count),
-        ``_POOL``, as the fields above; a bad value raises ValueError naming the variable."""
-        env = os.environ if env is None else env
-        kinds = {f.name: f.type for f in fields(cls)}
-        values: dict = {}
-        for name, var in ENV.items():
-            raw = env.get(var)
-            if raw is None or (raw.strip() == "" and name != "new_tag"):
-                continue
-            raw = raw.strip()
-            try:
-                if name in ("policy", "new_tag"):
-                    values[name] = raw or None
-                else:
-                    values[name] = (int if "int" in str(kinds[name]) else float)(raw)
-            except ValueError:
-                raise ValueError(f"{var} must be a number, got {raw!r}") from None
-        try:
-            return cls(**values)
-        except ValueError as exc:
-            raise ValueError(f"SHOPFORMER_NEW_ITEM_*: {exc}") from None
-
-
-#: ExposureConfig field -> environment variable (ExposureConfig.from_env)
-ENV = {"slots": "SHOPFORMER_NEW_ITEM_SLOTS", "policy": "SHOPFORMER_NEW_ITEM_POLICY",
-       "position": "SHOPFORMER_NEW_ITEM_POSITION", "new_days": "SHOPFORMER_NEW_ITEM_DAYS",
-       "new_tag": "SHOPFORMER_NEW_ITEM_TAG", "pool": "SHOPFORMER_NEW_ITEM_POOL"}
 
 
 def is_new(config: ExposureConfig, created_at: datetime | None, tags: Sequence[str] | None, now: datetime) -> bool:

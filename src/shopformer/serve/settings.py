@@ -201,7 +201,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -300,6 +300,37 @@ def _impressions(env: Mapping[str, str]) -> ImpressionLogConfig | None:
     return ImpressionLogConfig(flush_s=flush_s, batch_size=_int(env, "SHOPFORMER_IMPRESSIONS_BATCH", d.batch_size, 1),
                                queue_size=_int(env, "SHOPFORMER_IMPRESSIONS_QUEUE", d.queue_size, 1),
                                recent=_int(env, "SHOPFORMER_IMPRESSIONS_RECENT", d.recent, 0))
+
+
+#: ExposureConfig field -> environment variable (the server's default exposure of new
+#: products; requests may override it)
+NEW_ITEM_ENV = {"slots": "SHOPFORMER_NEW_ITEM_SLOTS", "policy": "SHOPFORMER_NEW_ITEM_POLICY",
+                "position": "SHOPFORMER_NEW_ITEM_POSITION", "new_days": "SHOPFORMER_NEW_ITEM_DAYS",
+                "new_tag": "SHOPFORMER_NEW_ITEM_TAG", "pool": "SHOPFORMER_NEW_ITEM_POOL"}
+
+
+def _new_items(env: Mapping[str, str]) -> ExposureConfig:
+    """``SHOPFORMER_NEW_ITEM_SLOTS``, ``_POLICY``, ``_POSITION``, ``_DAYS``, ``_TAG`` (empty:
+    tags do not count), ``_POOL``, as ExposureConfig's fields; a bad value raises
+    ValueError naming the variable."""
+    kinds = {f.name: f.type for f in fields(ExposureConfig)}
+    values: dict = {}
+    for name, var in NEW_ITEM_ENV.items():
+        raw = env.get(var)
+        if raw is None or (raw.strip() == "" and name != "new_tag"):
+            continue
+        raw = raw.strip()
+        try:
+            if name in ("policy", "new_tag"):
+                values[name] = raw or None
+            else:
+                values[name] = (int if "int" in str(kinds[name]) else float)(raw)
+        except ValueError:
+            raise ValueError(f"{var} must be a number, got {raw!r}") from None
+    try:
+        return ExposureConfig(**values)
+    except ValueError as exc:
+        raise ValueError(f"SHOPFORMER_NEW_ITEM_*: {exc}") from None
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -509,7 +540,7 @@ class ServeSettings:
             min_event_time=_datetime(env, "SHOPFORMER_MIN_EVENT_TIME", cls.min_event_time),
             max_future_s=_float(env, "SHOPFORMER_MAX_FUTURE_S", cls.max_future_s),
             pseudonyms=PseudonymConfig.from_env(env),
-            new_items=ExposureConfig.from_env(env),
+            new_items=_new_items(env),
             retention=_retention(env),
             retention_check_s=_float(env, "SHOPFORMER_RETENTION_CHECK_S", cls.retention_check_s),
             audience_refresh_s=_float(env, "SHOPFORMER_AUDIENCE_REFRESH_S", cls.audience_refresh_s),
