@@ -78,11 +78,26 @@ def _unit(token: str) -> tuple[str, str] | None:
     return (token[:i], token[i:]) if 0 < i < len(token) and token[i:].isalpha() else None
 
 
+#: stem -> a small integer, shared by every title and query (titles' stems as integer
+#: arrays let a query's candidates be matched in a few array operations)
+_STEM_IDS: dict[str, int] = {}
+_NEW_STEM = threading.Lock()
+
+
+def _stem_id(s: str) -> int:
+    found = _STEM_IDS.get(s)
+    if found is None:
+        with _NEW_STEM:  # two request threads reading new stems must not take the same id
+            found = _STEM_IDS.setdefault(s, len(_STEM_IDS))
+    return found
+
+
 @dataclass(frozen=True)
 class _Title:
     """What the features read of one normalized title (cached: titles recur across queries)."""
 
     terms: list[str]  # stems, stop words dropped, in order
+    term_ids: np.ndarray  # (len(terms),) int64: their stem ids
     term_set: frozenset[str]
     words: frozenset[str]  # normalized words as written
     bigrams: frozenset[tuple[str, str]]
@@ -99,8 +114,16 @@ def _title(title: str) -> _Title:
     terms = _terms(title)
     words = title.split()
     units = {u[1] for u in map(_unit, (w for w in words if w[:1].isdigit())) if u}
-    return _Title(terms, frozenset(terms), frozenset(words), frozenset(zip(terms, terms[1:])),
+    ids = np.fromiter((_stem_id(t) for t in terms), np.int64, len(terms))
+    return _Title(terms, ids, frozenset(terms), frozenset(words), frozenset(zip(terms, terms[1:])),
                   frozenset(_type_span(title)), frozenset(units))
+
+
+@lru_cache(maxsize=100_000)
+def _brand_stems(brand: str) -> frozenset[str] | None:
+    """The stems of a brand's words (None for no brand)."""
+    words = brand.lower().split()
+    return frozenset(stem(b) for b in words) if words else None
 
 
 def warm_titles(titles: list[str]) -> int:
@@ -117,7 +140,12 @@ def warm_titles(titles: list[str]) -> int:
 
 def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, pick: np.ndarray,
                        fused: np.ndarray) -> np.ndarray:
-    """(len(pick), len(FEATURES)) float32 for the candidates at positions ``pick``."""
+    """(len(pick), len(FEATURES)) float32 for the candidates at positions ``pick``.
+
+    The term-coverage features come from one (candidates, query terms) match matrix
+    built on the titles' stem ids: a request re-ranks a hundred candidates, and a Python
+    loop over them was most of the re-ranker's cost (tests/search/test_rerank.py checks
+    every value against that loop)."""
     from rapidfuzz import fuzz, process
 
     cat = searcher.catalog
@@ -136,12 +164,14 @@ def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, p
     query_text = " ".join(plan.tokens)
 
     rows = c.rows[pick]
-    titles = [cat.norm_titles[r] for r in rows.tolist()]
+    row_list = rows.tolist()
+    titles = [cat.norm_titles[r] for r in row_list]
     depth = searcher.config.fusion.depth + 1
     top_lex = float(c.lexical.max()) if len(c) else 0.0
     top_cos = float(c.cosine.max()) if len(c) else 0.0
-    out = np.zeros((len(pick), len(FEATURES)), np.float32)
-    if len(pick) == 0:
+    n = len(pick)
+    out = np.zeros((n, len(FEATURES)), np.float32)
+    if n == 0:
         return out
     out[:, 0] = c.lexical[pick]
     out[:, 1] = c.lexical[pick] / top_lex if top_lex > 0 else 0.0
@@ -156,31 +186,47 @@ def candidate_features(plan: "QueryPlan", searcher: "Searcher", c: Candidates, p
     out[:, 22] = process.cdist([query_text], titles, scorer=fuzz.token_sort_ratio, workers=1)[0] / 100
     out[:, 23] = bool(plan.corrections)
     out[:, 24] = len(plan.text)
-    mean_idf = float(np.mean([idf[t] for t in q_set])) if q_set else 0.0
-    out[:, 27] = mean_idf
-    for i, (r, title) in enumerate(zip(rows.tolist(), titles)):
-        t = _title(title)
-        hit = q_set & t.term_set
-        out[i, 8] = len(t.terms)
-        out[i, 9] = len(hit) / len(q_set) if q_set else 0.0
-        out[i, 10] = bool(q_set) and hit == q_set
-        out[i, 11] = sum(idf[x] for x in hit) / idf_total
-        out[i, 12] = head in t.term_set
-        out[i, 13] = first in t.term_set
-        out[i, 14] = len(numbers)
-        out[i, 15] = len(numbers & t.words) / len(numbers) if numbers else -1.0
-        out[i, 16] = len(units & t.words) / len(units) if units else -1.0
-        brand = cat.brands[r].lower().split()
-        out[i, 17] = bool(brand) and all(stem(b) in q_set for b in brand)
-        out[i, 18] = len(q_bigrams & t.bigrams) / len(q_bigrams) if q_bigrams else -1.0
-        pos = next((j for j, x in enumerate(t.terms) if x in q_set), None)
-        out[i, 19] = pos / max(len(t.terms), 1) if pos is not None else 1.0
-        out[i, 25] = len(cat.titles[r] or "")
-        missing = [idf[x] for x in q_set - hit]
-        out[i, 26] = max(missing) if missing else 0.0
-        out[i, 28] = len(hit)
-        out[i, 29] = head in t.span
-        out[i, 30] = len(q_set & t.span) / len(q_set) if q_set else 0.0
-        out[i, 31] = sum(1 for w, u in q_units if w not in t.words and u[1] in t.unit_kinds)
-        out[i, 32] = bool(t.terms) and t.terms[0] in q_set
+    out[:, 27] = float(np.mean([idf[t] for t in q_set])) if q_set else 0.0
+    out[:, 14] = len(numbers)
+
+    ts = [_title(title) for title in titles]
+    lengths = np.fromiter((len(t.terms) for t in ts), np.int64, n)
+    out[:, 8] = lengths
+    out[:, 25] = [len(cat.titles[r] or "") for r in row_list]
+    # match[i, j]: candidate i's title holds query term j (q_list's order)
+    q_list = list(q_set)
+    q_ids = np.array([_STEM_IDS.get(t, -1) for t in q_list], np.int64)
+    ids = np.concatenate([t.term_ids for t in ts])
+    owner = np.repeat(np.arange(n), lengths)
+    position = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    match = np.zeros((n, len(q_list)), bool)
+    any_match = np.zeros(len(ids), bool)
+    for j, qid in enumerate(q_ids.tolist()):
+        found = ids == qid
+        match[owner[found], j] = True
+        any_match |= found
+    idf_of = np.array([idf[t] for t in q_list], np.float64)
+    hits = match.sum(axis=1)
+    if q_list:
+        out[:, 9] = hits / len(q_list)
+        out[:, 10] = hits == len(q_list)
+        out[:, 11] = (match * idf_of).sum(axis=1) / idf_total
+        out[:, 26] = np.where(hits < len(q_list), np.where(match, -np.inf, idf_of).max(axis=1), 0.0)
+        out[:, 12] = match[:, q_list.index(head)]
+        out[:, 13] = match[:, q_list.index(first)]
+    out[:, 28] = hits
+    first_pos = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first_pos, owner[any_match], position[any_match])
+    found_any = first_pos < np.iinfo(np.int64).max
+    out[:, 19] = np.where(found_any, first_pos / np.maximum(lengths, 1), 1.0)
+    out[:, 15] = [len(numbers & t.words) / len(numbers) for t in ts] if numbers else -1.0
+    out[:, 16] = [len(units & t.words) / len(units) for t in ts] if units else -1.0
+    brands = [_brand_stems(cat.brands[r]) for r in row_list]
+    out[:, 17] = [b is not None and b <= q_set for b in brands]
+    out[:, 18] = [len(q_bigrams & t.bigrams) / len(q_bigrams) for t in ts] if q_bigrams else -1.0
+    out[:, 29] = [head in t.span for t in ts]
+    out[:, 30] = [len(q_set & t.span) / len(q_set) for t in ts] if q_set else 0.0
+    if q_units:
+        out[:, 31] = [sum(1 for w, u in q_units if w not in t.words and u[1] in t.unit_kinds) for t in ts]
+    out[:, 32] = [bool(t.terms) and t.terms[0] in q_set for t in ts]
     return out
