@@ -177,6 +177,10 @@ def train(
              "the best as the run, with its search history (search.md, search.png).")] = False,
     minutes: Annotated[float, typer.Option(min=0.5, help="--auto: the search's wall-time budget.")] = 10.0,
     seed: Annotated[int, typer.Option(help="--auto: seed of the search and its trials.")] = 0,
+    ensemble: Annotated[Optional[list[int]], typer.Option(
+        min=2, help="--auto: then train the best Transformer setting as an ensemble of this many networks "
+                    "(repeatable), kept when better on validation; the search leaves it 40% of --minutes. "
+                    "An ensemble run cannot place new products by their text.")] = None,
     device: Annotated[str, typer.Option(
         help="sasrec/bert4rec: cpu | cuda | cuda:N | auto (CUDA when available), with mixed precision on CUDA; "
              "run under `torchrun --nproc-per-node N -m shopformer train ...` for several processes.")] = "auto",
@@ -189,6 +193,8 @@ def train(
     from shopformer.experiment import train_run
     from shopformer.features.content import ContentConfig
 
+    if ensemble and not (auto or model == "auto"):
+        _fail("--ensemble belongs to --auto (for a plain run: --set members=N)")
     if auto or model == "auto":
         from shopformer.train.distributed import ranks_from_env
 
@@ -202,7 +208,8 @@ def train(
 
         try:
             cfg = _data_config(types, min_user, min_item, dedupe, protocol)
-            run = train_auto(data, cfg, out or Path("runs") / "auto", AutoConfig(minutes=minutes, seed=seed), console)
+            search = AutoConfig(minutes=minutes, seed=seed, ensemble_sizes=tuple(ensemble or ()))
+            run = train_auto(data, cfg, out or Path("runs") / "auto", search, console)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             _fail(str(exc))
             return

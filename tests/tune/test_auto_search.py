@@ -140,3 +140,50 @@ def test_cli_auto_saves_a_normal_run_with_its_history(tmp_path):
     assert res.exit_code == 0, res.output
     bad = runner.invoke(app, ["train", "--data", str(data), "--auto", "--full"])
     assert bad.exit_code == 2 and "--auto" in bad.output
+    bad = runner.invoke(app, ["train", "--data", str(data), "--model", "sasrec", "--ensemble", "2"])
+    assert bad.exit_code == 2 and "--ensemble belongs to --auto" in bad.output
+    out = runner.invoke(app, ["train", "--data", str(data), "--auto", "--minutes", "0.5", "--ensemble", "2",
+                              "--out", str(tmp_path / "run2")])
+    assert out.exit_code == 0, out.output
+    info = json.loads((tmp_path / "run2" / "run.json").read_text())
+    assert info["auto"]["config"]["ensemble_sizes"] == [2]
+    tried = [t for t in json.loads((tmp_path / "run2" / "search.json").read_text())["history"]
+             if t["params"].get("members") == "2"]
+    assert len(tried) <= 1 and all(t["note"].startswith("ensemble of 2") for t in tried)
+
+
+def test_an_ensemble_of_the_winning_setting_is_tried_and_kept_only_when_better():
+    split = shop_split()
+    # each trial gets at most 0.2 x 30 s, the ensemble of two needs at most 2 x 1.1 x 6 s < the 15 s left to it
+    config = AutoConfig(minutes=0.5, min_trial_s=3, trial_share=0.2, seed=0, baselines=(), ensemble_sizes=(2,),
+                        ensemble_share=0.5)
+    result = AutoSearch(config).run(split, N_ITEMS)
+    singles = [t for t in result.trials if t.model == "sasrec" and "members" not in t.params]
+    ensembles = [t for t in result.trials if "members" in t.params]
+    assert len(ensembles) == 1, [t.note for t in result.trials]
+    e = ensembles[0]
+    best_single = max((t for t in singles if t.valid_ndcg is not None), key=lambda t: t.valid_ndcg)
+    # the winner's setting, as two networks, each given the winner's time
+    assert e.params == {**best_single.params, "members": "2", "train.time_limit_s": e.params["train.time_limit_s"]}
+    assert float(e.params["train.time_limit_s"]) == pytest.approx(2 * max(best_single.seconds, 1.0) * 1.1, abs=0.1)
+    assert e.started_s >= 0.4 * result.budget_s  # the search left the ensemble its share (0.5)
+    assert e.state == "complete" and e.valid_ndcg is not None
+    kept_ensemble = e.valid_ndcg > best_single.valid_ndcg
+    assert (result.best is e) == kept_ensemble
+    assert (getattr(result.model.config, "members", 1) == 2) == kept_ensemble
+    from shopformer.tune.search import validation_ndcg
+
+    assert validation_ndcg(result.model, split, N_ITEMS) == pytest.approx(result.best.valid_ndcg, abs=1e-6)
+
+
+def test_ensemble_sizes_are_checked_and_skipped_without_time():
+    with pytest.raises(ValueError, match="ensemble sizes"):
+        AutoConfig(ensemble_sizes=(1,))
+    split = shop_split()
+    with pytest.raises(ValueError, match="ensemble_share"):
+        AutoConfig(ensemble_sizes=(2,), ensemble_share=1.0)
+    split = shop_split()
+    # the winner's time three times over does not fit the share left: no ensemble is trained
+    result = AutoSearch(AutoConfig(minutes=0.1, min_trial_s=2, trial_share=0.6, baselines=(), ensemble_sizes=(3,),
+                                   ensemble_share=0.05)).run(split, N_ITEMS)
+    assert [t.model for t in result.trials] and not [t for t in result.trials if "members" in t.params]

@@ -8,7 +8,10 @@ short budget already trains a sensible model. Each trial trains on the training 
 with early stopping on validation NDCG@10 and a time limit (a share of the budget, its
 learning-rate decay following that clock); a trial whose validation curve trails the
 median of earlier trials at the same evaluation is pruned (Optuna's MedianPruner).
-The best model found is kept as trained (nothing is retrained, nothing reads test).
+Optionally (``ensemble_sizes``), the best Transformer setting is then trained again as an
+ensemble of that many networks (other seeds, each given the winning trial's time) while
+the budget allows, and kept only when it scores higher on validation. The best model
+found is kept as trained (nothing reads test).
 """
 
 from __future__ import annotations
@@ -45,7 +48,14 @@ class AutoConfig:
     prune: stop trials that trail the others early (MedianPruner).
     ease_max_items: EASE is skipped above this catalog size (it inverts an items x items
         matrix: 40k items is 6.4 GB in float32).
-    seed: of the sampler and of every trial's training."""
+    seed: of the sampler and of every trial's training.
+    ensemble_sizes: after the search, the best Transformer setting trained again as an
+        ensemble of each of these many networks (in order, while the budget lasts), kept
+        when it beats the best on validation. Off by default: an ensemble run cannot
+        place new products by their text (retraining's warm start and content cold start
+        need a single network).
+    ensemble_share: with ``ensemble_sizes``, the share of the budget the Transformer
+        search leaves for the ensembles."""
 
     minutes: float = 10.0
     baselines: tuple[str, ...] = ("itemknn", "ease")
@@ -56,6 +66,14 @@ class AutoConfig:
     ease_max_items: int = 40_000
     seed: int = 0
     threads: int = 0
+    ensemble_sizes: tuple[int, ...] = ()
+    ensemble_share: float = 0.4
+
+    def __post_init__(self) -> None:
+        if any(int(m) < 2 for m in self.ensemble_sizes):
+            raise ValueError(f"ensemble sizes must be >= 2, got {list(self.ensemble_sizes)}")
+        if not 0.0 < self.ensemble_share < 1.0:
+            raise ValueError(f"ensemble_share must be in (0, 1), got {self.ensemble_share}")
 
 
 @dataclass
@@ -129,12 +147,47 @@ class AutoSearch:
                                      round(start - t0, 2), round(time.perf_counter() - start, 2))
                 self._keep(score, model, record)
                 done(record)
-        if c.transformer and deadline - time.perf_counter() >= c.min_trial_s:
-            self._search_transformer(split, n_items, stats, t0, deadline, done)
+        # the Transformer search leaves the ensembles their share of the budget
+        searching_until = deadline - (c.ensemble_share * budget if c.ensemble_sizes else 0.0)
+        if c.transformer and searching_until - time.perf_counter() >= c.min_trial_s:
+            self._search_transformer(split, n_items, stats, t0, searching_until, done)
+        if c.ensemble_sizes and self._best is not None and self._best[2].model == "sasrec":
+            self._ensembles(split, n_items, t0, deadline, done)
         if self._best is None:
             raise RuntimeError("no trial finished: give the search more minutes")
         _, model, best = self._best
         return AutoResult(model, best, self.trials, stats, budget, round(time.perf_counter() - t0, 2))
+
+    def _ensembles(self, split: Split, n_items: int, t0: float, deadline: float,
+                   done: Callable[[TrialRecord], None]) -> None:
+        """The winning Transformer setting as ensembles of ``ensemble_sizes`` networks:
+        member k trains with seed + k (member 0 repeats the winner) within the winner's
+        time, so an ensemble of m needs about m times it; sizes that no longer fit the
+        budget are skipped."""
+        winner = self._best[2]
+        for m in self.config.ensemble_sizes:
+            need = m * max(winner.seconds, 1.0) * 1.1  # each member gets the winner's time
+            left = deadline - time.perf_counter()
+            if left < need:
+                log.info("no time for an ensemble of %d (%.0f s left, %.0f s needed)", m, left, need)
+                continue
+            params = {**winner.params, "members": str(m), "train.time_limit_s": f"{need:.1f}"}
+            start = time.perf_counter()
+            record = TrialRecord(len(self.trials), "sasrec", params, None, "complete", round(start - t0, 2), 0.0,
+                                 {**winner.choice, "members": m}, note=f"ensemble of {m} (trial {winner.number}'s setting)")
+            try:
+                model = make_model("sasrec", params)
+                model.fit(split.train, n_items, valid=split.valid)
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory with m networks
+                record.state, record.note = "failed", f"ensemble of {m}: {str(exc)[:180]}"
+                record.seconds = round(time.perf_counter() - start, 2)
+                done(record)
+                continue
+            score = validation_ndcg(model, split, n_items)
+            record.valid_ndcg, record.seconds = round(score, 6), round(time.perf_counter() - start, 2)
+            record.epochs = len(model.history.records)
+            self._keep(score, model, record)
+            done(record)
 
     def _search_transformer(self, split: Split, n_items: int, stats: DataStats, t0: float, deadline: float,
                             done: Callable[[TrialRecord], None]) -> None:
