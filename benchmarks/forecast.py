@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 DATA = HERE.parent.parent / "shared" / "data"
 
-from results_file import save  # noqa: E402
+from results_file import merged, save  # noqa: E402
 
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.forecast.backtest import Backtest, rolling_origin, scale_for  # noqa: E402
@@ -62,6 +63,9 @@ NON_PRODUCTS = ("POST", "M", "C2", "D", "DOT", "PADS", "CRUK", "BANK CHARGES", "
                 "TEST001", "TEST002", "SP1002", "B", "S")
 LGB_GRID = [{"num_leaves": 15}, {"num_leaves": 63}]
 METHODS = ("seasonal_naive", "auto_ets", "auto_arima", "lightgbm", "transformer")
+#: the Transformer's served defaults before the validation sweep: this benchmark's base (its lr
+#: search and its cache keys stay as they were when the served defaults move on)
+EARLIER_TRANSFORMER = {"d_model": 32, "lr": 1e-3, "stop_after": 5, "static_stats": False, "ensemble": 1}
 
 
 def load_series(data_dir: Path | None) -> tuple[WeeklySeries, dict]:
@@ -156,6 +160,57 @@ def run_transformer(panel: Panel, with_total: Panel, valid: tuple[int, int], tes
                 "chosen": {**asdict(replace(base, lr=lr)), "stop_after_epoch": epochs, "seeds_averaged": seeds}}
 
 
+def run_transformer_chosen(panel: Panel, with_total: Panel, test: tuple[int, int], base: TransformerForecastConfig,
+                           choice: dict, members_dir: Path | None, only_member: int | None = None,
+                           ) -> tuple[Backtest, dict] | None:
+    """The setting benchmarks/forecast_sweep.py chose on the validation weeks (its
+    overrides, schedule, stop epoch and ensemble size), trained on the weeks before the
+    test window; the test weeks read once. Each member net (seed + k, exactly what
+    ``ensemble`` trains) is kept in ``members_dir/k``, so a second process run with
+    ``only_member=k`` can train one alongside (it reads no test week) and this one
+    picks it up instead of training it."""
+    t0 = time.perf_counter()
+    config = replace(base, epochs=choice["epochs"], stop_after=choice["stop_after"], ensemble=choice["ensemble"],
+                     **choice["overrides"])
+    nets, member_seconds = [], {}
+    for k in [only_member] if only_member is not None else range(config.ensemble):
+        folder = members_dir / str(k) if members_dir is not None else None
+        running = folder.with_name(f"{k}.running") if folder is not None else None
+        while only_member is None and running is not None and running.exists() and not folder.exists():
+            time.sleep(10)  # another process trains this member: wait for it rather than train it twice
+        if folder is not None and (folder / "forecaster.pt").exists():
+            nets += TransformerForecaster.load(folder).nets
+            member_seconds[k] = json.loads((folder / "seconds.json").read_text())
+            continue
+        if running is not None:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            running.touch()
+        started, cpu = time.perf_counter(), time.process_time()
+        one = TransformerForecaster(replace(config, ensemble=1, seed=config.seed + k)).fit(
+            panel.upto(test[0] - 1), lambda e, m: print(f"  transformer member {k} epoch {e}: loss {model_loss(m):.4f} "
+                                                        f"({time.perf_counter() - t0:.0f} s)", flush=True) or {})
+        member_seconds[k] = {"wall_s": round(time.perf_counter() - started, 1),
+                             "cpu_s": round(time.process_time() - cpu, 1)}
+        if folder is not None:  # written aside, then renamed: a reader never sees half a member
+            tmp = folder.with_name(f"{k}.tmp{os.getpid()}")
+            one.save(tmp)
+            (tmp / "seconds.json").write_text(json.dumps(member_seconds[k]))
+            tmp.rename(folder)
+            running.unlink(missing_ok=True)
+        nets += one.nets
+    if only_member is not None:
+        return None
+    model = TransformerForecaster(config)
+    model.nets = nets
+    predicting = time.perf_counter()
+    bt = rolling_origin(model, with_total, *test, H)
+    seconds = sum(m["wall_s"] for m in member_seconds.values()) + time.perf_counter() - predicting
+    return bt, {"seconds": round(seconds, 1),  # every member's training (where it ran) + the test forecasts
+                "member_seconds": member_seconds, "sweep_choice": choice,
+                "chosen": {**asdict(config), "stop_after_epoch": choice["stop_after"],
+                           "seeds_averaged": choice["ensemble"]}}
+
+
 def model_loss(model: TransformerForecaster) -> float:
     return model.history[-1]["loss"] if model.history else float("nan")
 
@@ -231,13 +286,40 @@ def markdown(results: list[dict], meta: dict) -> str:
         if "trials" in r:
             lines.append(f"- lightgbm: {r['trials']} -> num_leaves {r['chosen']['num_leaves']}, "
                          f"{r['chosen']['n_estimators']} trees")
-        if "valid_curves" in r:
+        if "sweep_choice" in r:
+            c, t = r["sweep_choice"], r["chosen"]
+            lines.append(f"- transformer: setting **{c['setting']}** chosen on validation by benchmarks/forecast_sweep.py "
+                         f"(results/forecast_sweep.md; validation WAPE {c['valid_wape_mean_h']:.4f}): "
+                         f"{c['overrides'] or 'no overrides'}; an ensemble of {t['ensemble']} net(s) (seeds "
+                         f"{t['seed']}..{t['seed'] + t['ensemble'] - 1}), each stopped after epoch {t['stop_after']} "
+                         f"of a {t['epochs']}-epoch schedule; d_model {t['d_model']}, {t['n_layers']} layers, context "
+                         f"{t['context']} weeks, lr {t['lr']}, dropout {t['dropout']}, series summaries "
+                         f"{'on' if t['static_stats'] else 'off'}")
+        elif "valid_curves" in r:
             c = r["chosen"]
             lines.append(f"- transformer: validation WAPE per epoch {r['valid_curves']} -> lr {c['lr']}, stop after "
                          f"epoch {c['stop_after_epoch']}; {c['seeds_averaged']} seed(s) averaged; d_model "
                          f"{c['d_model']}, {c['n_layers']} layers, context {c['context']} weeks")
         if r.get("fallbacks"):
             lines.append(f"- {r['model']}: {r['fallbacks']} series-origin fits fell back to the naive forecast")
+    earlier = meta.get("earlier_transformer")
+    if earlier:
+        lines += ["", f"## Earlier run of the Transformer ({earlier['date']}, before the validation sweep)", "",
+                  "| metric | " + " | ".join(f"h={h}" for h in hs) + " | mean |", "|---|" + "---:|" * (H + 1),
+                  "| WAPE | " + " | ".join(f"{v:.3f}" for v in earlier["wape"]) + f" | {earlier['wape_mean_h']:.3f} |",
+                  "| MASE | " + " | ".join(f"{v:.3f}" for v in earlier["mase"]) + f" | {earlier['mase_mean_h']:.3f} |",
+                  "", f"Its settings: validation WAPE per epoch {earlier.get('valid_curves')} -> stop after epoch "
+                  f"{earlier['chosen']['stop_after_epoch']}, {earlier['chosen']['seeds_averaged']} seed(s) averaged, "
+                  f"d_model {earlier['chosen']['d_model']}, {earlier['chosen']['n_layers']} layers, context "
+                  f"{earlier['chosen']['context']}, lr {earlier['chosen']['lr']}, no series summaries.", "",
+                  "What changed since: a sweep of the Transformer's settings on the validation weeks only "
+                  "(benchmarks/forecast_sweep.py, results/forecast_sweep.md) chose the setting above: the series "
+                  "summaries LightGBM has (means of the last 4/13/26/52 weeks, weeks of history) added to every "
+                  "token, d_model 64, and the mean of 3 nets (seeds); the other methods' code is unchanged."]
+    kept = [r["model"] for r in rows if r.get("run_date") != meta["date"]]
+    if kept:
+        lines += ["", f"Rows kept from an earlier run of this benchmark (same data, protocol and code for them): "
+                  f"{', '.join(kept)}; this run ({meta['date']}) refreshed {', '.join(meta.get('methods_run', []))}."]
     lines += ["", "The total (last column): the global models learn from the products only and read the total, "
               "hundreds of times a product's size, from outside the sizes they learned; seasonal naive forecasts "
               "it best.", "", "Seconds per method: " + ", ".join(f"{r['model']} {r['seconds']:.0f}" for r in rows), "",
@@ -295,13 +377,17 @@ def main() -> None:
     ap.add_argument("--lrs", default="0.002", help="Transformer learning rates tried on validation")
     ap.add_argument("--seeds", type=int, default=1, help="Transformer models averaged on test")
     ap.add_argument("--cache", type=Path, help="folder keeping each method's test forecasts")
+    ap.add_argument("--from-sweep", action="store_true",
+                    help="Transformer: the setting results/forecast_sweep.json chose on validation (no lr search here)")
+    ap.add_argument("--member", type=int, help="with --from-sweep and --cache: train that ensemble member only "
+                    "(a second process sharing the work) and exit")
     ap.add_argument("--stem", default="forecast")
     ap.add_argument("--no-save", action="store_true", help="compute (and cache) only; write no results")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
+    t0, load_before = time.perf_counter(), os.getloadavg()
     series, counts = load_series(args.data)
     T = len(series.weeks)
     test, valid = (T - TEST_WEEKS, T - 1), (T - TEST_WEEKS - VALID_WEEKS, T - TEST_WEEKS - 1)
@@ -312,7 +398,7 @@ def main() -> None:
     scale_v, scale_t = scale_for(products, valid[0]), scale_for(panel, test[0])
     print(f"{len(rows)} products ({share:.0%} of units) + total, {T} weeks {series.weeks[0]} .. {series.weeks[-1]}",
           flush=True)
-    base = TransformerForecastConfig(horizon=H, epochs=args.epochs, threads=args.threads)
+    base = TransformerForecastConfig(horizon=H, epochs=args.epochs, threads=args.threads, **EARLIER_TRANSFORMER)
     lrs = [float(x) for x in args.lrs.split(",")]
     data_key = (args.top, T, str(series.weeks[-1]), float(panel.values.sum()))
     backtests, records = {}, []
@@ -323,6 +409,18 @@ def main() -> None:
         elif name == "lightgbm":
             bt, info = cached(args.cache, key_of(name, data_key, LGB_GRID),
                               lambda: run_lightgbm(products, panel, valid, test, scale_v, args.threads))
+        elif args.from_sweep:
+            choice = json.loads((RESULTS / "forecast_sweep.json").read_text())["chosen"]
+            from forecast_sweep import BASE as SWEEP_BASE
+
+            base_t = replace(base, **SWEEP_BASE)  # what the sweep's overrides apply to
+            key = key_of(name, data_key, asdict(base_t), choice)
+            members_dir = args.cache / f"{key}_members" if args.cache else None
+            if args.member is not None:  # train that member only (no test week read) and stop
+                run_transformer_chosen(products, panel, test, base_t, choice, members_dir, args.member)
+                return
+            bt, info = cached(args.cache, key, lambda: run_transformer_chosen(products, panel, test, base_t, choice,
+                                                                              members_dir))
         else:
             settings = {k: v for k, v in asdict(base).items() if k != "stop_after"}  # validation picks it
             bt, info = cached(args.cache, key_of(name, data_key, settings, lrs, args.seeds),
@@ -334,14 +432,27 @@ def main() -> None:
     if args.no_save:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pngs = plots(backtests, records, series, rows, test[0], args.stem)
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+    run_date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    for r in records:
+        r["run_date"] = run_date
+    old_path = RESULTS / f"{args.stem}.json"
+    old = json.loads(old_path.read_text()) if old_path.exists() else {}
+    earlier = old.get("earlier_transformer")  # the first kept stays: the run before the sweep
+    if earlier is None and "transformer" in [r["model"] for r in records]:
+        earlier = next(({"date": old["date"], **{k: r[k] for k in ("wape", "mase", "wape_mean_h", "mase_mean_h",
+                                                                   "chosen", "valid_curves") if k in r}}
+                        for r in old.get("results", []) if r["model"] == "transformer"), None)
+    all_records = merged(old_path, records)
+    in_order = [r for m in METHODS for r in all_records if r["model"] == m]  # the WAPE plot shows every method
+    pngs = plots(backtests, in_order, series, rows, test[0], args.stem)
+    meta = {"date": run_date, "machine": machine(), "load_before": load_before, "load_after": os.getloadavg(),
             "threads": args.threads, "wall_s": time.perf_counter() - t0, "png": pngs, "top": len(rows),
             "method_seconds": sum(r["seconds"] for r in records),
             "top_share_of_units": round(share, 4), "weeks": T, "first_week": str(series.weeks[0]),
             "last_week": str(series.weeks[-1]), "valid_weeks": [str(series.weeks[v]) for v in valid],
             "test_weeks": [str(series.weeks[t]) for t in test], "horizon": H, "counts": counts,
-            "non_products_excluded": list(NON_PRODUCTS), "targets": targets(records),
+            "non_products_excluded": list(NON_PRODUCTS), "targets": targets(all_records),
+            "earlier_transformer": earlier, "methods_run": [r["model"] for r in records],
             "protocol": "rolling origin; global models fitted once before the window, local ones at every origin"}
     results = save(RESULTS, args.stem, meta, records, markdown)
     print((RESULTS / f"{args.stem}.md").read_text())

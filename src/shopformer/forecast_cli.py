@@ -28,8 +28,10 @@ forecast_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
 DataOpt = Annotated[Optional[Path], typer.Option(help="Data folder written by `shopformer ingest`.")]
 MethodOpt = Annotated[str, typer.Option(help="transformer | lightgbm | seasonal_naive | auto_ets | auto_arima")]
 TopOpt = Annotated[int, typer.Option(min=1, help="Products (by units) the forecaster is trained on.")]
-EpochsOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer epochs (default: 5 of a 12-epoch schedule, "
+EpochsOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer epochs (default: 5 of a 10-epoch schedule, "
                                                                "as chosen on Online Retail's validation weeks).")]
+EnsembleOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer nets (seeds) whose forecasts are averaged "
+                                                                "(default: the config's, chosen on validation).")]
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Item ids that are no products (repeatable).")]
 
 
@@ -38,7 +40,8 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _fit(data: Path, method: str, top: int, horizon: int, epochs: int | None, exclude: list[str] | None, quiet: bool):
+def _fit(data: Path, method: str, top: int, horizon: int, epochs: int | None, exclude: list[str] | None, quiet: bool,
+         ensemble: int | None = None):
     """(run config, series, forecaster, forecasts, recent) fitted on ``data``."""
     from shopformer.dataset import load_events, load_products
     from shopformer.forecast.artifact import ForecastRunConfig, fit_and_forecast
@@ -49,6 +52,8 @@ def _fit(data: Path, method: str, top: int, horizon: int, epochs: int | None, ex
         transformer = TransformerForecastConfig()
         if epochs is not None:
             transformer = replace(transformer, epochs=epochs, stop_after=None)  # the whole schedule
+        if ensemble is not None:
+            transformer = replace(transformer, ensemble=ensemble)
         config = ForecastRunConfig(method=method, top=top, horizon=horizon, transformer=transformer,
                                    weekly=WeeklyConfig(exclude_items=tuple(exclude or ())))
         series = weekly_series(load_events(data), config.weekly, load_products(data))
@@ -58,7 +63,7 @@ def _fit(data: Path, method: str, top: int, horizon: int, epochs: int | None, ex
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=quiet or method != "transformer") as progress:
         t = config.transformer
-        task = progress.add_task(method, total=min(t.epochs, t.stop_after or t.epochs), loss=float("nan"))
+        task = progress.add_task(method, total=min(t.epochs, t.stop_after or t.epochs) * t.ensemble, loss=float("nan"))
 
         def on_epoch(epoch: int, model) -> dict:  # noqa: ANN001
             progress.update(task, completed=epoch, loss=model.history[-1]["loss"] if model.history else float("nan"))
@@ -105,6 +110,7 @@ def forecast(
     method: MethodOpt = "transformer",
     top: TopOpt = 200,
     epochs: EpochsOpt = None,
+    ensemble: EnsembleOpt = None,
     exclude: ExcludeOpt = None,
     show: Annotated[int, typer.Option(min=0, help="Products listed without --item.")] = 10,
 ) -> None:
@@ -127,7 +133,7 @@ def forecast(
         from shopformer.forecast.artifact import save_forecast
 
         horizon = 8 if horizon is None else horizon
-        config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, json_)
+        config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, json_, ensemble)
         with tempfile.TemporaryDirectory() as tmp:
             save_forecast(Path(tmp), config, series, None, forecasts, recent, str(data))
             store = ForecastStore(Path(tmp))
@@ -142,12 +148,13 @@ def fit(
     top: TopOpt = 200,
     horizon: Annotated[int, typer.Option(min=1, max=52, help="Weeks ahead.")] = 8,
     epochs: EpochsOpt = None,
+    ensemble: EnsembleOpt = None,
     exclude: ExcludeOpt = None,
 ) -> None:
     """Fit a forecaster on the data folder's purchases and save its forecasts for serving."""
     from shopformer.forecast.artifact import save_forecast
 
-    config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, False)
+    config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, False, ensemble)
     save_forecast(out, config, series, forecaster, forecasts, recent, str(data))
     console.print(f"{forecasts['item_id'].n_unique() - 1:,} products forecast {horizon} weeks from the week of "
                   f"{series.weeks[-1]} ({method}); saved to {out}")

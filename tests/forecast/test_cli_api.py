@@ -58,12 +58,27 @@ def test_cli_fits_and_prints_json(shop):
 
 
 def test_cli_transformer_runs_and_reads_a_fitted_folder(shop):
-    result = runner.invoke(app, ["forecast", "--data", str(shop["data"]), "--epochs", "1", "--json"])
+    result = runner.invoke(app, ["forecast", "--data", str(shop["data"]), "--epochs", "1", "--ensemble", "1", "--json"])
     assert result.exit_code == 0, result.output
     ids = [f["item_id"] for f in json.loads(result.stdout)]
     assert ids[0] == "__total__" and set(ids[1:]) == {"JAR", "MUG"}  # OLD: not sold in the last year
     result = runner.invoke(app, ["forecast", "--model", str(shop["fitted"])])
     assert result.exit_code == 0 and "MUG" in result.stdout
+
+
+def test_cli_fit_saves_a_transformer_ensemble_of_the_asked_size(shop, tmp_path):
+    from shopformer.forecast.neural import TransformerForecaster
+
+    out = tmp_path / "ens"
+    result = runner.invoke(app, ["forecast", "fit", "--data", str(shop["data"]), "--out", str(out), "--epochs", "1",
+                                 "--ensemble", "2", "--horizon", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "forecast.json").read_text())["config"]["transformer"]["ensemble"] == 2
+    assert len(TransformerForecaster.load(out / "model").nets) == 2
+    result = runner.invoke(app, ["forecast", "--model", str(out), "--item", "MUG", "--json"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["forecast"]) == 2
+    result = runner.invoke(app, ["forecast", "fit", "--data", str(shop["data"]), "--out", str(out), "--ensemble", "0"])
+    assert result.exit_code != 0  # at least one net
 
 
 def test_cli_errors_are_named(shop):

@@ -58,7 +58,7 @@ def test_transformer_learns_the_season_across_scales(tmp_path):
     panel = seasonal_panel()
     T = panel.n_weeks
     config = TransformerForecastConfig(context=13, d_model=16, n_heads=2, n_layers=1, epochs=8, batch_size=64,
-                                       lr=5e-3, dropout=0.0, stop_after=None)
+                                       lr=5e-3, dropout=0.0, stop_after=None, ensemble=1)
     model = TransformerForecaster(config).fit(panel.upto(T - 13))
     assert model.history[-1]["loss"] < model.history[0]["loss"]
     assert _holdout_wape(model, panel) < 0.10
@@ -93,3 +93,61 @@ def test_never_sold_series_forecast_zero():
     empty = Panel.of(values, WEEKS)
     model = LightGBMForecaster(LightGBMForecastConfig(n_estimators=20, min_child_samples=5)).fit(empty)
     assert (model.predict(empty, H)[0] == 0).all()
+
+
+def test_window_stats_are_the_history_means_over_the_scale():
+    from shopformer.forecast.windows import N_STATS, make_windows
+
+    values = np.zeros((2, 80))
+    values[0, 10:] = np.arange(70) + 1.0  # sells from week 10: 1, 2, ..., 70
+    values[1, 70:] = 4.0  # sells 4 a week from week 70 (its history is 10 weeks)
+    panel = Panel.of(values, WEEKS[:80])
+    w = make_windows(panel, np.array([0, 1]), np.array([79, 79]), context=8, horizon=2)
+    assert w.stats.shape == (2, N_STATS)
+    scale0 = values[0, 72:80].mean()  # the scale: the mean over the context's observed weeks
+    for k, weeks in enumerate((4, 13, 26, 52)):  # means reach past the 8-week context
+        np.testing.assert_allclose(w.stats[0, k], values[0, 80 - weeks:].mean() / scale0, rtol=1e-5)
+    np.testing.assert_allclose(w.stats[1, :4], 1.0)  # observed weeks only: 4 / 4 for every span
+    np.testing.assert_allclose(w.stats[:, 4], [min(70 / 52, 2.0), 10 / 52], rtol=1e-5)
+
+
+def test_transformer_ensemble_with_stats_averages_its_members_and_loads_old_folders(tmp_path):
+    import json
+
+    import torch
+
+    panel = seasonal_panel(n=6)
+    T = panel.n_weeks
+    config = TransformerForecastConfig(context=13, d_model=8, n_heads=2, n_layers=1, epochs=1, batch_size=128,
+                                       dropout=0.0, stop_after=None, static_stats=True, ensemble=2)
+    seen = []
+    model = TransformerForecaster(config).fit(panel.upto(T - 13), lambda epoch, m: seen.append(epoch) or {})
+    assert len(model.nets) == 2 and seen == [1, 2]  # epochs numbered on across members
+    assert model.nets[0].static is not None
+    members = []
+    for net in model.nets:  # each member alone, then the mean: what predict serves
+        one = TransformerForecaster(config)
+        one.nets = [net]
+        members.append(one.predict(panel, H))
+    both = (members[0] > 0) & (members[1] > 0)  # forecasts are clipped at 0 after the mean, members alone before
+    assert both.sum() >= 8
+    np.testing.assert_allclose(model.predict(panel, H)[both], np.mean(members, axis=0)[both], rtol=1e-5)
+    assert not np.allclose(members[0], members[1])  # different seeds, different nets
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(TransformerForecaster.load(tmp_path / "m").predict(panel, H), model.predict(panel, H),
+                               rtol=1e-5)
+    # a folder written before ensembles and stats: one state dict, no such config keys
+    old = TransformerForecaster(TransformerForecastConfig(context=13, d_model=8, n_heads=2, n_layers=1, epochs=1,
+                                                          stop_after=None, static_stats=False, ensemble=1)
+                                ).fit(panel.upto(T - 13))
+    old.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "forecaster.json").read_text())
+    for key in ("static_stats", "ensemble"):
+        del meta["config"][key]
+    (tmp_path / "old" / "forecaster.json").write_text(json.dumps(meta))
+    torch.save(old.nets[0].state_dict(), tmp_path / "old" / "forecaster.pt")
+    again = TransformerForecaster.load(tmp_path / "old")
+    assert again.config.ensemble == 1 and not again.config.static_stats
+    np.testing.assert_allclose(again.predict(panel, H), old.predict(panel, H), rtol=1e-5)
+    with pytest.raises(ValueError, match="ensemble"):
+        TransformerForecastConfig(ensemble=0)

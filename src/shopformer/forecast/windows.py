@@ -11,6 +11,12 @@ and the ``horizon`` weeks after. Every week of the window becomes a token of
 4..7  calendar features of the week (calendar.py)
 8  log1p(scale) / 10: how large the series is (scaling hides it otherwise)
 
+Each window also has ``STATS`` series-level numbers (``Windows.stats``, what LightGBM's
+lag summaries say; the Transformer may add them to every token): the mean weekly units
+over the last 4 / 13 / 26 / 52 observed weeks up to the origin, / scale (read from the
+panel, so the 52-week mean exists with a shorter context), and the observed weeks up to
+the origin / 52, clipped at 2.
+
 ``scale`` is the mean weekly units over the context's observed weeks (1 if none, or
 0): scaled per series, one global model fits products of 10 and 10,000 units a week.
 Targets are the future weeks' units / scale (NaN past the end of the data).
@@ -27,6 +33,8 @@ from .calendar import N_CALENDAR, CalendarConfig, calendar_features
 
 SEASON = 52
 N_FEATURES = 5 + N_CALENDAR
+STAT_WEEKS = (4, 13, 26, 52)
+N_STATS = len(STAT_WEEKS) + 1
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Windows:
     scale: np.ndarray  # [B] float64
     series: np.ndarray  # [B] int series index
     origin: np.ndarray  # [B] int origin week index
+    stats: np.ndarray  # [B, N_STATS] float32 series-level summaries (module doc)
 
 
 def make_windows(panel: Panel, series: np.ndarray, origins: np.ndarray, context: int, horizon: int,
@@ -69,7 +78,12 @@ def make_windows(panel: Panel, series: np.ndarray, origins: np.ndarray, context:
     tokens[..., 3] = lag_ok
     tokens[..., 4:4 + N_CALENDAR] = cal[week_idx + context + SEASON]
     tokens[..., 4 + N_CALENDAR] = (np.log1p(scale) / 10)[:, None]
-    return Windows(tokens, targets.astype(np.float32), scale, series, origins)
+    year, year_ok = values_at(origins[:, None] + np.arange(-SEASON + 1, 1)[None, :], origins[:, None])  # [B, 52]
+    stats = np.empty((len(series), N_STATS), dtype=np.float32)
+    for k, weeks in enumerate(STAT_WEEKS):
+        stats[:, k] = year[:, -weeks:].sum(1) / np.maximum(year_ok[:, -weeks:].sum(1), 1) / scale
+    stats[:, -1] = np.minimum(np.maximum(origins - panel.starts[series] + 1, 0) / SEASON, 2.0)
+    return Windows(tokens, targets.astype(np.float32), scale, series, origins, stats)
 
 
 def training_pairs(panel: Panel, min_history: int = 4) -> tuple[np.ndarray, np.ndarray]:
