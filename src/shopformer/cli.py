@@ -187,6 +187,9 @@ def train(
     stream: Annotated[Optional[bool], typer.Option(
         "--stream/--no-stream", help="Prepare the data in bounded memory, as memory-mapped arrays (default: when "
                                      "the folder was written by `ingest --stream` or its events are >= 1 GiB).")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        help="sasrec/bert4rec with --text: start from this run of another shop (cross-domain transfer, "
+             "models/transfer.py; the same as --set transfer.from_run=RUN).")] = None,
 ) -> None:
     """Fit a model on the training split and save it as a run folder."""
     from shopformer.artifact import make_model
@@ -200,7 +203,7 @@ def train(
 
         if ranks_from_env()[1] > 1:
             _fail("--auto runs its search in one process: start it without torchrun")
-        if full or content or text or vectors or set_ or device != "auto":
+        if full or content or text or vectors or set_ or device != "auto" or pretrained:
             _fail("--auto searches on the training split with validation: it takes no --full, --content, --text, "
                   "--vectors, --set or --device (yet)")
         from shopformer.tune import AutoConfig
@@ -225,7 +228,8 @@ def train(
         _fail(f"--device: {model} fits on the CPU; only the sequence models (sasrec, bert4rec) train on a device")
         return
     try:
-        m = make_model(model, {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set")})
+        m = make_model(model, {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set"),
+                               **({"transfer.from_run": str(pretrained)} if pretrained else {})})
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
         content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
         run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text,

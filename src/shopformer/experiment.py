@@ -108,6 +108,9 @@ def train_run(
     setup = getattr(model, "training_setup", None)
     if setup is not None:  # device, processes, precision (sequence models)
         info["training"] = setup
+    source = getattr(model, "transferred_from", None)
+    if source is not None:  # cross-domain transfer (models/transfer.py): the run it started from
+        info["transferred_from"] = source
     if not is_main_process():  # every rank holds the same weights; one writes them
         return None
     save_run(out, model, data.items, data.users, data_config, info)

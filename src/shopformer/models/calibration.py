@@ -139,7 +139,10 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
     table = model.item_representations()  # (N + 2, D): known * ID + content
     with torch.no_grad():
         id_part = (module.item_emb.weight * module.known[:, None].float())[: n + 1]
+        if not arch.item_ids:  # items are their content alone: no ID part to weigh
+            id_part = torch.zeros_like(id_part)
         content_part = table[: n + 1] - id_part
+    scales = config.id_scales if arch.item_ids else (1.0,)
     hidden = model.user_vectors(valid.history)[:, :d].numpy()  # the channel's columns are rebuilt below
     # (text weight, text history) pairs; without a channel only "no channel"
     channel = [(0.0, arch.text_history)]
@@ -155,11 +158,11 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
         queries = {h: recent_text_query(history, unit, h) for h in histories}
         unit_t = np.ascontiguousarray(unit.T)
     content_t, id_t = content_part.numpy().T, id_part.numpy().T
-    tables = {s: content_t + s * id_t for s in config.id_scales}  # (D, N + 1), one per scale
+    tables = {s: content_t + s * id_t for s in scales}  # (D, N + 1), one per scale
     # Chunks of cases: each chunk's scores per scale and channel per history are made
     # once and shared by every candidate; NDCG@10 is a mean over cases, so the chunks'
     # sums add up to the whole set's.
-    sums = {(s, w, h): 0.0 for s in config.id_scales for w, h in channel}
+    sums = {(s, w, h): 0.0 for s in scales for w, h in channel}
     for rows, cases in _chunks(valid):
         near = {h: q[rows] @ unit_t for h, q in queries.items()}  # (b, N + 1) channel scores
         for s, table_t in tables.items():

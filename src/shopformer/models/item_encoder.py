@@ -13,17 +13,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shopformer.models.text_adapter import MoEAdapter, TextAdapterConfig
+
 
 class ContentEncoder(nn.Module):
     """(n_rows, D) content embeddings from per-item token ids and dense vectors, held as
     buffers so a saved model carries its catalog's content."""
 
-    def __init__(self, n_rows: int, d_model: int, n_tokens: int, width: int, vector_dim: int):
+    def __init__(self, n_rows: int, d_model: int, n_tokens: int, width: int, vector_dim: int,
+                 adapter: TextAdapterConfig | None = None):
+        # adapter: map the vectors with UniSRec's MoE whitening adaptor instead of one linear map
         super().__init__()
         self.register_buffer("tokens", torch.zeros(n_rows, max(width, 1), dtype=torch.long))  # (R, A)
         self.token_emb = nn.EmbeddingBag(n_tokens, d_model, mode="mean", padding_idx=0) if n_tokens > 1 else None
         self.register_buffer("vectors", torch.zeros(n_rows, vector_dim))  # (R, V)
         self.vector_proj = nn.Linear(vector_dim, d_model, bias=False) if vector_dim else None
+        if vector_dim and adapter is not None:
+            self.vector_proj = MoEAdapter(adapter)
         self.d_model = d_model
 
     def forward(self) -> torch.Tensor:

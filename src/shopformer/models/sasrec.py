@@ -14,6 +14,7 @@ from torch import nn
 
 from shopformer.models.item_encoder import ContentEncoder, id_keep_mask, token_unit_rows
 from shopformer.features.time_context import check_holidays
+from shopformer.models.text_adapter import TextAdapterConfig
 from shopformer.models.layers import Block, FastDropout, attention_mask
 from shopformer.models.time_context import TimeContextEmbedding
 from shopformer.types import EVENT_TYPES
@@ -35,6 +36,12 @@ class SASRecConfig:
         the next of ``holidays`` of each event and of the moment the next item is
         predicted for (the next event's time in training, the request's when serving),
         plus the time from the last event to that moment; needs timestamps. Causal only.
+    text_adapter: > 0 maps the content vectors through UniSRec's mixture of this many
+        whitening experts (``models/text_adapter.py``) instead of one linear map: the
+        transferable item space of ``models/transfer.py``.
+    item_ids: False = items are their content alone (no ID embedding in the table), so
+        the whole network carries over to a catalog with other items; True (default)
+        fuses an ID embedding as described above.
     holidays: the dates ``time_context`` counts down to: ``"MM-DD"`` every year or
         ``"YYYY-MM-DD"`` once (default Christmas).
     causal: True = next-item model; False = bidirectional (Cloze) model.
@@ -86,6 +93,8 @@ class SASRecConfig:
     new_item_bias: float = 0.0
     time_context: bool = False
     holidays: tuple[str, ...] = ("12-25",)
+    text_adapter: int = 0
+    item_ids: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "holidays", tuple(self.holidays))  # a list when read from JSON
@@ -114,7 +123,11 @@ class SASRec(nn.Module):
         self.ln_f = nn.LayerNorm(c.d_model)
         self.content = None
         if c.content_tokens > 1 or c.content_dim:
-            self.content = ContentEncoder(c.n_items + 2, c.d_model, c.content_tokens, c.content_width, c.content_dim)
+            adapter = TextAdapterConfig(c.content_dim, c.d_model, c.text_adapter, c.dropout) if c.text_adapter else None
+            self.content = ContentEncoder(c.n_items + 2, c.d_model, c.content_tokens, c.content_width, c.content_dim,
+                                          adapter)
+        elif not c.item_ids:
+            raise ValueError("arch.item_ids=false: items need content (product text vectors) to be represented")
         # Items with training interactions; the others are placed by content alone.
         self.register_buffer("known", torch.ones(c.n_items + 2, dtype=torch.bool))
         self.text_weight = None
@@ -146,6 +159,8 @@ class SASRec(nn.Module):
         """(N + 2, D): padding, the items, [MASK]; ID fused with content when present."""
         if self.content is None:
             return self.item_emb.weight
+        if not self.config.item_ids:  # content alone (transferable)
+            return self.content()
         keep = id_keep_mask(self.known, self.config.id_dropout, self.training)  # (N + 2, 1)
         return self.item_emb.weight * keep + self.content()
 
@@ -240,7 +255,7 @@ class SASRec(nn.Module):
         table = self.item_representations() if table is None else table
         n, scale = self.config.n_items, self.config.id_output_scale
         rows = table[: n + 1]
-        if scale != 1.0 and self.content is not None:  # known items' ID part, scaled
+        if scale != 1.0 and self.content is not None and self.config.item_ids:  # known items' ID part, scaled
             rows = rows - (1.0 - scale) * self.item_emb.weight[: n + 1] * self.known[: n + 1, None]
         if self.text_weight is not None:
             rows = torch.cat([rows, self.unit_vectors[: n + 1]], dim=1)

@@ -23,6 +23,7 @@ from shopformer.models.content_knn import token_idf
 from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.item_encoder import token_unit_rows
 from shopformer.models.sasrec import SASRec, SASRecConfig
+from shopformer.models.transfer import TransferConfig
 from shopformer.train import distributed, losses
 from shopformer.train.batches import (LazyBatches, Windows, all_windows, bucketed_batches, build_windows,
                                       cloze_mask)
@@ -51,6 +52,8 @@ class TransformerConfig:
     #: one, and masked-item pretraining before it; both off by default
     contrastive: ContrastiveConfig = ContrastiveConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    #: cross-domain transfer (models/transfer.py): start from another shop's run, off by default
+    transfer: TransferConfig = TransferConfig()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class SASRecRecommender:
         self.on_validation: Callable[[float], None] | None = None
         #: where the last fit ran: {"device", "processes", "precision"} (recorded in the run folder)
         self.training_setup: dict | None = None
+        #: the source run the last fit started from (``transfer.from_run``), recorded in the run folder
+        self.transferred_from: dict | None = None
 
     # -- training ---------------------------------------------------------------------
     def fit(self, train: Sequences, n_items: int, valid: EvalCases | None = None) -> Self:
@@ -125,6 +130,14 @@ class SASRecRecommender:
             arch = replace(arch, content_tokens=self.content.n_tokens, content_width=self.content.tokens.shape[1],
                            content_dim=self.content.vector_dim,
                            channel_tokens=arch.text_channel and self.content.vectors is None)
+        source = None
+        if c.transfer.enabled:  # the network's sizes and catalog-free layers come from the source run
+            from shopformer.models.transfer import load_source, transferred_arch
+
+            if self.content is None or self.content.vectors is None:
+                raise ValueError("transfer.from_run: the target needs product text vectors (--text) to place its items")
+            source = load_source(c.transfer.from_run)
+            arch = transferred_arch(arch, source.config)
         self.config = replace(c, arch=arch)
         self.module, self._table = SASRec(arch), None
         rng = np.random.default_rng(c.train.seed)
@@ -141,6 +154,12 @@ class SASRecRecommender:
             self.module.known[: n_items + 1] = torch.from_numpy(np.bincount(train.items, minlength=n_items + 1) > 0)
             if arch.text_channel:
                 self._fill_channel(self.module)
+        if source is not None:
+            from shopformer.models.transfer import copy_shared_layers, model_folder
+
+            copied = copy_shared_layers(self.module, source)
+            self.transferred_from = {"run": str(model_folder(c.transfer.from_run).parent.resolve()),
+                                     "source_items": source.config.n_items, "layers": copied}
         if self.warm_start is not None:
             self.warm_start(self.module)
         ssl, fine_tune, pretrained = c.contrastive, c.train, ""
@@ -544,6 +563,7 @@ class SASRecRecommender:
             dp=DPConfig(**raw.get("dp", {})),
             contrastive=ContrastiveConfig(**raw.get("contrastive", {})),
             pretrain=PretrainConfig(**raw.get("pretrain", {})),
+            transfer=TransferConfig(**raw.get("transfer", {})),
         )
         content = ItemContent.load(folder) if (folder / "content.json").exists() else None
         model = cls(config, content)
