@@ -51,7 +51,7 @@ from shopformer.artifact import Run, load_run, run_version
 from shopformer.dataset import load_events
 from shopformer.features.sequences import Sequences
 from shopformer.feedback.gate import GateConfig, GateResult, compare, holdout_cases, read_events
-from shopformer.feedback.warmstart import can_warm_start, train_like
+from shopformer.feedback.warmstart import WarmStartConfig, can_warm_start, train_like
 from shopformer.ingest.api import EVENTS_FILE, PRODUCTS_FILE, PSEUDONYMS_FILE, _write_atomically
 from shopformer.store import EventStore, export_snapshot
 from shopformer.store import exports
@@ -78,7 +78,8 @@ class RetrainConfig:
         ``holdout_days`` days of events when set, else the newest ``holdout_fraction`` of
         the events the run reads (the temporal protocol's test share).
     publish: publish a run that passes the gate (else it is recorded as ``approved``).
-    gate: tolerance and case counts (``feedback.gate``)."""
+    gate: tolerance and case counts (``feedback.gate``).
+    warm_start: how a warm start begins and fine-tunes (``feedback.warmstart``)."""
 
     warm: bool = True
     epochs: int | None = None
@@ -87,6 +88,9 @@ class RetrainConfig:
     holdout_fraction: float = 0.1
     publish: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
+    #: chosen on validation (benchmarks/results/retrain_warm_recipes.md): a 3x peak learning
+    #: rate and new items' rows at their neighbours' reach the scratch run's best in 7 epochs
+    warm_start: WarmStartConfig = field(default_factory=lambda: WarmStartConfig(new_rows="neighbours", lr_scale=3.0))
 
 
 @dataclass
@@ -229,7 +233,8 @@ def retrain(store: EventStore, current_folder: Path, out: Path, data_dir: Path, 
     say(f"training {current.model.name} {'warm-started from' if warm else 'from scratch like'} {current.folder} "
         f"on {n_train} events before the cutoff" + (f", {epochs} epochs planned" if epochs else ""))
     try:
-        trained = train_like(current, Path(data_dir) / "train", partial, warm, epochs, info)
+        trained = train_like(current, Path(data_dir) / "train", partial, warm, epochs, info,
+                             config.warm_start, seen)
         os.replace(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
