@@ -142,20 +142,14 @@ def test_cli_auto_saves_a_normal_run_with_its_history(tmp_path):
     assert bad.exit_code == 2 and "--auto" in bad.output
     bad = runner.invoke(app, ["train", "--data", str(data), "--model", "sasrec", "--ensemble", "2"])
     assert bad.exit_code == 2 and "--ensemble belongs to --auto" in bad.output
-    out = runner.invoke(app, ["train", "--data", str(data), "--auto", "--minutes", "0.5", "--ensemble", "2",
-                              "--out", str(tmp_path / "run2")])
-    assert out.exit_code == 0, out.output
-    info = json.loads((tmp_path / "run2" / "run.json").read_text())
-    assert info["auto"]["config"]["ensemble_sizes"] == [2]
-    tried = [t for t in json.loads((tmp_path / "run2" / "search.json").read_text())["history"]
-             if t["params"].get("members") == "2"]
-    assert len(tried) <= 1 and all(t["note"].startswith("ensemble of 2") for t in tried)
+    bad = runner.invoke(app, ["train", "--data", str(data), "--auto", "--ensemble", "1"])
+    assert bad.exit_code == 2 and "--ensemble" in bad.output  # an ensemble has two networks or more
 
 
 def test_an_ensemble_of_the_winning_setting_is_tried_and_kept_only_when_better():
     split = shop_split()
-    # each trial gets at most 0.2 x 30 s, the ensemble of two needs at most 2 x 1.1 x 6 s < the 15 s left to it
-    config = AutoConfig(minutes=0.5, min_trial_s=3, trial_share=0.2, seed=0, baselines=(), ensemble_sizes=(2,),
+    # each trial gets at most 0.2 x 18 s, the ensemble of two needs at most 2 x 1.1 x 3.6 s < the 9 s left to it
+    config = AutoConfig(minutes=0.3, min_trial_s=2, trial_share=0.2, seed=0, baselines=(), ensemble_sizes=(2,),
                         ensemble_share=0.5)
     result = AutoSearch(config).run(split, N_ITEMS)
     singles = [t for t in result.trials if t.model == "sasrec" and "members" not in t.params]
@@ -166,7 +160,7 @@ def test_an_ensemble_of_the_winning_setting_is_tried_and_kept_only_when_better()
     # the winner's setting, as two networks, each given the winner's time
     assert e.params == {**best_single.params, "members": "2", "train.time_limit_s": e.params["train.time_limit_s"]}
     assert float(e.params["train.time_limit_s"]) == pytest.approx(2 * max(best_single.seconds, 1.0) * 1.1, abs=0.1)
-    assert e.started_s >= 0.4 * result.budget_s  # the search left the ensemble its share (0.5)
+    assert e.started_s >= 0.35 * result.budget_s  # the search stopped early to leave the ensemble its share
     assert e.state == "complete" and e.valid_ndcg is not None
     kept_ensemble = e.valid_ndcg > best_single.valid_ndcg
     assert (result.best is e) == kept_ensemble
