@@ -266,6 +266,8 @@ def train_like(current: Run, data_dir: Path, out: Path | None = None, warm: bool
         items = extended_items(current.items, data)
         data, split = prepare(events, current.data_config, items)
         n_old = len(current.items)
+    fit_on = current.info.get("fit_on", "train")
+    train = split.train if fit_on == "train" else data.sequences  # what the new run fits on
     content = _content_settings(current)
     if content is not None:
         attach_content(model, data_dir, data.items, content[0], content[1])
@@ -276,12 +278,9 @@ def train_like(current: Run, data_dir: Path, out: Path | None = None, warm: bool
             token_map = np.array([old.get(name, -1) for name in model.content.token_names], dtype=np.int64)
         new_item_rows = None
         if recipe.new_rows == "neighbours" and content is None:
-            fitted = split.train if current.info.get("fit_on", "train") == "train" else data.sequences
-            new_item_rows = neighbour_rows(fitted, n_old, len(data.items),
+            new_item_rows = neighbour_rows(train, n_old, len(data.items),
                                            current.model.module.item_emb.weight.detach()[: n_old + 1])
         model.warm_start = WarmStart(current.model.module, n_old, token_map, recipe, new_item_rows)
-    fit_on = current.info.get("fit_on", "train")
-    train = split.train if fit_on == "train" else data.sequences
     if warm and recipe.replay < 1.0:  # every customer with new events, a share of the others
         if since is None:
             from shopformer.feedback.retrain import trained_until  # retrain imports this module

@@ -27,9 +27,8 @@ class ContentEncoder(nn.Module):
         self.register_buffer("tokens", torch.zeros(n_rows, max(width, 1), dtype=torch.long))  # (R, A)
         self.token_emb = nn.EmbeddingBag(n_tokens, d_model, mode="mean", padding_idx=0) if n_tokens > 1 else None
         self.register_buffer("vectors", torch.zeros(n_rows, vector_dim))  # (R, V)
-        self.vector_proj = nn.Linear(vector_dim, d_model, bias=False) if vector_dim else None
-        if vector_dim and adapter is not None:
-            self.vector_proj = MoEAdapter(adapter)
+        self.vector_proj = (None if not vector_dim else MoEAdapter(adapter) if adapter is not None
+                            else nn.Linear(vector_dim, d_model, bias=False))
         self.d_model = d_model
 
     def forward(self) -> torch.Tensor:

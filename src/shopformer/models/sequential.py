@@ -23,7 +23,8 @@ from shopformer.models.content_knn import token_idf
 from shopformer.models.ensemble import SASRecEnsemble
 from shopformer.models.item_encoder import token_unit_rows
 from shopformer.models.sasrec import SASRec, SASRecConfig
-from shopformer.models.transfer import TransferConfig
+from shopformer.models.transfer import (TransferConfig, copy_shared_layers, load_source, model_folder,
+                                        transferred_arch)
 from shopformer.train import distributed, losses
 from shopformer.train.batches import (LazyBatches, Windows, all_windows, bucketed_batches, build_windows,
                                       cloze_mask)
@@ -132,8 +133,6 @@ class SASRecRecommender:
                            channel_tokens=arch.text_channel and self.content.vectors is None)
         source = None
         if c.transfer.enabled:  # the network's sizes and catalog-free layers come from the source run
-            from shopformer.models.transfer import load_source, transferred_arch
-
             if self.content is None or self.content.vectors is None:
                 raise ValueError("transfer.from_run: the target needs product text vectors (--text) to place its items")
             source = load_source(c.transfer.from_run)
@@ -155,8 +154,6 @@ class SASRecRecommender:
             if arch.text_channel:
                 self._fill_channel(self.module)
         if source is not None:
-            from shopformer.models.transfer import copy_shared_layers, model_folder
-
             copied = copy_shared_layers(self.module, source)
             self.transferred_from = {"run": str(model_folder(c.transfer.from_run).parent.resolve()),
                                      "source_items": source.config.n_items, "layers": copied}
