@@ -21,12 +21,22 @@ strength is at least ``reason_floor``. The lines of one order arrive together: e
 with the same ``checkout_id`` as the user's previous action are one action (they add
 to nothing but the identical-event count). Users idle for ``idle_s`` are forgotten, and at
 most ``max_users`` are kept (the least recent go first), so memory stays bounded.
+
+Events may arrive a little out of time order (another API replica's events come over
+Redis about a millisecond after a later one stored here, serve/stream_watch.py): each is
+placed by its timestamp among the user's recent actions and gap times, so ``burst``,
+``inhuman_speed`` and ``repeated_identical`` measure what they would have in order (the
+score answered is the state's at its newest event). ``session_volume`` and
+``impossible_sequence`` follow arrival order: a view that arrives after the purchase it
+preceded by milliseconds counts that purchase as never viewed.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 SEEN_TYPES = ("view", "click", "add_to_cart")
 
@@ -77,7 +87,7 @@ class _UserState:
     session_actions: int = 0
     recent: deque = field(default_factory=deque)  # (t, (type, item)) in the window
     identical: Counter = field(default_factory=Counter)
-    gaps: deque = field(default_factory=deque)
+    times: deque = field(default_factory=deque)  # the last gap_count + 1 action times, ascending
     seen: set = field(default_factory=set)
     unseen_purchases: int = 0
 
@@ -105,16 +115,16 @@ class StreamRiskScorer:
         key = (event.type, event.item_id)
         same_checkout = event.checkout_id is not None and event.checkout_id == state.last_checkout
         if not same_checkout:  # a new action
-            if state.last_t > float("-inf"):
-                state.gaps.append(t - state.last_t)
-                if len(state.gaps) > c.gap_count:
-                    state.gaps.popleft()
-            state.last_t = t
+            _insert(state.times, t, float)
+            if len(state.times) > c.gap_count + 1:
+                state.times.popleft()  # a late event older than all kept falls out here
+            state.last_t = max(state.last_t, t)
             state.session_actions += 1
         state.last_checkout = event.checkout_id
-        state.recent.append((t, key, same_checkout))
+        _insert(state.recent, (t, key, same_checkout), itemgetter(0))
         state.identical[key] += 1
-        while state.recent and state.recent[0][0] <= t - c.window_s:
+        newest = state.recent[-1][0]  # t, unless this event came late
+        while state.recent and state.recent[0][0] <= newest - c.window_s:
             _, old, _ = state.recent.popleft()
             state.identical[old] -= 1
             if not state.identical[old]:
@@ -141,7 +151,8 @@ class StreamRiskScorer:
     def _score(self, state: _UserState) -> StreamScore:
         c = self.config
         actions = sum(1 for _, _, merged in state.recent if not merged)
-        gaps = list(state.gaps)
+        times = list(state.times)
+        gaps = [b - a for a, b in zip(times, times[1:])]
         # 0 s is not speed: events posted in one batch, or a clock that counts whole seconds
         fast = sum(0 < g < c.min_human_gap_s for g in gaps) / len(gaps) if len(gaps) >= c.min_gaps else 0.0
         top = max(state.identical.values()) if state.identical else 0
@@ -173,3 +184,15 @@ class StreamRiskScorer:
                 del self.users[user]
             else:
                 break
+
+
+def _insert(ordered: deque, entry: object, time_of: Callable[[object], float]) -> None:
+    """Put ``entry`` into ``ordered`` (ascending by ``time_of``), after any equal one. A
+    late entry is rarely more than a few places from the end, so the search runs from there."""
+    t, i = time_of(entry), len(ordered)
+    while i and time_of(ordered[i - 1]) > t:
+        i -= 1
+    if i == len(ordered):
+        ordered.append(entry)
+    else:
+        ordered.insert(i, entry)

@@ -34,7 +34,7 @@ from .routes import complements as complements_routes
 from .search import SearchService
 from .settings import ServeSettings
 from .stream_watch import StreamWatch
-from .shared_state import NoticeCollector, RedisSharedState, service_listeners, shared_state
+from .shared_state import NoticeCollector, RedisSharedState, SharedState, service_listeners, shared_state
 from .writes import WriteLimits
 
 log = logging.getLogger("shopformer.serve")
@@ -121,10 +121,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                                             name="shopformer-sync", daemon=True)
                 follower.start()
             purger = start_retention(settings, service, searching, stop)  # scheduled purges (serve/retention.py)
-            shared.start(service_listeners(service, metrics, searching))  # the others' notices, as they come
+            watch = app.state.stream_watch
+            if watch is not None:  # the stream watch tells the others its events and scores theirs
+                watch.shared = shared
+            shared.start(service_listeners(service, metrics, searching, watch))  # the others' notices, as they come
             yield
         finally:
             if shared is not None:
+                if app.state.stream_watch is not None:
+                    app.state.stream_watch.shared = SharedState()  # closed: nothing more to tell
                 shared.close()
             if follower is not None:
                 stop.set()
@@ -150,7 +155,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.write_limits = WriteLimits.from_settings(settings)
     app.state.metrics = metrics
     # unusual behaviour scored as events arrive (serve/stream_watch.py)
-    app.state.stream_watch = (StreamWatch(StreamRiskConfig(), metrics.registry)
+    app.state.stream_watch = (StreamWatch(StreamRiskConfig(), metrics.registry, pseudonyms=pseudonyms)
                               if settings.stream_watch else None)
     # explain=true: one Explainer per served run
     app.state.explainers = ExplainerCache(ExplainConfig(occlusion=OcclusionConfig(precision=settings.explain_precision)))

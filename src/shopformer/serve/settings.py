@@ -55,8 +55,9 @@ SHOPFORMER_REDIS_URL                       ``redis://host:port/db``: replicas (a
                                            through a Redis pub/sub channel, which users'
                                            cached histories to drop, that a run was
                                            published to serve, that the catalog or the
-                                           rules changed (serve/shared_state.py; default:
-                                           none, each follows the store alone)
+                                           rules changed, and the events each stored for
+                                           the others' stream watch (serve/shared_state.py;
+                                           default: none, each follows the store alone)
 SHOPFORMER_REDIS_CHANNEL                   the channel's name (default ``shopformer``; one
                                            per shop sharing a Redis)
 SHOPFORMER_INDEX                           retrieval for the Transformer models: ``faiss``
@@ -158,7 +159,9 @@ SHOPFORMER_RISK_DIR                        folder written by ``shopformer risk f
                                            request (default: none; the route answers 404)
 SHOPFORMER_STREAM_WATCH                    ``1`` (default): score each stored event for
                                            unusual behaviour (bursts, bots;
-                                           serve/stream_watch.py); ``0``: off
+                                           serve/stream_watch.py; with a Redis URL over
+                                           all replicas' events); ``0``: off (set it
+                                           alike on all replicas)
 SHOPFORMER_STOREFRONT                      ``1`` (default): serve the storefront pages at
                                            ``/`` (``src/shopformer/web/``); ``0``: the API
                                            only

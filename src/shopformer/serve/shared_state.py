@@ -13,7 +13,10 @@ acts on it as it arrives (about a millisecond on a local network):
   record names it; the notice only says "look now");
 * ``catalog``: products were upserted or deleted -> rebuild the catalog view and bring
   the search index up to the store's catalog changes;
-* ``rules``: business rules were added or removed -> reload them from the store.
+* ``rules``: business rules were added or removed -> reload them from the store;
+* ``events``: events were stored here -> the other replicas' stream watches score them
+  too, so a bot spread over replicas is seen whole (serve/stream_watch.py; sent only
+  while the watch is on).
 
 Pub/sub delivers only to subscribers connected at the time: a process whose
 subscription broke may have missed notices, so every (re)subscription after the first
@@ -46,12 +49,13 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .recommender import RecommendationService
     from .search import SearchService
+    from .stream_watch import StreamWatch
 
 log = logging.getLogger("shopformer.serve")
 
 #: URL schemes redis-py's ``Redis.from_url`` accepts
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-KINDS = ("users", "reload", "catalog", "rules")
+KINDS = ("users", "reload", "catalog", "rules", "events")
 
 
 def check_redis_url(url: str, name: str = "SHOPFORMER_REDIS_URL") -> str:
@@ -104,6 +108,9 @@ class Listeners:
     rules: Callable[[], None]
     #: subscribed again after a break: notices may have been missed
     reset: Callable[[], None]
+    #: the payload of another replica's ``events`` notice, unchecked (the listener checks
+    #: it); runs on the subscriber thread, in order. None: such notices are ignored
+    events: Callable[[object], None] | None = None
 
 
 class SharedState:
@@ -126,6 +133,9 @@ class SharedState:
 
     def publish_rules(self) -> None:
         """Business rules were added or removed here."""
+
+    def publish_events(self, events: list[list]) -> None:
+        """Events were stored here: their wire form (serve/stream_watch.py's ``encode_events``)."""
 
     def start(self, listeners: Listeners) -> None:
         """Begin delivering the other processes' notices to ``listeners``."""
@@ -195,6 +205,10 @@ class RedisSharedState(SharedState):
 
     def publish_rules(self) -> None:
         self._publish("rules")
+
+    def publish_events(self, events: list[list]) -> None:
+        if events:
+            self._publish("events", events=events)
 
     # -- receiving ------------------------------------------------------------------------
     def start(self, listeners: Listeners) -> None:
@@ -280,6 +294,9 @@ class RedisSharedState(SharedState):
             self._run(listeners.catalog)
         elif kind == "rules":
             self._run(listeners.rules)
+        elif kind == "events":  # quick (a few microseconds an event): kept on this thread, in order
+            if listeners.events is not None:
+                self._call(listeners.events, notice.get("events"))
         else:  # a newer replica's kind: nothing this one knows to do
             log.debug("ignored a notice of unknown kind %r", kind)
 
@@ -344,9 +361,10 @@ def announce_reload(version: str, env: Mapping[str, str] | None = None) -> bool:
 
 
 def service_listeners(service: RecommendationService, metrics: Metrics,
-                      searching: SearchService | None = None) -> Listeners:
+                      searching: SearchService | None = None, watch: StreamWatch | None = None) -> Listeners:
     """What an API process does with the notices: the same steps as its store follower
-    (``serve/app.py``'s sync thread), taken at once and without publishing again."""
+    (``serve/app.py``'s sync thread), taken at once and without publishing again; the
+    other replicas' events go to ``watch`` (the stream watch, None when off)."""
 
     def reload(_version: str) -> None:  # the store names the run; the notice says "now"
         try:
@@ -374,7 +392,8 @@ def service_listeners(service: RecommendationService, metrics: Metrics,
                 log.exception("catching up after a Redis reconnect failed")
 
     return Listeners(users=lambda users: service.invalidate_users(users, publish=False), reload=reload,
-                     catalog=catalog, rules=service.rules.sync, reset=reset)
+                     catalog=catalog, rules=service.rules.sync, reset=reset,
+                     events=watch.peer if watch is not None else None)
 
 
 __all__ = ["KINDS", "Listeners", "announce_reload", "NoticeCollector", "RedisSharedState", "SharedState", "SharedStateConfig", "check_redis_url",

@@ -52,7 +52,9 @@ def unusual_events(request: Request, limit: Annotated[int, Query(ge=1, le=1000)]
     """The latest stored events this process flagged as unusual (bursts, inhuman speed,
     the same event repeated, session volume, purchases of items never viewed), newest
     first, each with its score and reasons (serve/stream_watch.py). Admin scope. Each
-    replica lists what it received; 404 when the watch is off (SHOPFORMER_STREAM_WATCH=0)."""
+    replica lists the events it stored (with SHOPFORMER_REDIS_URL its scorer also sees the
+    other replicas' events, so a bot spread over them is flagged); 404 when the watch is
+    off (SHOPFORMER_STREAM_WATCH=0)."""
     watch = request.app.state.stream_watch
     if watch is None:
         raise HTTPException(404, "the stream watch is off (SHOPFORMER_STREAM_WATCH=0)")
