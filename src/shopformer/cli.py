@@ -240,6 +240,10 @@ def train(
         return
     distributed.stop()
     if run is None:  # another rank of a torchrun: rank 0 wrote the run folder and reports
+        rank, _, local = distributed.ranks_from_env()
+        if local == 0:  # the first process of another host (none on one host): the run is not on this one
+            console.print(f"rank {rank} done: rank 0 wrote the run folder {out or Path('runs') / model} on its host "
+                          f"({os.environ.get('MASTER_ADDR', '?')}), not on this one")
         return
     console.print(
         f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "

@@ -7,6 +7,7 @@ refuses offline evaluation, since its training data contains the test items.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, replace
@@ -24,6 +25,7 @@ from shopformer.features.sequences import SequenceData, Sequences
 from shopformer.features.splits import EvalCases, Split
 from shopformer.features.vocab import Vocabulary
 from shopformer.models.base import Recommender, recommend
+from shopformer.train import distributed
 from shopformer.train.distributed import is_main_process
 
 SplitName = Literal["valid", "test"]
@@ -89,9 +91,16 @@ def train_run(
     from shopformer.ingest.streaming import is_large_folder
 
     large = is_large_folder(data_dir) if stream is None else stream
-    data, split = prepare_folder(data_dir, data_config, stream=large)
-    if content is not None or text or vectors_file is not None:
-        attach_content(model, data_dir, data.items, content or ContentConfig(fields=()), text, vectors_file)
+
+    def prepare() -> tuple[SequenceData, Split]:
+        prepared = prepare_folder(data_dir, data_config, stream=large)
+        if content is not None or text or vectors_file is not None:
+            attach_content(model, data_dir, prepared[0].items, content or ContentConfig(fields=()), text, vectors_file)
+        return prepared
+
+    # under torchrun every rank prepares from its own host's copy; the ranks check together
+    device = getattr(getattr(model.config, "train", None), "device", "cpu")
+    data, split = distributed.prepare_on_every_rank(device, prepare, lambda p: data_fingerprint(p[0]), large)
     seconds = fit(model, data, split, fit_on)
     info = {
         "data_dir": str(Path(data_dir).resolve()),
@@ -115,6 +124,19 @@ def train_run(
         return None
     save_run(out, model, data.items, data.users, data_config, info)
     return load_run(out)
+
+
+def data_fingerprint(data: SequenceData) -> str:
+    """Counts and a digest of the prepared sequences and vocabularies: equal on two hosts
+    only when they would build the same batches (``train/distributed.py``)."""
+    h = hashlib.blake2b(digest_size=8)
+    for ids in (data.users.ids, data.items.ids):
+        h.update("\n".join(ids).encode("utf-8"))
+        h.update(b"\0")
+    for array in (data.sequences.offsets, data.sequences.items):
+        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    d = describe(data)
+    return f"{d['users']} users, {d['items']} items, {d['interactions']} events, digest {h.hexdigest()}"
 
 
 def cases_for(split: Split, name: SplitName) -> EvalCases:

@@ -8,19 +8,26 @@ so the ranks together see exactly the single-process batch. The loss of a slice 
 weighted by its share of the global batch's targets (``shard_weight``), so DDP's mean of
 the ranks' gradients is the gradient of the single-process loss over the whole batch,
 uneven slices included. Validation, early stopping and the run folder are rank 0's; its
-decisions are broadcast so every rank stops at the same step.
+decisions are broadcast so every rank stops at the same step. Each rank reads the data
+folder of its own host; ``prepare_on_every_rank`` checks that they all prepared the same
+data (or stops them all with the reason) before the first step.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from shopformer.train.device import resolve_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -133,3 +140,55 @@ def shard_weight(local_targets: int, global_targets: int, world_size: int) -> fl
     if global_targets <= 0:
         raise ValueError(f"a global batch needs targets, got {global_targets}")
     return local_targets * world_size / global_targets
+
+
+class RanksDisagree(ValueError):
+    """Raised on every rank when another rank could not prepare its data, or prepared
+    different data (hosts with different copies of the data folder)."""
+
+
+def prepare_on_every_rank(device_name: str, prepare: Callable[[], T], fingerprint: Callable[[T], str],
+                          writes_cache: bool = False) -> T:
+    """``prepare()`` (each rank reads its own host's data folder), checked across ranks.
+
+    One process: just ``prepare()``. Under torchrun the process group is joined first
+    and the ranks compare outcomes before any training step, because across hosts a
+    failure is otherwise silent: on one host torchrun stops a failed rank's siblings,
+    but a rank whose host lacks the data folder leaves the other hosts' ranks waiting in
+    ``init_process_group`` until its timeout (30 min). Every rank gets the same error
+    (its own, or ``RanksDisagree`` naming the rank and host that failed), and the ranks
+    must agree on ``fingerprint``: each builds the batches from its own copy, so
+    different copies would train something else or desynchronise the collectives.
+
+    ``writes_cache``: preparing writes next to the data (the bounded-memory path), so
+    rank 0 prepares first, then the first process of each other host, then the rest:
+    no two processes write one folder at once, shared filesystem or not (the later ones
+    find the cache valid where the folder is shared)."""
+    rank, world, local = ranks_from_env()
+    if world == 1:
+        return prepare()
+    start(device_name)
+    result, error, mark = None, None, None
+    waves = (rank == 0, rank != 0 and local == 0, local != 0) if writes_cache else (True,)
+    for mine in waves:
+        if mine:
+            try:
+                result = prepare()
+                mark = fingerprint(result)
+            except Exception as exc:  # noqa: BLE001 - reported to every rank below, re-raised here
+                error = exc
+        if writes_cache:
+            dist.barrier()
+    reports: list = [None] * world
+    dist.all_gather_object(reports, (socket.gethostname(), None if error is None else f"{type(error).__name__}: "
+                                                                                      f"{error}", mark))
+    if error is not None:
+        raise error
+    failed = [f"rank {r} on {host} could not prepare its data: {why}" for r, (host, why, _) in enumerate(reports) if why]
+    if failed:
+        raise RanksDisagree("; ".join(failed))
+    if len({m for _, _, m in reports}) > 1:
+        raise RanksDisagree("the ranks prepared different data (" + "; ".join(
+            f"rank {r} on {host}: {m}" for r, (host, _, m) in enumerate(reports)) + "): every host needs the same "
+            "data folder (a copy of it, or a shared filesystem) at the --data path")
+    return result
