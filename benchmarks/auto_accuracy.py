@@ -7,10 +7,14 @@ split read ONCE for the winner. Reported beside it: the best published NDCG@10 w
 (accuracy.PUBLISHED) and the best result in benchmarks/results/accuracy.json (settings
 chosen by hand on validation; the same split), and EASE's test score from that file.
 
-    python benchmarks/auto_accuracy.py --dataset lastfm --minutes 45 [--threads 0]
+    python benchmarks/auto_accuracy.py --dataset lastfm --minutes 45 [--threads 0] [--no-content]
+
+Datasets with item content (accuracy.CATALOGS) give the search the content accuracy.py's
+``sasrec_content`` fuses, so fusing it is one of the search's choices (``--no-content``:
+IDs only).
 
 Writes benchmarks/results/auto_accuracy.{json,md} (one record per dataset and budget) and
-auto_accuracy_<dataset>_<minutes>min.png (the search's validation NDCG@10 against time).
+auto_accuracy_<dataset>_<minutes>min[-content].png (the search's validation NDCG@10 against time).
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from accuracy import DATASETS, PUBLISHED, load  # noqa: E402
+from accuracy import CATALOGS, DATASETS, PUBLISHED, load, load_content  # noqa: E402
 from results_file import save  # noqa: E402
 
 from shopformer.evaluate.protocol import EvalConfig, evaluate  # noqa: E402
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.tune import AutoConfig, AutoSearch  # noqa: E402
 from shopformer.tune import report as search_report  # noqa: E402
+from shopformer.tune.search import fused  # noqa: E402
 
 
 def hand_tuned(dataset: str) -> dict:
@@ -57,19 +62,27 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "shopformer-accuracy")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--no-content", action="store_true", help="do not search fusing the dataset's item content")
     args = ap.parse_args()
 
     data, split = load(args.dataset, args.data_root, args.work)
-    config = AutoConfig(minutes=args.minutes, seed=args.seed, threads=args.threads)
+    use_content = args.dataset in CATALOGS and not args.no_content
+    content = load_content(args.dataset, args.data_root, args.work, data.items) if use_content else None
+    config = AutoConfig(minutes=args.minutes, seed=args.seed, threads=args.threads, content=use_content)
     result = AutoSearch(config).run(split, data.n_items,
                                     on_trial=lambda t: print(f"trial {t.number}: {t.model} {t.state} "
-                                                             f"valid {t.valid_ndcg} ({t.seconds:.0f} s) {t.note}"))
+                                                             f"valid {t.valid_ndcg} ({t.seconds:.0f} s) {t.note} "
+                                                             f"{'content' if fused(t.choice) else ''}"),
+                                    content=content)
+    tag = "-content" if use_content else ""  # beside the IDs-only record, not over it
     # the test split, read once, for the winner only
     test = evaluate(result.model, split.test, data.n_items, EvalConfig(cutoffs=(10,)), progress=False).metrics
     published = max((p for p in PUBLISHED.get(args.dataset, [])), key=lambda p: p[2], default=None)
     record = {
-        "dataset": args.dataset, "model": f"auto-{args.minutes:g}min", "minutes": args.minutes,
-        "winner": result.best.model, "winner_params": result.best.params, "trials": len(result.trials),
+        "dataset": args.dataset, "model": f"auto-{args.minutes:g}min{tag}", "minutes": args.minutes,
+        "winner": result.best.model + ("+content" if fused(result.best.choice) else ""),
+        "winner_params": result.best.params, "winner_content": fused(result.best.choice),
+        "content": search_report.summary(result)["content"], "trials": len(result.trials),
         "pruned": sum(t.state == "pruned" for t in result.trials), "search_seconds": result.seconds,
         "valid_ndcg10": round(result.best.valid_ndcg, 4),
         "test_ndcg10": round(test["NDCG@10"], 4), "test_hr10": round(test["HR@10"], 4),
@@ -81,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         search_report.plot(result, Path(tmp) / "search.png")
         args.out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(tmp) / "search.png", args.out / f"auto_accuracy_{args.dataset}_{args.minutes:g}min.png")
+        shutil.copyfile(Path(tmp) / "search.png", args.out / f"auto_accuracy_{args.dataset}_{args.minutes:g}min{tag}.png")
     meta = {"benchmark": "auto_accuracy", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine()}
     save(args.out, "auto_accuracy", meta, [record], markdown)

@@ -204,8 +204,8 @@ def train(
         if ranks_from_env()[1] > 1:
             _fail("--auto runs its search in one process: start it without torchrun")
         if full or content or text or vectors or set_ or device != "auto" or pretrained:
-            _fail("--auto searches on the training split with validation: it takes no --full, --content, --text, "
-                  "--vectors, --set or --device (yet)")
+            _fail("--auto searches on the training split with validation: it takes no --full, --content (it searches "
+                  "fusing the catalog's attributes itself), --text, --vectors, --set or --device (yet)")
         from shopformer.tune import AutoConfig
         from shopformer.tune.run import train_auto
 

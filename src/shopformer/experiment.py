@@ -20,7 +20,7 @@ from shopformer.artifact import Run, load_run, save_run
 from shopformer.dataset import DataConfig, describe, load_products, prepare_folder
 from shopformer.evaluate.protocol import EvalConfig, EvalResult, evaluate
 from shopformer.evaluate.report import result_record
-from shopformer.features.content import ContentConfig, build_content
+from shopformer.features.content import ContentConfig, ItemContent, build_content
 from shopformer.features.sequences import SequenceData, Sequences
 from shopformer.features.splits import EvalCases, Split
 from shopformer.features.vocab import Vocabulary
@@ -50,6 +50,14 @@ def attach_content(
     ``vectors_file``, placed after the text block), rows aligned with ``items``."""
     if not hasattr(model, "content"):
         raise ValueError(f"{model.name} does not use product content; use sasrec, bert4rec or content_knn")
+    model.content = catalog_content(data_dir, items, content, text, vectors_file)
+
+
+def catalog_content(
+    data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool, vectors_file: Path | None = None,
+) -> ItemContent:
+    """The catalog's content as :func:`attach_content` gives it (``train --auto`` builds it
+    once for all its trials)."""
     products = load_products(data_dir)
     if products.height == 0:
         raise ValueError(f"{data_dir} has no catalog (products.parquet): ingest one with --catalog")
@@ -70,7 +78,7 @@ def attach_content(
         blocks.append(aligned)
         content = replace(content, image_dim=aligned.shape[1])
     vectors = np.hstack(blocks).astype(np.float32) if blocks else None
-    model.content = build_content(products, items, content, vectors)
+    return build_content(products, items, content, vectors)
 
 
 def train_run(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .search import AutoResult, TrialRecord
+from .search import AutoResult, TrialRecord, fused
 
 
 def summary(result: AutoResult) -> dict:
@@ -15,8 +15,19 @@ def summary(result: AutoResult) -> dict:
     b = result.best
     return {"budget_s": result.budget_s, "seconds": result.seconds, "trials": len(result.trials),
             "pruned": sum(t.state == "pruned" for t in result.trials),
-            "winner": {"trial": b.number, "model": b.model, "params": b.params, "valid_ndcg": b.valid_ndcg},
-            "best_baseline": _best_of(result.trials, baseline=True), "data_stats": result.stats.to_dict()}
+            "winner": {"trial": b.number, "model": b.model, "params": b.params, "valid_ndcg": b.valid_ndcg,
+                       "content": fused(b.choice)},
+            "best_baseline": _best_of(result.trials, baseline=True), "data_stats": result.stats.to_dict(),
+            "content": _content(result)}
+
+
+def _content(result: AutoResult) -> dict | None:
+    """The item content the search could fuse (None: none given, so not searched)."""
+    c = result.content
+    if c is None:
+        return None
+    return {"fields": list(c.config.fields), "tokens": c.n_tokens - 1, "vector_dim": c.vector_dim,
+            "trials_fused": sum(fused(t.choice) for t in result.trials)}
 
 
 def _best_of(trials: list[TrialRecord], baseline: bool) -> dict | None:

@@ -1,5 +1,7 @@
 """``shopformer train --auto``: search within the budget, save the winner as a normal run
-folder (it reloads, evaluates and serves like any other) with its search history."""
+folder (it reloads, evaluates and serves like any other) with its search history. When
+the data folder has a catalog with attributes (brand, categories, tags, price: what
+``train --content brand,categories,tags`` fuses), fusing them is searched too."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shopformer.artifact import Run, load_run, save_run
-from shopformer.dataset import DataConfig, describe, load_events, prepare
+from shopformer.dataset import DataConfig, describe, load_events, load_products, prepare
+from shopformer.features.content import ContentConfig, ItemContent
+from shopformer.features.vocab import Vocabulary
 from shopformer.train.loop import progress_into
 
 from . import report
@@ -40,7 +44,8 @@ def train_auto(data_dir: Path, data_config: DataConfig, out: Path, config: AutoC
 
         search = AutoSearch(config)
         with progress_into(bar, trial_task):  # each Transformer trial draws its epochs on the trial bar
-            result = search.run(split, data.n_items, on_trial)
+            result = search.run(split, data.n_items, on_trial, catalog_attributes(data_dir, data.items)
+                                if config.content else None)
         bar.update(overall, completed=budget)
     info = {"data_dir": str(Path(data_dir).resolve()), "dataset": describe(data), "fit_on": "train",
             "fit_seconds": result.seconds, "model_config": asdict(result.model.config),
@@ -48,3 +53,15 @@ def train_auto(data_dir: Path, data_config: DataConfig, out: Path, config: AutoC
     save_run(out, result.model, data.items, data.users, data_config, info)
     report.write(result, out)
     return load_run(out)
+
+
+def catalog_attributes(data_dir: Path, items: Vocabulary) -> ItemContent | None:
+    """The catalog's attribute tokens as ``train --content brand,categories,tags`` fuses
+    them (``experiment.catalog_content``), or None without a catalog or when no value
+    is shared by two products (nothing a model could generalise from)."""
+    from shopformer.experiment import catalog_content
+
+    if load_products(data_dir).height == 0:
+        return None
+    content = catalog_content(data_dir, items, ContentConfig(), text=False)
+    return content if content.n_tokens > 1 else None

@@ -12,6 +12,12 @@ Optionally (``ensemble_sizes``), the best Transformer setting is then trained ag
 ensemble of that many networks (other seeds, each given the winning trial's time) while
 the budget allows, and kept only when it scores higher on validation. The best model
 found is kept as trained (nothing reads test).
+
+Given the catalog's item content (attribute tokens; ``run(content=...)``), whether a
+Transformer trial fuses it with the item IDs is one more choice of the space, "on" in
+the first trial. A fused trial is calibrated after training as any fused model is
+(``models/calibration.py``, on validation), so it is scored on validation as calibrated,
+the model the search keeps. Without content the search is what it was.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 from shopformer.artifact import make_model
 from shopformer.evaluate.protocol import EvalConfig, evaluate
+from shopformer.features.content import ItemContent
 from shopformer.features.splits import Split
 from shopformer.models.base import Recommender
 
@@ -55,7 +62,9 @@ class AutoConfig:
         place new products by their text (retraining's warm start and content cold start
         need a single network).
     ensemble_share: with ``ensemble_sizes``, the share of the budget the Transformer
-        search leaves for the ensembles."""
+        search leaves for the ensembles.
+    content: search fusing the item content ``run`` is given (off: IDs only, as
+        without content)."""
 
     minutes: float = 10.0
     baselines: tuple[str, ...] = ("itemknn", "ease")
@@ -68,6 +77,7 @@ class AutoConfig:
     threads: int = 0
     ensemble_sizes: tuple[int, ...] = ()
     ensemble_share: float = 0.4
+    content: bool = True
 
     def __post_init__(self) -> None:
         if any(int(m) < 2 for m in self.ensemble_sizes):
@@ -102,6 +112,7 @@ class AutoResult:
     stats: DataStats
     budget_s: float
     seconds: float
+    content: ItemContent | None = None  # what fused trials were given (None: not searched)
 
 
 def validation_ndcg(model: Recommender, split: Split, n_items: int) -> float:
@@ -119,9 +130,15 @@ class AutoSearch:
         if self._best is None or score > self._best[0]:
             self._best = (score, model, record)
 
-    def run(self, split: Split, n_items: int, on_trial: Callable[[TrialRecord], None] | None = None) -> AutoResult:
-        """Search within the budget; ``on_trial`` sees each finished trial (progress)."""
+    def run(self, split: Split, n_items: int, on_trial: Callable[[TrialRecord], None] | None = None,
+            content: ItemContent | None = None) -> AutoResult:
+        """Search within the budget; ``on_trial`` sees each finished trial (progress).
+        ``content``: the catalog's item content, rows aligned with the item indices
+        (``features.content.build_content``); fusing it is then searched."""
         c = self.config
+        content = content if c.content else None
+        if content is not None and len(content.tokens) != n_items + 1:
+            raise ValueError(f"content has {len(content.tokens)} rows; the catalog needs n_items + 1 = {n_items + 1}")
         budget = c.minutes * 60.0
         t0 = time.perf_counter()
         deadline = t0 + budget
@@ -150,16 +167,16 @@ class AutoSearch:
         # the Transformer search leaves the ensembles their share of the budget
         searching_until = deadline - (c.ensemble_share * budget if c.ensemble_sizes else 0.0)
         if c.transformer and searching_until - time.perf_counter() >= c.min_trial_s:
-            self._search_transformer(split, n_items, stats, t0, searching_until, done)
+            self._search_transformer(split, n_items, stats, t0, searching_until, done, content)
         if c.ensemble_sizes and self._best is not None and self._best[2].model == "sasrec":
-            self._ensembles(split, n_items, t0, deadline, done)
+            self._ensembles(split, n_items, t0, deadline, done, content)
         if self._best is None:
             raise RuntimeError("no trial finished: give the search more minutes")
         _, model, best = self._best
-        return AutoResult(model, best, self.trials, stats, budget, round(time.perf_counter() - t0, 2))
+        return AutoResult(model, best, self.trials, stats, budget, round(time.perf_counter() - t0, 2), content)
 
     def _ensembles(self, split: Split, n_items: int, t0: float, deadline: float,
-                   done: Callable[[TrialRecord], None]) -> None:
+                   done: Callable[[TrialRecord], None], content: ItemContent | None) -> None:
         """The winning Transformer setting as ensembles of ``ensemble_sizes`` networks:
         member k trains with seed + k (member 0 repeats the winner) within the winner's
         time, so an ensemble of m needs about m times it; sizes that no longer fit the
@@ -177,6 +194,8 @@ class AutoSearch:
                                  {**winner.choice, "members": m}, note=f"ensemble of {m} (trial {winner.number}'s setting)")
             try:
                 model = make_model("sasrec", params)
+                if fused(winner.choice):
+                    model.content = content
                 model.fit(split.train, n_items, valid=split.valid)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory with m networks
                 record.state, record.note = "failed", f"ensemble of {m}: {str(exc)[:180]}"
@@ -190,7 +209,7 @@ class AutoSearch:
             done(record)
 
     def _search_transformer(self, split: Split, n_items: int, stats: DataStats, t0: float, deadline: float,
-                            done: Callable[[TrialRecord], None]) -> None:
+                            done: Callable[[TrialRecord], None], content: ItemContent | None) -> None:
         import optuna
 
         c = self.config
@@ -198,14 +217,16 @@ class AutoSearch:
         sampler = optuna.samplers.TPESampler(seed=c.seed, n_startup_trials=4)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2) if c.prune else optuna.pruners.NopPruner()
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-        study.enqueue_trial(starting_setting(stats))
+        study.enqueue_trial(starting_setting(stats, content is not None))
 
         def objective(trial: optuna.Trial) -> float:
             left = deadline - time.perf_counter()
-            choice = suggest(trial, stats)
+            choice = suggest(trial, stats, content is not None)
             limit = min(left, c.trial_share * c.minutes * 60.0)
             params = model_params(choice, limit, c.seed, c.threads)
             model = make_model("sasrec", params)
+            if fused(choice):  # as train --content and accuracy.py's sasrec_content give it
+                model.content = content
             evaluations = [0]
 
             def report(score: float) -> None:
@@ -232,7 +253,8 @@ class AutoSearch:
                 done(record)
                 raise
             history = model.history
-            score = float(history.best_valid)
+            # a fused model was calibrated on validation after training: score what is kept
+            score = validation_ndcg(model, split, n_items) if fused(choice) else float(history.best_valid)
             record.valid_ndcg, record.seconds = round(score, 6), round(time.perf_counter() - start, 2)
             record.epochs, record.best_epoch, record.note = len(history.records), history.best_epoch, history.stopped
             self._keep(score, model, record)
@@ -245,3 +267,8 @@ class AutoSearch:
 
         study.optimize(objective, timeout=max(0.0, deadline - time.perf_counter()),
                        callbacks=[stop_when_out_of_time], catch=(RuntimeError, ValueError))
+
+
+def fused(choice: dict) -> bool:
+    """Whether a trial's ``choice`` fuses the item content."""
+    return choice.get("content") == "on"

@@ -12,10 +12,12 @@ BATCH_SIZES = (16, 32, 64, 128)
 EPOCHS = (10, 20, 40, 100, 200)
 
 
-def suggest(trial: Any, stats: DataStats) -> dict[str, object]:
+def suggest(trial: Any, stats: DataStats, content: bool = False) -> dict[str, object]:
     """One point of the space, drawn by an Optuna ``trial`` (TPE: later draws lean to
     where the good trials were). Wide models are left out for very large catalogs (the
-    item table alone would not fit a laptop's memory at d256)."""
+    item table alone would not fit a laptop's memory at d256). With ``content`` (the
+    catalog has attribute tokens) whether the item embeddings fuse them is searched too,
+    as ``content`` "on" | "off"; without, the space is unchanged (the same draws per seed)."""
     widths = [d for d in D_MODELS if d * stats.items <= 256 * 500_000] or [D_MODELS[0]]
     lengths = [n for n in MAX_LEN_GRID if n <= max(MAX_LEN_GRID[0], 2 * stats.per_user_p90)] or [MAX_LEN_GRID[0]]
     return {
@@ -28,6 +30,8 @@ def suggest(trial: Any, stats: DataStats) -> dict[str, object]:
         "epochs": trial.suggest_categorical("epochs", list(EPOCHS)),
         "max_len": trial.suggest_categorical("max_len", lengths),
         "crop": trial.suggest_categorical("crop", ["random", "all"]),
+        # drawn last, and only when there is content, so the draws above stay as they were
+        **({"content": trial.suggest_categorical("content", ["on", "off"])} if content else {}),
     }
 
 
@@ -35,7 +39,8 @@ def model_params(choice: dict[str, object], time_limit_s: float, seed: int, thre
     """``make_model("sasrec", ...)`` parameters for ``choice``: attention dropout follows
     dropout (they were tuned together by hand), weight decay covers the item table when
     on (the sparse-data recipe), the learning-rate decay follows the trial's clock, and
-    patience is short enough that a trial which stopped improving ends early."""
+    patience is short enough that a trial which stopped improving ends early. The
+    ``content`` choice is not a parameter: the search gives such a model the content."""
     epochs = int(choice["epochs"])
     return {
         "arch.d_model": str(choice["d_model"]),
