@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "shopformer-accuracy")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--note", default="", help="the run's conditions, kept with its record (load, threads ...)")
     ap.add_argument("--no-content", action="store_true", help="do not search fusing the dataset's item content")
     args = ap.parse_args()
 
@@ -88,6 +89,7 @@ def main() -> None:
         "test_ndcg10": round(test["NDCG@10"], 4), "test_hr10": round(test["HR@10"], 4),
         "published": {"name": published[0], "ndcg10": published[2]} if published else None,
         **hand_tuned(args.dataset), "config": asdict(config), "data_stats": result.stats.to_dict(),
+        "note": args.note,
     }
     if published:
         record["vs_published"] = round(record["test_ndcg10"] / published[2] - 1, 4)
@@ -114,6 +116,10 @@ def markdown(results: list[dict], meta: dict) -> str:
             + (f"{pub['ndcg10']:.4f} ({pub['name']}) | {r['vs_published']:+.1%} | " if pub else "- | - | ")
             + f"{r['hand_ndcg10'] if r['hand_ndcg10'] is not None else '-'} ({r['hand_model'] or '-'}) | "
             f"{r['ease_ndcg10'] if r['ease_ndcg10'] is not None else '-'} |")
+    notes = [f"- {r['dataset']}, {r['minutes']:g} min: {r['note']}" for r in sorted(results, key=lambda r: r["dataset"])
+             if r.get("note")]
+    if notes:
+        lines += ["", "Conditions:", ""] + notes
     return "\n".join(lines) + "\n"
 
 
