@@ -99,6 +99,9 @@ class TrialRecord:
     epochs: int | None = None
     best_epoch: int | None = None
     note: str = ""
+    #: seconds kept from its training clock for what follows training (validation passes,
+    #: a fused model's calibration and scoring), as measured on earlier trials of its kind
+    reserved_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +128,9 @@ class AutoSearch:
         self.config = config
         self.trials: list[TrialRecord] = []
         self._best: tuple[float, Recommender, TrialRecord] | None = None
+        #: by fused or not: the most wall seconds a finished Transformer trial spent beyond
+        #: its training clock (the time limit counts training only)
+        self._overhead: dict[bool, float] = {}
 
     def _keep(self, score: float, model: Recommender, record: TrialRecord) -> None:
         if self._best is None or score > self._best[0]:
@@ -222,7 +228,8 @@ class AutoSearch:
         def objective(trial: optuna.Trial) -> float:
             left = deadline - time.perf_counter()
             choice = suggest(trial, stats, content is not None)
-            limit = min(left, c.trial_share * c.minutes * 60.0)
+            reserve = self._overhead.get(fused(choice), 0.0)  # so that the trial ends by the deadline
+            limit = min(left - reserve, c.trial_share * c.minutes * 60.0)
             params = model_params(choice, limit, c.seed, c.threads)
             model = make_model("sasrec", params)
             if fused(choice):  # as train --content and accuracy.py's sasrec_content give it
@@ -238,7 +245,7 @@ class AutoSearch:
             model.on_validation = report
             start = time.perf_counter()
             record = TrialRecord(len(self.trials), "sasrec", params, None, "complete", round(start - t0, 2), 0.0,
-                                 choice)
+                                 choice, reserved_s=round(reserve, 2))
             try:
                 model.fit(split.train, n_items, valid=split.valid)
             except optuna.TrialPruned:
@@ -257,12 +264,15 @@ class AutoSearch:
             score = validation_ndcg(model, split, n_items) if fused(choice) else float(history.best_valid)
             record.valid_ndcg, record.seconds = round(score, 6), round(time.perf_counter() - start, 2)
             record.epochs, record.best_epoch, record.note = len(history.records), history.best_epoch, history.stopped
+            trained = history.records[-1].seconds if history.records else 0.0
+            self._overhead[fused(choice)] = max(self._overhead.get(fused(choice), 0.0), record.seconds - trained)
             self._keep(score, model, record)
             done(record)
             return score
 
         def stop_when_out_of_time(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-            if deadline - time.perf_counter() < c.min_trial_s:
+            # a trial needs min_trial_s of training and what training leaves after it
+            if deadline - time.perf_counter() < c.min_trial_s + max(self._overhead.values(), default=0.0):
                 study.stop()
 
         study.optimize(objective, timeout=max(0.0, deadline - time.perf_counter()),
