@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -28,23 +27,14 @@ from shopformer.risk.stream import StreamEvent, StreamRiskScorer  # noqa: E402
 from shopformer.serve import ServeSettings, create_app  # noqa: E402
 
 from test_durability import PG_URL, postgres_database  # noqa: E402
+from test_replicas import REDIS_URL, redis_channel  # noqa: E402,F401 - the fixture: Redis reachable, a fresh channel
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ADMIN = "replica-watch-key"
 KEY = PseudonymConfig(key=b"stream-watch-test-key-0123456789")
 BOT = "bot-customer-17"  # a raw customer id: must never be on the channel
 N, STEP_S = 30, 0.3  # 30 views 0.3 s apart: over the limits; every other one (0.6 s apart, 15) is not
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="set SHOPFORMER_TEST_POSTGRES_URL to run two replicas on PostgreSQL")
-
-
-@pytest.fixture
-def channel() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    return f"shopformer-test-{uuid.uuid4().hex[:12]}"
 
 
 def bot_events() -> list[dict]:
@@ -66,7 +56,8 @@ def metric(client: TestClient, name: str, label: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_a_bot_alternated_over_two_replicas_is_flagged(channel, tmp_path):
+def test_a_bot_alternated_over_two_replicas_is_flagged(redis_channel, tmp_path):  # noqa: F811 - the imported fixture
+    channel = redis_channel
     events = bot_events()
     # the scorer on what one replica stores misses the bot; on the whole stream it flags it
     assert flagged_by(events[0::2]) == [] and flagged_by(events[1::2]) == []

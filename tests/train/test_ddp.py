@@ -80,16 +80,16 @@ def run_two_processes(kind: str, tmp_path: Path) -> list[dict]:
     return spawn_two(_worker, tmp_path, kind)
 
 
-def spawn_two(worker, tmp_path: Path, *args) -> list[dict]:  # noqa: ANN001
+def spawn_two(worker, tmp_path: Path, *args, timeout_s: float = 120.0) -> list[dict]:  # noqa: ANN001
     """Run ``worker(rank, 2, port, *args, out)`` in two spawned processes (gloo on a free
-    port) and return what each saved to ``out.<rank>``; fails after 120 s."""
+    port) and return what each saved to ``out.<rank>``; fails after ``timeout_s``."""
     out = str(tmp_path / "report")
     ctx = mp.start_processes(worker, args=(2, free_port(), *args, out), nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout_s
     try:
         while not ctx.join(timeout=1):
             if time.monotonic() > deadline:
-                pytest.fail("the two training processes did not finish within 120 s (a rank waiting on another?)")
+                pytest.fail(f"the two processes did not finish within {timeout_s:.0f} s (a rank waiting on another?)")
     finally:
         for p in ctx.processes:
             if p.is_alive():

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch.distributed as dist
 
 from shopformer.artifact import load_run
 
+from test_ddp import free_port
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch.distributed.run") is None or not dist.is_available()
     or not dist.is_gloo_available(), reason="needs torchrun (torch.distributed.run) with the gloo backend")
@@ -31,12 +32,6 @@ TRAIN = ["train", "--data", "data", "--out", "run", "--model", "sasrec", "--devi
          "--set", "train.batch_size=9", "--set", "train.lr=0.01", "--set", "arch.d_model=16", "--set",
          "arch.n_layers=1", "--set", "arch.max_len=8", "--set", "arch.dropout=0", "--set", "train.threads=1"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment() -> dict:

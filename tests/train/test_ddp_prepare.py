@@ -5,21 +5,14 @@ first. Two gloo processes standing for two hosts (LOCAL_RANK 0 on both)."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
-import pytest
 import torch
-import torch.multiprocessing as mp
 
 from shopformer.train import distributed
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_ddp import spawn_two
 
 
 def _outcome(call) -> str:
@@ -64,19 +57,8 @@ def test_ranks_agree_on_their_data_or_fail_together(tmp_path, monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert distributed.prepare_on_every_rank("cpu", lambda: 3, lambda r: "x") == 3  # one process: just prepare
-    log, out = tmp_path / "log", str(tmp_path / "report")
-    ctx = mp.start_processes(_worker, args=(2, free_port(), str(log), out), nprocs=2, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + 90
-    try:
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail("the two processes did not finish within 90 s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    r0, r1 = (torch.load(f"{out}.{r}", weights_only=False) for r in range(2))
+    log = tmp_path / "log"
+    r0, r1 = spawn_two(_worker, tmp_path, str(log), timeout_s=90)
     # a cache-writing preparation: rank 0 finished before rank 1 began
     assert Path(log).read_text().split("\n")[:4] == ["start 0", "end 0", "start 1", "end 1"]
     assert (r0["cache"], r1["cache"]) == ("ok 0", "ok 1")
