@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import polars as pl
 
 from shopformer.artifact import Run, load_run, save_run
 from shopformer.dataset import DataConfig, describe, load_products, prepare_folder
@@ -55,10 +56,11 @@ def attach_content(
 
 def catalog_content(
     data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool, vectors_file: Path | None = None,
+    products: pl.DataFrame | None = None,
 ) -> ItemContent:
     """The catalog's content as :func:`attach_content` gives it (``train --auto`` builds it
-    once for all its trials)."""
-    products = load_products(data_dir)
+    once for all its trials); ``products``: the catalog when the caller has read it."""
+    products = load_products(data_dir) if products is None else products
     if products.height == 0:
         raise ValueError(f"{data_dir} has no catalog (products.parquet): ingest one with --catalog")
     blocks = []

@@ -61,7 +61,8 @@ def catalog_attributes(data_dir: Path, items: Vocabulary) -> ItemContent | None:
     is shared by two products (nothing a model could generalise from)."""
     from shopformer.experiment import catalog_content
 
-    if load_products(data_dir).height == 0:
+    products = load_products(data_dir)
+    if products.height == 0:
         return None
-    content = catalog_content(data_dir, items, ContentConfig(), text=False)
+    content = catalog_content(data_dir, items, ContentConfig(), text=False, products=products)
     return content if content.n_tokens > 1 else None
