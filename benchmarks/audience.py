@@ -188,6 +188,9 @@ def main() -> None:
     ap.add_argument("--no-sasrec", action="store_true",
                     help="no SASRec (fit, grid, ranker features and candidates): its record from the last run is kept")
     ap.add_argument("--reuse-model", action="store_true", help="take the SASRec an earlier run saved (same settings)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="SASRec's torch threads (0: PyTorch's default, every core; on a CPU shared with other jobs "
+                         "one thread avoids the intra-op pool waiting on descheduled threads)")
     args = ap.parse_args()
     started = time.perf_counter()
     if not (args.data_root / FILE).exists():
@@ -207,7 +210,8 @@ def main() -> None:
     t_test = end - WINDOW_DAYS * DAY_S
     t_valid = t_test - WINDOW_DAYS * DAY_S
     sasrec = {**(QUICK_SASREC if args.quick else SASREC),
-              "train.time_limit_s": str(60 if args.quick else int(args.fit_minutes * 60))}
+              "train.time_limit_s": str(60 if args.quick else int(args.fit_minutes * 60)),
+              **({"train.threads": str(args.threads)} if args.threads else {})}
     when = {name: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="minutes")
             for name, t in (("valid_cut", t_valid), ("test_cut", t_test))}
     print(f"{DATASET}: {len(seqs)} customers, {n_items} items; cuts {when}", flush=True)
