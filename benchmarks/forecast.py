@@ -65,7 +65,8 @@ LGB_GRID = [{"num_leaves": 15}, {"num_leaves": 63}]
 METHODS = ("seasonal_naive", "auto_ets", "auto_arima", "lightgbm", "transformer")
 #: the Transformer's served defaults before the validation sweep: this benchmark's base (its lr
 #: search and its cache keys stay as they were when the served defaults move on)
-EARLIER_TRANSFORMER = {"d_model": 32, "lr": 1e-3, "stop_after": 5, "static_stats": False, "ensemble": 1}
+EARLIER_TRANSFORMER = {"d_model": 32, "lr": 1e-3, "stop_after": 5, "static_stats": False, "ensemble": 1,
+                       "median_stats": False, "input_transform": "none"}
 
 
 def load_series(data_dir: Path | None) -> tuple[WeeklySeries, dict]:
@@ -293,8 +294,9 @@ def markdown(results: list[dict], meta: dict) -> str:
                          f"{c['overrides'] or 'no overrides'}; an ensemble of {t['ensemble']} net(s) (seeds "
                          f"{t['seed']}..{t['seed'] + t['ensemble'] - 1}), each stopped after epoch {t['stop_after']} "
                          f"of a {t['epochs']}-epoch schedule; d_model {t['d_model']}, {t['n_layers']} layers, context "
-                         f"{t['context']} weeks, lr {t['lr']}, dropout {t['dropout']}, series summaries "
-                         f"{'on' if t['static_stats'] else 'off'}")
+                         f"{t['context']} weeks, lr {t['lr']}, dropout {t['dropout']}, batch {t['batch_size']}, series "
+                         f"summaries {'on' if t['static_stats'] else 'off'}, rolling medians "
+                         f"{'on' if t.get('median_stats') else 'off'}, inputs {t.get('input_transform', 'none')}")
         elif "valid_curves" in r:
             c = r["chosen"]
             lines.append(f"- transformer: validation WAPE per epoch {r['valid_curves']} -> lr {c['lr']}, stop after "
@@ -312,10 +314,22 @@ def markdown(results: list[dict], meta: dict) -> str:
                   f"{earlier['chosen']['stop_after_epoch']}, {earlier['chosen']['seeds_averaged']} seed(s) averaged, "
                   f"d_model {earlier['chosen']['d_model']}, {earlier['chosen']['n_layers']} layers, context "
                   f"{earlier['chosen']['context']}, lr {earlier['chosen']['lr']}, no series summaries.", "",
-                  "What changed since: a sweep of the Transformer's settings on the validation weeks only "
-                  "(benchmarks/forecast_sweep.py, results/forecast_sweep.md) chose the setting above: the series "
-                  "summaries LightGBM has (means of the last 4/13/26/52 weeks, weeks of history) added to every "
-                  "token, d_model 64, and the mean of 3 nets (seeds); the other methods' code is unchanged."]
+                  "What changed since: sweeps of the Transformer's settings on the validation weeks only "
+                  "(benchmarks/forecast_sweep.py, results/forecast_sweep.md) chose the setting above (first the "
+                  "series summaries LightGBM has, d_model 64 and a mean of 3 nets; later runs listed below); the "
+                  "other methods' code is unchanged."]
+    previous = meta.get("previous_transformers") or []
+    if previous:
+        lines += ["", "## Earlier test runs of the Transformer after a sweep (each setting chosen on validation by "
+                  "the sweep of its day; each read the test weeks once)", "",
+                  "| run | setting (validation WAPE) | " + " | ".join(f"h={h}" for h in hs) + " | WAPE mean | MASE mean |",
+                  "|---|---|" + "---:|" * (H + 2)]
+        for p in previous:
+            c = p["sweep_choice"]
+            lines.append(f"| {p['date']} | {c['setting']} {c['overrides']}, {c['ensemble']} net(s), epoch "
+                         f"{c['stop_after']} of {c['epochs']} ({c['valid_wape_mean_h']:.4f}) | "
+                         + " | ".join(f"{v:.3f}" for v in p["wape"]) + f" | {p['wape_mean_h']:.3f} | "
+                         f"{p['mase_mean_h']:.3f} |")
     kept = [r["model"] for r in rows if r.get("run_date") != meta["date"]]
     if kept:
         lines += ["", f"Rows kept from an earlier run of this benchmark (same data, protocol and code for them): "
@@ -442,6 +456,12 @@ def main() -> None:
         earlier = next(({"date": old["date"], **{k: r[k] for k in ("wape", "mase", "wape_mean_h", "mase_mean_h",
                                                                    "chosen", "valid_curves") if k in r}}
                         for r in old.get("results", []) if r["model"] == "transformer"), None)
+    previous = list(old.get("previous_transformers", []))  # each swept choice's test run stays on record
+    old_tf = next((r for r in old.get("results", []) if r["model"] == "transformer"), None)
+    new_tf = next((r for r in records if r["model"] == "transformer"), None)
+    if old_tf and new_tf and "sweep_choice" in old_tf and old_tf["sweep_choice"] != new_tf.get("sweep_choice"):
+        previous.append({"date": old_tf.get("run_date", old.get("date")), "sweep_choice": old_tf["sweep_choice"],
+                         **{k: old_tf[k] for k in ("wape", "mase", "wape_mean_h", "mase_mean_h")}})
     all_records = merged(old_path, records)
     in_order = [r for m in METHODS for r in all_records if r["model"] == m]  # the WAPE plot shows every method
     pngs = plots(backtests, in_order, series, rows, test[0], args.stem)
@@ -452,7 +472,8 @@ def main() -> None:
             "last_week": str(series.weeks[-1]), "valid_weeks": [str(series.weeks[v]) for v in valid],
             "test_weeks": [str(series.weeks[t]) for t in test], "horizon": H, "counts": counts,
             "non_products_excluded": list(NON_PRODUCTS), "targets": targets(all_records),
-            "earlier_transformer": earlier, "methods_run": [r["model"] for r in records],
+            "earlier_transformer": earlier, "previous_transformers": previous,
+            "methods_run": [r["model"] for r in records],
             "protocol": "rolling origin; global models fitted once before the window, local ones at every origin"}
     results = save(RESULTS, args.stem, meta, records, markdown)
     print((RESULTS / f"{args.stem}.md").read_text())

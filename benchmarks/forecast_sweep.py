@@ -42,7 +42,8 @@ from shopformer.forecast.neural import TransformerForecastConfig, TransformerFor
 H, TEST_WEEKS, VALID_WEEKS = 8, 12, 12
 
 #: the settings tried: overrides of the benchmark's earlier choice (BASE)
-BASE = {"context": 26, "d_model": 32, "n_layers": 2, "dropout": 0.1, "lr": 2e-3, "static_stats": False}
+BASE = {"context": 26, "d_model": 32, "n_layers": 2, "dropout": 0.1, "lr": 2e-3, "static_stats": False,
+        "median_stats": False, "input_transform": "none"}
 SETTINGS: dict[str, dict] = {
     "base": {},
     "stats": {"static_stats": True},
@@ -56,15 +57,23 @@ SETTINGS: dict[str, dict] = {
     "ctx52": {"context": 52},
     "stats_ctx52_d64": {"static_stats": True, "context": 52, "d_model": 64},
     "stats_ctx39": {"static_stats": True, "context": 39},
+    # robust inputs (issue 24: LightGBM's trees never feel a spike's size, the net's linear
+    # embedding does): the inputs through log1p, the rolling medians as summaries, both
+    "stats_d64_log1p": {"static_stats": True, "d_model": 64, "input_transform": "log1p"},
+    "stats_d64_med": {"static_stats": True, "d_model": 64, "median_stats": True},
+    "stats_d64_med_log1p": {"static_stats": True, "d_model": 64, "median_stats": True, "input_transform": "log1p"},
+    "stats_d64_med_log1p_b64": {"static_stats": True, "d_model": 64, "median_stats": True,
+                                "input_transform": "log1p", "batch_size": 64},
 }
 
 
-def load_products() -> tuple[Panel, tuple[int, int], list[str]]:
+def load_products(data: Path | None = None) -> tuple[Panel, tuple[int, int], list[str]]:
     """(the top products' panel cut at the last validation week, validation (first, last)
-    week indexes, [first, last] week) built as benchmarks/forecast.py builds them."""
+    week indexes, [first, last] week) built as benchmarks/forecast.py builds them (from
+    ``data``, an ingested folder, or both files ingested afresh)."""
     import forecast as fb
 
-    series, _ = fb.load_series(None)
+    series, _ = fb.load_series(data)
     T = len(series.weeks)
     valid = (T - TEST_WEEKS - VALID_WEEKS, T - TEST_WEEKS - 1)
     rows = series.top(200, before=valid[0])
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    products, valid, weeks = load_products()
+    products, valid, weeks = load_products(args.data)
     scale_v = scale_for(products, valid[0])
     args.runs.mkdir(parents=True, exist_ok=True)
     for name in args.settings.split(","):
@@ -219,6 +228,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--runs", type=Path, default=Path("/tmp/forecast_sweep"))
+    ap.add_argument("--data", type=Path, help="run: an ingested data folder (default: ingest both files afresh)")
     ap.add_argument("--note", default="", help="report: a line for the Markdown (e.g. runs stopped early)")
     args = ap.parse_args()
     run(args) if args.command == "run" else report(args)

@@ -151,3 +151,63 @@ def test_transformer_ensemble_with_stats_averages_its_members_and_loads_old_fold
     np.testing.assert_allclose(again.predict(panel, H), old.predict(panel, H), rtol=1e-5)
     with pytest.raises(ValueError, match="ensemble"):
         TransformerForecastConfig(ensemble=0)
+
+
+def test_window_medians_ignore_a_spike_and_unobserved_weeks():
+    from shopformer.forecast.windows import N_MEDIANS, make_windows
+
+    values = np.zeros((3, 80))
+    values[0, 10:] = np.arange(70) + 1.0  # sells from week 10: 1, 2, ..., 70
+    values[1, 70:] = 4.0  # 10 weeks of history: medians over observed weeks only
+    values[2, :] = 2.0
+    values[2, 75] = 1000.0  # one wholesale order in the last 13 weeks
+    panel = Panel.of(values, WEEKS[:80])
+    w = make_windows(panel, np.array([0, 1, 2]), np.array([79, 79, 79]), context=8, horizon=2)
+    assert w.medians.shape == (3, N_MEDIANS)
+    scale0 = values[0, 72:80].mean()
+    np.testing.assert_allclose(w.medians[0] * scale0, [64.0, 57.5, 44.5], rtol=1e-5)  # medians of 58..70, 45..70, 19..70
+    np.testing.assert_allclose(w.medians[1], 1.0)
+    scale2 = values[2, 72:80].mean()  # (7 x 2 + 1000) / 8: the mean the spike inflates
+    np.testing.assert_allclose(w.medians[2] * scale2, 2.0, rtol=1e-5)
+    assert w.stats[2, 1] * scale2 > 70  # the 13-week mean moves with it
+
+
+def test_transformer_inputs_log1p_and_medians():
+    from shopformer.forecast.windows import N_MEDIANS, N_STATS, make_windows
+
+    panel = seasonal_panel(n=3)
+    w = make_windows(panel, np.arange(3), np.full(3, 100), context=13, horizon=H)
+    plain = TransformerForecastConfig(context=13, static_stats=True)
+    tokens, static = plain.inputs(w)
+    assert tokens is w.tokens and static.shape == (3, N_STATS)
+    both = TransformerForecastConfig(context=13, static_stats=True, median_stats=True, input_transform="log1p")
+    tokens, static = both.inputs(w)
+    assert static.shape == (3, N_STATS + N_MEDIANS) and both.net().n_static == N_STATS + N_MEDIANS
+    np.testing.assert_allclose(tokens[..., 0], np.log1p(w.tokens[..., 0]), rtol=1e-6)  # units / scale
+    np.testing.assert_allclose(tokens[..., 2], np.log1p(w.tokens[..., 2]), rtol=1e-6)  # a year earlier
+    np.testing.assert_array_equal(tokens[..., 1], w.tokens[..., 1])  # flags and calendar as they were
+    np.testing.assert_array_equal(tokens[..., 4:], w.tokens[..., 4:])
+    np.testing.assert_allclose(static[:, :N_STATS - 1], np.log1p(w.stats[:, :N_STATS - 1]), rtol=1e-6)
+    np.testing.assert_array_equal(static[:, N_STATS - 1], w.stats[:, N_STATS - 1])  # weeks of history
+    np.testing.assert_allclose(static[:, N_STATS:], np.log1p(w.medians), rtol=1e-6)
+    assert w.tokens[..., 0].max() > 1.2  # the windows themselves are left untouched
+    medians_only = TransformerForecastConfig(context=13, static_stats=False, median_stats=True)
+    np.testing.assert_array_equal(medians_only.inputs(w)[1], w.medians)
+    with pytest.raises(ValueError, match="input_transform"):
+        TransformerForecastConfig(input_transform="log")
+    old = TransformerForecastConfig.from_dict({"context": 13})  # saved before the options: off
+    assert old.input_transform == "none" and not old.median_stats
+
+
+def test_transformer_with_log1p_and_medians_learns_the_season(tmp_path):
+    panel = seasonal_panel()
+    T = panel.n_weeks
+    config = TransformerForecastConfig(context=13, d_model=16, n_heads=2, n_layers=1, epochs=8, batch_size=64,
+                                       lr=5e-3, dropout=0.0, stop_after=None, ensemble=1, static_stats=True,
+                                       median_stats=True, input_transform="log1p")
+    model = TransformerForecaster(config).fit(panel.upto(T - 13))
+    assert _holdout_wape(model, panel) < 0.10
+    model.save(tmp_path / "m")
+    again = TransformerForecaster.load(tmp_path / "m")
+    assert again.config.input_transform == "log1p" and again.config.median_stats
+    np.testing.assert_allclose(again.predict(panel, H), model.predict(panel, H), rtol=1e-5)

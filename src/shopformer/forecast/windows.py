@@ -15,7 +15,9 @@ Each window also has ``STATS`` series-level numbers (``Windows.stats``, what Lig
 lag summaries say; the Transformer may add them to every token): the mean weekly units
 over the last 4 / 13 / 26 / 52 observed weeks up to the origin, / scale (read from the
 panel, so the 52-week mean exists with a shorter context), and the observed weeks up to
-the origin / 52, clipped at 2.
+the origin / 52, clipped at 2. ``Windows.medians`` (``N_MEDIANS``): the median weekly
+units over the last 13 / 26 / 52 observed weeks, / scale (0 if none): levels one
+wholesale order does not move, as the mean does (a week can sell 400x the mean).
 
 ``scale`` is the mean weekly units over the context's observed weeks (1 if none, or
 0): scaled per series, one global model fits products of 10 and 10,000 units a week.
@@ -35,6 +37,8 @@ SEASON = 52
 N_FEATURES = 5 + N_CALENDAR
 STAT_WEEKS = (4, 13, 26, 52)
 N_STATS = len(STAT_WEEKS) + 1
+MEDIAN_WEEKS = (13, 26, 52)
+N_MEDIANS = len(MEDIAN_WEEKS)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Windows:
     series: np.ndarray  # [B] int series index
     origin: np.ndarray  # [B] int origin week index
     stats: np.ndarray  # [B, N_STATS] float32 series-level summaries (module doc)
+    medians: np.ndarray  # [B, N_MEDIANS] float32 robust levels (module doc)
 
 
 def make_windows(panel: Panel, series: np.ndarray, origins: np.ndarray, context: int, horizon: int,
@@ -83,7 +88,12 @@ def make_windows(panel: Panel, series: np.ndarray, origins: np.ndarray, context:
     for k, weeks in enumerate(STAT_WEEKS):
         stats[:, k] = year[:, -weeks:].sum(1) / np.maximum(year_ok[:, -weeks:].sum(1), 1) / scale
     stats[:, -1] = np.minimum(np.maximum(origins - panel.starts[series] + 1, 0) / SEASON, 2.0)
-    return Windows(tokens, targets.astype(np.float32), scale, series, origins, stats)
+    medians = np.zeros((len(series), N_MEDIANS), dtype=np.float32)
+    seen = np.where(year_ok, year, np.nan)
+    for k, weeks in enumerate(MEDIAN_WEEKS):
+        some = year_ok[:, -weeks:].any(axis=1)  # nanmedian of an all-NaN row warns: skip those
+        medians[some, k] = np.nanmedian(seen[some, -weeks:], axis=1) / scale[some]
+    return Windows(tokens, targets.astype(np.float32), scale, series, origins, stats, medians)
 
 
 def training_pairs(panel: Panel, min_history: int = 4) -> tuple[np.ndarray, np.ndarray]:
