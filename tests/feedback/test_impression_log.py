@@ -110,3 +110,31 @@ def test_rows_the_store_refuses_as_data_are_dropped_alone():
     for n in (0, 1, "bad", 3):
         log.record({"n": n})
     assert log.flush() == 3 and sink.ids == [0, 1, 3] and (log.failed, log.written, log.queued) == (1, 3, 0)
+
+
+def test_pause_writes_the_queue_skips_new_answers_and_resume_logs_again():
+    sink = Sink()
+    log = ImpressionLog(ImpressionLogConfig(flush_s=3600, batch_size=100), sink).start()
+    for n in range(5):
+        assert log.record({"n": n})
+    assert sink.ids == []  # an hour's flush: still queued
+    assert log.pause() == 5 and log.paused
+    assert sink.ids == [0, 1, 2, 3, 4] and log.queued == 0  # written at once, in the caller's thread
+    for _ in range(3):
+        log.skip()
+    assert log.skipped == 3 and log.written == 5 and log.dropped == 0
+    log.resume()
+    assert not log.paused and log.record({"n": 5})
+    log.close()
+    assert sink.ids == [0, 1, 2, 3, 4, 5] and log.written == 6 and log.skipped == 3
+
+
+def test_a_pause_the_store_fails_holds_and_keeps_the_rows():
+    sink = Sink()
+    log = ImpressionLog(ImpressionLogConfig(flush_s=3600, batch_size=100), sink).start()
+    for n in range(4):
+        log.record({"n": n})
+    sink.fail = 1
+    assert log.pause() == 0 and log.paused and log.queued == 4  # not raised, nothing lost
+    log.close()
+    assert sink.ids == [0, 1, 2, 3] and log.written == 4 and log.failed == 0

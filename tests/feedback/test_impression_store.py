@@ -97,6 +97,25 @@ def test_sqlite_bytes_of_erased_impressions_are_gone(tmp_path):
     assert not any(m in p.read_bytes() for p in files if p.exists() for m in (MARKER.encode(), b"zq-user-77"))
 
 
+def test_sqlite_writes_a_batch_in_chunks_handing_the_gil_over_between_them(tmp_path, monkeypatch):
+    from shopformer.store import impressions as shown
+
+    monkeypatch.setattr(shown, "SQLITE_CHUNK_ROWS", 4)
+    sleeps = []
+    monkeypatch.setattr(shown.time, "sleep", sleeps.append)  # the hand-over between chunks
+    with EventStore(StoreConfig(f"sqlite:///{tmp_path / 'shop.db'}")) as store:
+        assert store.add_impressions([row("r3"), row("r7")]) == 2 and sleeps == []  # one chunk: no pause
+        batch = [row(f"r{i}", user=f"u{i}") for i in range(10)]  # r3 and r7 are stored already
+        assert store.add_impressions(batch) == 8
+        assert sleeps == [shown.GIL_HANDOVER_S, shown.GIL_HANDOVER_S]  # chunks of 4, 4 and 2
+        got = store.impressions()
+        assert got["request_id"].to_list() == ["r3", "r7", "r0", "r1", "r2", "r4", "r5", "r6", "r8", "r9"]
+        assert got.filter(got["request_id"] == "r9")["user_id"].to_list() == ["u9"]
+        store.forget_user("u5")  # one transaction: an erased customer's row is left out of any chunk
+        later = [row(f"s{i}", user=f"u{i}", age_days=1) for i in range(4, 7)]
+        assert store.add_impressions(later) == 2 and store.count_impressions() == 11
+
+
 def test_retention_purges_old_impressions_at_the_default_age(store):
     store.add_impressions([row(f"r{d}", age_days=d + 0.5) for d in range(10)])
     store.add_events([{"event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "view",

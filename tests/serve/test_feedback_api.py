@@ -207,3 +207,44 @@ def test_ids_no_event_could_carry_are_not_logged(shop, store_url):  # noqa: F811
         [row] = stored(store_url)
         assert (row["request_id"], row["user_id"], row["session_id"]) == (r.json()["request_id"], None, None)
         assert samples(c, "shopformer_impressions_dropped_total")[(("reason", "write_failed"),)] == 0.0
+
+
+def test_logging_can_be_paused_and_resumed_at_runtime(shop, store_url):  # noqa: F811
+    def answer() -> str:
+        r = c.get("/v1/users/u2/recommendations", params={"k": 3})
+        assert r.status_code == 200
+        return r.json()["request_id"]
+
+    with make(store_url, shop["run1"], impressions=QUIET) as c:
+        before = [answer() for _ in range(3)]
+        paused = c.put("/v1/admin/impressions", json={"paused": True})
+        assert paused.status_code == 200, paused.text
+        assert paused.json() == {"paused": True, "queued": 0, "written": 3, "dropped": 0, "skipped": 0, "flushed": 3}
+        assert sorted(r["request_id"] for r in stored(store_url)) == sorted(before)  # the pause wrote the queue
+        while_paused = [answer() for _ in range(4)]  # still answered, each with its own id
+        assert len(set(while_paused)) == 4
+        state = c.get("/v1/admin/impressions").json()
+        assert state == {"paused": True, "queued": 0, "written": 3, "dropped": 0, "skipped": 4, "flushed": None}
+        assert samples(c, "shopformer_impressions_skipped_total") == {(): 4.0}
+        assert samples(c, "shopformer_impressions_paused") == {(): 1.0}
+        assert sum(samples(c, "shopformer_impressions_total").values()) == 7.0  # every answer counted as shown
+        resumed = c.put("/v1/admin/impressions", json={"paused": False}).json()
+        assert resumed["paused"] is False and resumed["flushed"] is None and resumed["skipped"] == 4
+        after = [answer() for _ in range(2)]
+        assert samples(c, "shopformer_impressions_paused") == {(): 0.0}
+        assert c.put("/v1/admin/impressions", json={"paused": "later"}).status_code == 422
+        assert c.put("/v1/admin/impressions", json={"paused": True, "x": 1}).status_code == 422
+        reader = c.post("/v1/admin/keys", json={"name": "reader", "scopes": ["read"]}).json()["key"]
+        for call in (c.get, lambda url, **kw: c.put(url, json={"paused": True}, **kw)):
+            assert call("/v1/admin/impressions", headers={"X-API-Key": reader}).status_code == 403
+        assert c.get("/v1/admin/impressions").json()["paused"] is False  # the refused pause did nothing
+        audit = c.get("/v1/admin/audit", params={"action": "impressions_pause"}).json()["entries"]
+        assert [(e["target"], e["detail"]) for e in audit] == [("impressions", {"flushed": 3})]
+        assert len(c.get("/v1/admin/audit", params={"action": "impressions_resume"}).json()["entries"]) == 1
+    assert sorted(r["request_id"] for r in stored(store_url)) == sorted(before + after)  # none of the paused ones
+
+
+def test_pausing_needs_logging_on(shop, store_url):  # noqa: F811
+    with make(store_url, shop["run1"], impressions=None) as c:
+        for r in (c.get("/v1/admin/impressions"), c.put("/v1/admin/impressions", json={"paused": True})):
+            assert r.status_code == 409 and "SHOPFORMER_IMPRESSIONS=0" in r.text

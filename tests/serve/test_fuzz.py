@@ -54,6 +54,7 @@ OPERATIONS = [
     "POST /v1/answers",  # customer-service answers (404 here: no SHOPFORMER_ANSWERS_DIR)
     "POST /v1/risk/orders",  # order risk (404 here: no SHOPFORMER_RISK_DIR)
     "GET /v1/admin/risk/unusual",  # the stream watch's flagged events
+    "GET /v1/admin/impressions", "PUT /v1/admin/impressions",  # pausing impression logging
 ]
 #: operations that read a body (stopping an experiment is a POST without one)
 BODY_OPERATIONS = [op for op in OPERATIONS if op.split()[0] in ("POST", "PUT") and not op.endswith("/stop")]

@@ -12,7 +12,10 @@ PostgreSQL cannot hold): then its rows are written one by one and only the rows 
 are dropped and counted (``failed``), so one bad row never blocks the log. :meth:`ImpressionLog.close` (a clean shutdown: the app's lifespan
 exit) writes everything queued before it returns; :meth:`ImpressionLog.flush` does the
 same without stopping (an erasure calls it first, so the receipt counts what this
-process showed the customer).
+process showed the customer). :meth:`ImpressionLog.pause` stops logging new answers at
+runtime (an operator's switch, ``PUT /v1/admin/impressions``): answers while paused are
+counted in ``skipped``, not queued, and what was queued is written at once;
+:meth:`ImpressionLog.resume` logs again.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class ImpressionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
+        #: True between pause() and resume(): answers are not logged, only counted here
+        self.paused = False
+        self.skipped = 0
 
     def start(self) -> ImpressionLog:
         self._thread = threading.Thread(target=self._run, name="shopformer-impressions", daemon=True)
@@ -92,6 +98,27 @@ class ImpressionLog:
         if len(self._rows) >= self.config.batch_size:
             self._wake.set()
         return True
+
+    def skip(self) -> None:
+        """Count an answer not logged because the log is paused (the caller checked
+        :attr:`paused` first, so a paused server builds no row)."""
+        with self._counting:
+            self.skipped += 1
+
+    def pause(self) -> int:
+        """Stop logging new answers and write what is queued now (so nothing waits in
+        memory while paused); returns rows written. A store failure is logged, not raised:
+        the rows stay queued and the writer thread tries again."""
+        self.paused = True
+        try:
+            return self.flush()
+        except Exception:  # noqa: BLE001 - the pause holds; the writer keeps trying
+            log.exception("could not write the %d impressions queued at pause; the writer tries again", self.queued)
+            return 0
+
+    def resume(self) -> None:
+        """Log new answers again."""
+        self.paused = False
 
     @property
     def queued(self) -> int:

@@ -10,9 +10,10 @@
 ``shopformer_unattributed_events_total{event_type}``
     events naming an answer this process could not find (yet).
 ``shopformer_impressions_dropped_total{reason}``, ``shopformer_impressions_written_total``,
-``shopformer_impressions_queued``
+``shopformer_impressions_queued``, ``shopformer_impressions_skipped_total``, ``shopformer_impressions_paused``
     the impression log: rows dropped (``queue_full``: the bounded queue was full;
-    ``write_failed``: the store refused them at shutdown), handed to the store, waiting.
+    ``write_failed``: the store refused them at shutdown), handed to the store, waiting;
+    answers not logged because logging was paused, and 1 while it is paused.
 
 Counters are per process (each worker has its own; Prometheus sums them). An empty
 label value means none (no experiment, no model). ``placement`` is the caller's own
@@ -98,6 +99,10 @@ class _LogCollector:
                                   value=self.log.written)
         yield GaugeMetricFamily("shopformer_impressions_queued", "impressions waiting to be written",
                                 value=self.log.queued)
+        yield CounterMetricFamily("shopformer_impressions_skipped", "answers not logged: impression logging paused",
+                                  value=self.log.skipped)
+        yield GaugeMetricFamily("shopformer_impressions_paused", "1 while impression logging is paused",
+                                value=int(self.log.paused))
 
 
 __all__ = ["FeedbackMetrics"]

@@ -31,6 +31,7 @@ from .routes import access, admin, catalog, events, experiments, privacy, recomm
 from .routes import audience as audience_routes
 from .routes import answers as answers_routes
 from .routes import complements as complements_routes
+from .routes import impressions as impressions_routes
 from .search import SearchService
 from .settings import ServeSettings
 from .stream_watch import StreamWatch
@@ -179,6 +180,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     for router in (recommend.router, search.router, events.router, privacy.router, catalog.router, admin.router,
                    access.router, experiments.router, rules.router):
         app.include_router(router)
+    app.include_router(impressions_routes.router)  # pause impression logging (serve/routes/impressions.py)
     app.include_router(audience_routes.router)  # audiences for campaigns (serve/routes/audience.py)
     app.include_router(complements_routes.router)  # bought together (serve/routes/complements.py)
     app.include_router(answers_routes.router)  # customer-service answers (serve/routes/answers.py)

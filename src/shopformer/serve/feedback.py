@@ -118,7 +118,9 @@ def answered(request: Request, response: Response | None, *, route: str, items: 
                   experiment, variant)
     feedback.metrics.shown(shown)
     feedback.attributor.remember(request_id, shown)
-    if feedback.log is not None:
+    if feedback.log is not None and feedback.log.paused:  # paused at runtime: as cheap as logging off
+        feedback.log.skip()
+    elif feedback.log is not None:
         feedback.log.record({
             "request_id": request_id, "shown_at": datetime.now(timezone.utc), "user_id": _storable(user_id),
             "session_id": _session(request, session_id), "placement": shown.placement, "route": route,

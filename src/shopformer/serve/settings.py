@@ -172,7 +172,9 @@ SHOPFORMER_IMPRESSIONS                     ``1`` (default): log what every recom
                                            and search answer showed to the store's
                                            ``impressions`` (batched, off the request path;
                                            feedback/impressions.py); ``0``: not (answers
-                                           still carry a ``request_id``)
+                                           still carry a ``request_id``); an admin key
+                                           pauses / resumes it at runtime with
+                                           ``PUT /v1/admin/impressions``
 SHOPFORMER_IMPRESSIONS_FLUSH_S             the longest an impression waits in memory
                                            before its batch is written (default 0.5)
 SHOPFORMER_IMPRESSIONS_BATCH               rows per write (default 1000)
