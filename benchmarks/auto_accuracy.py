@@ -13,14 +13,17 @@ Datasets with item content (accuracy.CATALOGS) give the search the content accur
 ``sasrec_content`` fuses, so fusing it is one of the search's choices (``--no-content``:
 IDs only).
 
-Writes benchmarks/results/auto_accuracy.{json,md} (one record per dataset and budget) and
-auto_accuracy_<dataset>_<minutes>min[-content].png (the search's validation NDCG@10 against time).
+Writes benchmarks/results/auto_accuracy.{json,md} (one record per dataset, budget and
+``--label``) and auto_accuracy_<dataset>_<minutes>min[-content][-label].png (the search's
+validation NDCG@10 against time). ``--label`` keeps a run beside the earlier records of
+its dataset and budget (e.g. after a change to the search) instead of replacing them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -64,7 +67,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--note", default="", help="the run's conditions, kept with its record (load, threads ...)")
     ap.add_argument("--no-content", action="store_true", help="do not search fusing the dataset's item content")
+    ap.add_argument("--label", default="", help="a record of its own beside the others of this dataset and budget")
     args = ap.parse_args()
+    load_before = os.getloadavg()
 
     data, split = load(args.dataset, args.data_root, args.work)
     use_content = args.dataset in CATALOGS and not args.no_content
@@ -75,7 +80,7 @@ def main() -> None:
                                                              f"valid {t.valid_ndcg} ({t.seconds:.0f} s) {t.note} "
                                                              f"{'content' if fused(t.choice) else ''}"),
                                     content=content)
-    tag = "-content" if use_content else ""  # beside the IDs-only record, not over it
+    tag = ("-content" if use_content else "") + (f"-{args.label}" if args.label else "")  # beside the others
     # the test split, read once, for the winner only
     test = evaluate(result.model, split.test, data.n_items, EvalConfig(cutoffs=(10,)), progress=False).metrics
     published = max((p for p in PUBLISHED.get(args.dataset, [])), key=lambda p: p[2], default=None)
@@ -89,7 +94,8 @@ def main() -> None:
         "test_ndcg10": round(test["NDCG@10"], 4), "test_hr10": round(test["HR@10"], 4),
         "published": {"name": published[0], "ndcg10": published[2]} if published else None,
         **hand_tuned(args.dataset), "config": asdict(config), "data_stats": result.stats.to_dict(),
-        "note": args.note,
+        "note": args.note, "label": args.label,
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
     }
     if published:
         record["vs_published"] = round(record["test_ndcg10"] / published[2] - 1, 4)
@@ -111,16 +117,25 @@ def markdown(results: list[dict], meta: dict) -> str:
     for r in sorted(results, key=lambda r: (r["dataset"], r["minutes"])):
         pub = r.get("published")
         lines.append(
-            f"| {r['dataset']} | {r['minutes']:g} min | {r['winner']} | {r['trials']} ({r['pruned']}) | "
+            f"| {r['dataset']} | {_budget(r)} | {r['winner']} | {r['trials']} ({r['pruned']}) | "
             f"{r['valid_ndcg10']:.4f} | **{r['test_ndcg10']:.4f}** | {r['test_hr10']:.4f} | "
             + (f"{pub['ndcg10']:.4f} ({pub['name']}) | {r['vs_published']:+.1%} | " if pub else "- | - | ")
             + f"{r['hand_ndcg10'] if r['hand_ndcg10'] is not None else '-'} ({r['hand_model'] or '-'}) | "
             f"{r['ease_ndcg10'] if r['ease_ndcg10'] is not None else '-'} |")
-    notes = [f"- {r['dataset']}, {r['minutes']:g} min: {r['note']}" for r in sorted(results, key=lambda r: r["dataset"])
-             if r.get("note")]
+    notes = [f"- {r['dataset']}, {_budget(r)}: {r['note']}" + _load(r)
+             for r in sorted(results, key=lambda r: (r["dataset"], r["minutes"])) if r.get("note")]
     if notes:
         lines += ["", "Conditions:", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def _budget(record: dict) -> str:
+    return f"{record['minutes']:g} min" + (f" ({record['label']})" if record.get("label") else "")
+
+
+def _load(record: dict) -> str:
+    load = record.get("load_average")
+    return f" (load average 1/5/15 min: before {load['before']}, after {load['after']})" if load else ""
 
 
 if __name__ == "__main__":

@@ -244,3 +244,103 @@ def test_a_served_new_item_bias_scores_what_was_measured_and_leaves_similar_item
     model.save(tmp_path)
     np.testing.assert_allclose(SASRecRecommender.load(tmp_path).score(valid.history), model.score(valid.history),
                                rtol=1e-5, atol=1e-5)
+
+
+def _sorted_ndcg(scores: np.ndarray, cases: EvalCases) -> np.ndarray:
+    """NDCG@10 per case as calibration computed it before it counted: sort, then match."""
+    from shopformer.evaluate import metrics
+    from shopformer.retrieve.exact import mask_items, top_k
+
+    mask_items(scores, cases.history)
+    idx, top = top_k(scores, 10)
+    idx[np.isneginf(top)] = 0
+    idx = np.pad(idx, ((0, 0), (0, 10 - idx.shape[1])))
+    t = cases.targets
+    hits = np.zeros(idx.shape, dtype=bool)
+    for u in range(len(t)):
+        hits[u] = np.isin(idx[u], t.row(u)) & (idx[u] > 0)
+    return metrics.ndcg(hits, t.lengths, 10)
+
+
+@pytest.mark.parametrize("head, entries", [(1024, 200_000), (4, 7), (1, 40)])  # the first columns counted first
+def test_counted_places_give_the_sorted_ndcg_exactly(monkeypatch, head, entries):
+    from shopformer.models import calibration as module
+    from shopformer.models.calibration import _ndcg
+
+    monkeypatch.setattr(module, "_HEAD", head)
+    monkeypatch.setattr(module, "_BLOCK_ENTRIES", entries)
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n, b = int(rng.integers(3, 40)), int(rng.integers(1, 50))
+        hist = Sequences.from_lists([list(rng.integers(0, n + 1, int(rng.integers(0, 6)))) for _ in range(b)])
+        # several targets, repeated ones, none, targets in the history
+        targets = Sequences.from_lists([list(rng.integers(1, n + 1, int(rng.integers(trial % 2, 4))))
+                                        for _ in range(b)])
+        cases = EvalCases(np.arange(b), hist, targets)
+        if trial % 3 == 0:  # many ties
+            scores = rng.integers(-3, 4, size=(b, n + 1)).astype(np.float32)
+        else:
+            scores = rng.normal(size=(b, n + 1)).astype(np.float64 if trial % 3 == 1 else np.float32)
+        scores[:, 2] = -np.inf if trial % 5 == 0 else scores[:, 2]
+        expected = _sorted_ndcg(scores.copy(), cases)
+        assert expected.any() or trial % 3  # the cases do hit
+        np.testing.assert_array_equal(_ndcg(scores.copy(), cases), expected)
+
+
+@pytest.mark.parametrize("catalog", ["vectors", "tokens"])
+def test_the_grid_is_what_sorting_the_whole_score_matrix_gave(content, attributes, monkeypatch, catalog):
+    """Old against new: the grid as calibration computed it before (the whole score
+    matrix of a chunk per candidate, sorted; the channel as one dense product), to the
+    last digit, with parts, blocks and chunks small enough to split the 50 cases and
+    the catalog's columns."""
+    from shopformer.models import calibration as module
+
+    model = _model(content if catalog == "vectors" else attributes, CalibrationConfig(enabled=False))
+    train, valid = _data()
+    rows = [valid.history.row(u).tolist() for u in range(len(valid))] + [[3, 4, 5]] * 10
+    targets = [valid.targets.row(u).tolist() for u in range(len(valid))] + [[27]] * 10  # new-product cases
+    both = EvalCases(np.arange(len(rows)), Sequences.from_lists(rows), Sequences.from_lists(targets))
+    config = CalibrationConfig(id_scales=(1.0, 0.5), text_weights=(0.0, 1.0, 4.0), text_histories=(2, 5),
+                               new_item_biases=(0.5, 2.0))
+    # and the channel multiplied as sparse rows, as on a large catalog's tokens
+    for name, value in (("_PART", 8), ("_HEAD", 5), ("_BLOCK_ENTRIES", 60), ("_CHUNK", 16), ("_SPARSE_SHARE", 1.0)):
+        monkeypatch.setattr(module, name, value)
+    counted = calibrate(model, both, config)
+
+    def sorted_whole(base, shift, cases):
+        return _sorted_ndcg(base.copy() if shift is None else base + shift, cases)
+
+    def dense(unit):
+        return lambda query: query @ np.ascontiguousarray(unit.T)
+
+    monkeypatch.setattr(module, "_case_ndcg", sorted_whole)
+    monkeypatch.setattr(module, "_channel_product", dense)
+    monkeypatch.setattr(module, "_PART", 16)  # the chunk, as before
+    reference = calibrate(model, both, config)
+    assert counted == reference  # the grids, the choices and the bias grid, every value equal
+    assert len(counted.grid) == 2 * (1 + 2 * 3)  # 2 scales x (no channel, 2 weights x histories 2, 5, 20)
+    assert len(counted.bias_grid) == 3 and counted.cases == 50
+    assert len({g["valid_NDCG@10"] for g in counted.grid}) > 2  # the candidates differ
+
+
+def test_a_sample_of_the_cases_is_seeded_and_measured_as_such(content):
+    from shopformer.models.calibration import _sample
+
+    _, valid = _data()
+    sample = _sample(valid, 25, seed=4)
+    assert len(sample) == 25 and len(set(sample.users)) == 25 and np.all(np.diff(sample.users) > 0)
+    assert np.array_equal(_sample(valid, 25, seed=4).users, sample.users)
+    assert not np.array_equal(_sample(valid, 25, seed=5).users, sample.users)
+    assert _sample(valid, 40, seed=4) is valid and _sample(valid, None, seed=4) is valid
+    u = int(sample.users[3])  # each case keeps its own history and target
+    assert sample.history.row(3).tolist() == valid.history.row(u).tolist()
+    assert sample.targets.row(3).tolist() == valid.targets.row(u).tolist()
+
+    model = _model(content, CalibrationConfig(enabled=False))
+    grid = dict(id_scales=(1.0, 0.5), text_weights=(2.0,), text_histories=(2,))
+    on_sample = calibrate(model, valid, CalibrationConfig(**grid, max_cases=25, sample_seed=4))
+    assert on_sample.cases == 25
+    assert on_sample == calibrate(model, sample, CalibrationConfig(**grid))
+    assert calibrate(model, valid, CalibrationConfig(**grid, max_cases=100)).cases == 40
+    with pytest.raises(ValueError, match="max_cases"):
+        CalibrationConfig(max_cases=0)

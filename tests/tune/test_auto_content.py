@@ -150,3 +150,16 @@ def ingest(folder, catalog_csv: str | None):
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     return folder / "data"
+
+
+def test_a_short_budget_calibrates_on_a_sample_sized_to_it():
+    from shopformer.artifact import make_model
+    from shopformer.tune.search import calibration_params
+
+    ten = calibration_params(AutoConfig(minutes=10, seed=3), n_valid=22_363)  # Amazon Beauty's validation
+    assert ten == {"calibration.max_cases": "5000", "calibration.sample_seed": "3"}
+    assert calibration_params(AutoConfig(minutes=45), n_valid=22_363) == {}  # every case, as before
+    assert calibration_params(AutoConfig(minutes=10), n_valid=1_090) == {}  # LastFM: all of it
+    assert calibration_params(AutoConfig(minutes=10, calibration_cases_per_minute=None), n_valid=22_363) == {}
+    calibration = make_model("sasrec", ten).config.calibration
+    assert (calibration.max_cases, calibration.sample_seed) == (5000, 3)

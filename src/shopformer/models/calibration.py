@@ -15,21 +15,35 @@ not find well:
   attribute tokens (what content kNN compares), added to a network trained without it.
 
 All are chosen from a small grid by NDCG@10 on the validation cases (the ones early
-stopping reads, with whatever share of new products they hold); the test split is
-never read. Only the output side changes: user vectors are computed as trained.
+stopping reads, with whatever share of new products they hold, or a seeded sample of
+them: ``CalibrationConfig.max_cases``); the test split is never read. Only the output
+side changes: user vectors are computed as trained.
+
+Each candidate's NDCG@10 is counted rather than sorted (a target's place is how many
+items score above it): the same values ``evaluate`` gives and the grid gave before, in
+about a fifth of the CPU time (``benchmarks/calibration_speed.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from shopformer.features.sequences import Sequences
 from shopformer.features.splits import EvalCases
 from shopformer.models.content_knn import token_idf
 from shopformer.models.item_encoder import token_unit_rows
+
+_CUTOFF = 10  # NDCG@10, what early stopping reads
+_CHUNK = 2048  # cases whose NDCG@10 are summed together (and the bias's spread is measured on the first)
+_PART = 256  # cases whose scores are made at once for the whole grid (~150 MB on 12k items)
+_HEAD = 1024  # the fewest columns counted first (see _case_ndcg)
+_BLOCK_ENTRIES = 200_000  # scores counted at a time: 1.6 MB of float64, in cache
+_SPARSE_SHARE = 0.05  # channel rows with at most this share of nonzeros are multiplied as sparse
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,15 @@ class CalibrationConfig:
         products a shop gives for ranking new ones.
     new_item_warm_floor: instead of that relative cost, the NDCG@10 the other cases
         must keep (e.g. 97% of an ID-only model's on the same validation cases, which is
-        what the cold-start benchmark asks)."""
+        what the cold-start benchmark asks).
+    max_cases: choose on at most this many validation cases, a random sample drawn with
+        ``sample_seed`` (None: all of them, the default). The grid's time grows with the
+        cases (about 2 ms a case on one CPU thread for Amazon Beauty's 12k items and 64
+        candidates), so short ``train --auto`` budgets take a sample
+        (``AutoConfig.calibration_cases_per_minute``). A sample of m of n cases measures
+        each candidate with sqrt(n / m) times the noise, so candidates within that noise
+        may swap; what it cost on Beauty: benchmarks/results/calibration_speed.md.
+    sample_seed: the seed of that sample (the same cases for every candidate)."""
 
     enabled: bool = True
     id_scales: tuple[float, ...] = (1.0, 0.7, 0.5, 0.3)
@@ -64,6 +86,12 @@ class CalibrationConfig:
     new_item_biases: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
     new_item_warm_cost: float | None = None
     new_item_warm_floor: float | None = None
+    max_cases: int | None = None
+    sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_cases is not None and self.max_cases < 1:
+            raise ValueError(f"calibration.max_cases must be at least 1 (or None: all cases), got {self.max_cases}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,8 @@ class Calibration:
     new_item_bias: float = 0.0
     #: every bias tried: its value, validation NDCG@10 on new-product / other / all cases
     bias_grid: tuple[dict, ...] = ()
+    #: how many validation cases the values above were measured on (all, or ``max_cases``)
+    cases: int = 0
 
 
 def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -> np.ndarray:
@@ -91,28 +121,76 @@ def recent_text_query(history: Sequences, unit_vectors: np.ndarray, last: int) -
 
 
 def _ndcg_sum(scores: np.ndarray, cases: EvalCases) -> float:
-    """Sum over ``cases`` of NDCG@10 of (b, N + 1) ``scores`` (changed in place)."""
+    """Sum over ``cases`` of NDCG@10 of (b, N + 1) ``scores``."""
     return float(_ndcg(scores, cases).sum())
 
 
 def _ndcg(scores: np.ndarray, cases: EvalCases) -> np.ndarray:
-    """(b,) NDCG@10 of each case from (b, N + 1) ``scores`` (changed in place), as
-    ``evaluate`` computes it (history excluded, the same top-k and tie order), without
-    the other metrics' full-catalog passes."""
-    from shopformer.evaluate import metrics
-    from shopformer.retrieve.exact import mask_items, top_k
+    """(b,) NDCG@10 of each case from (b, N + 1) ``scores``."""
+    return _case_ndcg(scores, None, cases)
 
-    mask_items(scores, cases.history)
-    idx, top = top_k(scores, 10)
-    idx[np.isneginf(top)] = 0
-    if idx.shape[1] < 10:  # a catalog smaller than the cutoff: "no item" in the rest, as evaluate does
-        idx = np.pad(idx, ((0, 0), (0, 10 - idx.shape[1])))
-    t = cases.targets
-    width = int(t.lengths.max()) if len(t) else 0
-    padded = np.zeros((len(t), width), dtype=np.int64)  # targets per row, 0 = none
-    padded[np.repeat(np.arange(len(t)), t.lengths), np.arange(len(t.items)) - np.repeat(t.offsets[:-1], t.lengths)] = t.items
-    hits = ((idx[:, :, None] == padded[:, None, :]) & (idx[:, :, None] > 0)).any(axis=2)
-    return metrics.ndcg(hits, t.lengths, 10)
+
+def _case_ndcg(base: np.ndarray, shift: np.ndarray | None, cases: EvalCases) -> np.ndarray:
+    """(b,) NDCG@10 of each case scored ``base + shift`` ((b, N + 1) plus (b, N + 1),
+    (N + 1,) or None), as ``evaluate`` computes it (history and column 0 masked, the
+    order ``top_k`` sorts in: higher score first, ties to the lower index), without
+    sorting: a target's place is how many items score above it, plus the lower indexes
+    it ties with. Counted on the first eighth of the catalog first: a target with 10
+    items above it there is out of the top 10 whatever the rest scores, which decides
+    most cases; each score is the same sum of the same two numbers as the whole matrix's."""
+    from shopformer.evaluate import metrics
+
+    t, history, width = cases.targets, cases.history, base.shape[1]
+    target_row = np.repeat(np.arange(len(t)), t.lengths)
+    history_row = np.repeat(np.arange(len(history)), history.lengths)
+    own = _entries(base, shift, target_row, t.items)
+    masked = (t.items == 0) | np.isin(target_row * width + t.items, history_row * width + history.items)
+    own[masked] = -np.inf
+    above = np.zeros(len(own), dtype=np.int64)
+    open_ = own > -np.inf  # targets that may still be in the top 10
+    head = min(width, max(_HEAD, width // 8))
+    for columns in (slice(0, head), slice(head, width)):
+        for sel in _blocks(np.flatnonzero(open_), columns):
+            scores = _masked_block(base, shift, history, target_row[sel], columns)
+            above[sel] += np.count_nonzero(scores > own[sel, None], axis=1)
+        open_ &= above < _CUTOFF
+    for sel in _blocks(np.flatnonzero(open_), slice(0, width)):  # equal scores at lower indexes rank first
+        scores = _masked_block(base, shift, history, target_row[sel], slice(0, width))
+        above[sel] += np.count_nonzero((scores == own[sel, None]) & (np.arange(width) < t.items[sel, None]), axis=1)
+    found = np.flatnonzero(open_ & (above < _CUTOFF))
+    hits = np.zeros((len(t), _CUTOFF), dtype=bool)
+    hits[target_row[found], above[found]] = True
+    return metrics.ndcg(hits, t.lengths, _CUTOFF)
+
+
+def _entries(base: np.ndarray, shift: np.ndarray | None, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``(base + shift)[rows, columns]``, entry by entry."""
+    out = base[rows, columns]
+    if shift is None:
+        return out.copy()
+    return out + (shift[columns] if shift.ndim == 1 else shift[rows, columns])
+
+
+def _blocks(targets: np.ndarray, columns: slice) -> list[np.ndarray]:
+    """``targets`` in groups of about _BLOCK_ENTRIES scores over ``columns`` (cache-sized)."""
+    size = max(1, _BLOCK_ENTRIES // max(1, columns.stop - columns.start))
+    return [targets[i: i + size] for i in range(0, len(targets), size)]
+
+
+def _masked_block(base: np.ndarray, shift: np.ndarray | None, history: Sequences, rows: np.ndarray,
+                  columns: slice) -> np.ndarray:
+    """``(base + shift)[rows, columns]`` with each row's history (and column 0) at -inf."""
+    scores = base[rows, columns]
+    if shift is not None:
+        scores = scores + (shift[columns] if shift.ndim == 1 else shift[rows, columns])
+    lengths = history.lengths[rows]
+    at = np.repeat(history.offsets[rows] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+    items, row = history.items[at], np.repeat(np.arange(len(rows)), lengths)
+    inside = (items >= columns.start) & (items < columns.stop)
+    scores[row[inside], items[inside] - columns.start] = -np.inf
+    if columns.start == 0:
+        scores[:, 0] = -np.inf
+    return scores
 
 
 def channel_rows(model, config: CalibrationConfig) -> tuple[str, np.ndarray] | None:  # noqa: ANN001
@@ -134,6 +212,7 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
     """Choose ``id_scale``, ``text_weight`` and ``text_history`` for a fitted single
     ``SASRecRecommender`` with content (see the module docstring); the model is not
     changed here."""
+    valid = _sample(valid, config.max_cases, config.sample_seed)
     module, arch = model.module, model.config.arch
     n, d = arch.n_items, arch.d_model
     table = model.item_representations()  # (N + 2, D): known * ID + content
@@ -156,21 +235,22 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
                                       *learned]))
         history = valid.history.without_padding()
         queries = {h: recent_text_query(history, unit, h) for h in histories}
-        unit_t = np.ascontiguousarray(unit.T)
+        channel_of = _channel_product(unit)
     content_t, id_t = content_part.numpy().T, id_part.numpy().T
     tables = {s: content_t + s * id_t for s in scales}  # (D, N + 1), one per scale
-    # Chunks of cases: each chunk's scores per scale and channel per history are made
-    # once and shared by every candidate; NDCG@10 is a mean over cases, so the chunks'
-    # sums add up to the whole set's.
-    sums = {(s, w, h): 0.0 for s in scales for w, h in channel}
-    for rows, cases in _chunks(valid):
-        near = {h: q[rows] @ unit_t for h, q in queries.items()}  # (b, N + 1) channel scores
-        for s, table_t in tables.items():
-            base = hidden[rows] @ table_t
-            for w, h in channel:
-                scores = base + w * near[h] if w else base.copy()
-                scores[:, 0] = -np.inf
-                sums[s, w, h] += _ndcg_sum(scores, cases)
+    # Parts of a few hundred cases: a part's scores per scale and weighted channel per
+    # (weight, history) are made once and shared by every candidate, while they are
+    # still in cache. The sums run over chunks of 2048 cases as they always did, so the
+    # values are the same to the last bit.
+    per_case = {(s, w, h): np.empty(len(valid)) for s in scales for w, h in channel}
+    for rows, cases in _chunks(valid, _PART):
+        bases = {s: hidden[rows] @ table_t for s, table_t in tables.items()}
+        near = {h: channel_of(q[rows]) for h, q in queries.items()}  # (b, N + 1) channel scores
+        for w, h in channel:
+            shift = w * near[h] if w else None
+            for s, base in bases.items():
+                per_case[s, w, h][rows] = _case_ndcg(base, shift, cases)
+    sums = {key: sum(float(v[i: i + _CHUNK].sum()) for i in range(0, len(v), _CHUNK)) for key, v in per_case.items()}
     grid = [{"id_scale": s, "text_weight": w, "text_history": h, "valid_NDCG@10": round(total / len(valid), 6)}
             for (s, w, h), total in sums.items()]
     best = max(grid, key=lambda g: g["valid_NDCG@10"])  # first of equals: the larger id_scale, smaller weight
@@ -179,20 +259,52 @@ def calibrate(model, valid: EvalCases, config: CalibrationConfig = CalibrationCo
     def chosen_scores(rows: np.ndarray) -> np.ndarray:
         scores = hidden[rows] @ tables[s]
         if w:
-            scores += w * (queries[h][rows] @ unit_t)
+            scores += w * channel_of(queries[h][rows])
         return scores
 
     bias, bias_grid, valid_ndcg = _choose_bias(module.known[: n + 1].numpy(), valid, config, chosen_scores)
     return Calibration(s, w, h, best["valid_NDCG@10"] if not bias_grid else valid_ndcg, tuple(grid),
-                       source[0] if source is not None and w else "", bias, bias_grid)
+                       source[0] if source is not None and w else "", bias, bias_grid, len(valid))
 
 
-def _chunks(valid: EvalCases, size: int = 2048):  # noqa: ANN202
-    """(row indexes, their cases) of ``valid`` in chunks: the grid's scores are made a
-    chunk at a time."""
+def _channel_product(unit: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``query -> query @ unit.T``, the channel's (b, N + 1) scores. Attribute tokens
+    (a few of hundreds per item) are multiplied as sparse rows, about 8 times faster on
+    Amazon Beauty; the products are the same sums in another order (float64, within
+    1e-16 of the dense product)."""
+    if np.count_nonzero(unit) > _SPARSE_SHARE * unit.size:
+        unit_t = np.ascontiguousarray(unit.T)
+        return lambda query: query @ unit_t
+    rows = sp.csr_matrix(unit)
+
+    def product(query: np.ndarray) -> np.ndarray:
+        out = np.empty((len(query), rows.shape[0]), dtype=np.result_type(rows.dtype, query.dtype))
+        for i in range(0, len(query), _PART):
+            item_major = rows @ query[i: i + _PART].T  # (N + 1, part)
+            for j in range(0, out.shape[1], 256):  # transposed in tiles: 6 times faster than at once
+                out[i: i + _PART, j: j + 256] = item_major[j: j + 256].T
+        return out
+
+    return product
+
+
+def _chunks(valid: EvalCases, size: int | None = None):  # noqa: ANN202
+    """(row indexes, their cases) of ``valid`` in chunks of ``size`` (default _CHUNK)."""
+    size = size or _CHUNK
     for start in range(0, len(valid), size):
         rows = np.arange(start, min(start + size, len(valid)))
-        yield rows, EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+        yield rows, _cases_at(valid, rows)
+
+
+def _cases_at(valid: EvalCases, rows: np.ndarray) -> EvalCases:
+    return EvalCases(valid.users[rows], valid.history.rows(rows), valid.targets.rows(rows))
+
+
+def _sample(valid: EvalCases, max_cases: int | None, seed: int) -> EvalCases:
+    """At most ``max_cases`` of ``valid``, drawn at random with ``seed``, in their order."""
+    if max_cases is None or len(valid) <= max_cases:
+        return valid
+    return _cases_at(valid, np.sort(np.random.default_rng(seed).choice(len(valid), max_cases, replace=False)))
 
 
 def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig, scores_of):  # noqa: ANN001
@@ -214,9 +326,8 @@ def _choose_bias(known: np.ndarray, valid: EvalCases, config: CalibrationConfig,
         if spread is None:  # the unit of the biases: from the first chunk's users
             spread = float(np.mean(base.std(axis=1)))
         for i, m in enumerate(multiples):
-            scores = base + np.float32(round(m * spread, 6)) * new  # the value recorded and served
-            scores[:, 0] = -np.inf
-            per_case = _ndcg(scores, cases)
+            shift = np.float32(round(m * spread, 6)) * new  # the value recorded and served
+            per_case = _case_ndcg(base, shift, cases)
             cold_sum[i] += per_case[cold[rows]].sum()
             warm_sum[i] += per_case[~cold[rows]].sum()
     n_cold, n_warm = int(cold.sum()), int((~cold).sum())
