@@ -238,7 +238,7 @@ def train(
         distributed.stop()
         _fail(str(exc))
         return
-    distributed.stop()
+    distributed.stop(together=True)
     if run is None:  # another rank of a torchrun: rank 0 wrote the run folder and reports
         rank, _, local = distributed.ranks_from_env()
         if local == 0:  # the first process of another host (none on one host): the run is not on this one

@@ -115,9 +115,15 @@ def start(device_name: str) -> Ranks:
     return Ranks(rank, world, local, device)
 
 
-def stop() -> None:
-    """Leave the process group (when one was joined)."""
+def stop(together: bool = False) -> None:
+    """Leave the process group (when one was joined). ``together``: wait first until
+    every rank is here (after a run that succeeded on all of them: rank 0 is still
+    writing the run folder when the others finish, and a rank that tore its gloo group
+    down meanwhile was once killed by std::terminate in CI). Not after an error, which
+    other ranks may not have met."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
