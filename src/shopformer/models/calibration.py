@@ -143,7 +143,7 @@ def _case_ndcg(base: np.ndarray, shift: np.ndarray | None, cases: EvalCases) -> 
     t, history, width = cases.targets, cases.history, base.shape[1]
     target_row = np.repeat(np.arange(len(t)), t.lengths)
     history_row = np.repeat(np.arange(len(history)), history.lengths)
-    own = _entries(base, shift, target_row, t.items)
+    own = _scores_at(base, shift, target_row, t.items)
     masked = (t.items == 0) | np.isin(target_row * width + t.items, history_row * width + history.items)
     own[masked] = -np.inf
     above = np.zeros(len(own), dtype=np.int64)
@@ -163,11 +163,13 @@ def _case_ndcg(base: np.ndarray, shift: np.ndarray | None, cases: EvalCases) -> 
     return metrics.ndcg(hits, t.lengths, _CUTOFF)
 
 
-def _entries(base: np.ndarray, shift: np.ndarray | None, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``(base + shift)[rows, columns]``, entry by entry."""
+def _scores_at(base: np.ndarray, shift: np.ndarray | None, rows: np.ndarray,
+               columns: np.ndarray | slice) -> np.ndarray:
+    """``(base + shift)[rows, columns]`` (``rows`` an index array: a new array, entry by
+    entry for index ``columns``, a block for a slice), without making the whole sum."""
     out = base[rows, columns]
     if shift is None:
-        return out.copy()
+        return out
     return out + (shift[columns] if shift.ndim == 1 else shift[rows, columns])
 
 
@@ -180,9 +182,7 @@ def _blocks(targets: np.ndarray, columns: slice) -> list[np.ndarray]:
 def _masked_block(base: np.ndarray, shift: np.ndarray | None, history: Sequences, rows: np.ndarray,
                   columns: slice) -> np.ndarray:
     """``(base + shift)[rows, columns]`` with each row's history (and column 0) at -inf."""
-    scores = base[rows, columns]
-    if shift is not None:
-        scores = scores + (shift[columns] if shift.ndim == 1 else shift[rows, columns])
+    scores = _scores_at(base, shift, rows, columns)
     lengths = history.lengths[rows]
     at = np.repeat(history.offsets[rows] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
     items, row = history.items[at], np.repeat(np.arange(len(rows)), lengths)
