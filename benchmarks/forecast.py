@@ -110,23 +110,26 @@ def run_local(name: str, panel: Panel, first: int, last: int) -> tuple[Backtest,
 
 
 def run_lightgbm(panel: Panel, with_total: Panel, valid: tuple[int, int], test: tuple[int, int],
-                 scale_v: np.ndarray, threads: int) -> tuple[Backtest, dict]:
-    """Trained and tuned on the products (``panel``); tested on them and the total."""
+                 scale_v: np.ndarray, threads: int, learn: Panel | None = None) -> tuple[Backtest, dict]:
+    """Tuned on the products (``panel``), trained on them (or on ``learn``, more products of
+    the same ranking); tested on them and the total."""
     t0 = time.perf_counter()
+    learn = panel if learn is None else learn
     trials = []
     for grid in LGB_GRID:  # trees by early stopping on validation windows; leaves by validation WAPE
         config = LightGBMForecastConfig(horizon=H, n_estimators=2000, threads=threads, **grid)
         origins = np.arange(valid[0] - 1, valid[1])
-        model = LightGBMForecaster(config).fit(panel.upto(valid[0] - 1), valid=(panel.upto(valid[1]), origins))
+        model = LightGBMForecaster(config).fit(learn.upto(valid[0] - 1), valid=(panel.upto(valid[1]), origins))
         score = rolling_origin(model, panel, *valid, H).scores(scale_v)
         trials.append({**grid, "n_estimators": model.best_iteration or config.n_estimators,
                        "valid_wape_mean_h": score["wape_mean_h"]})
     best = min(trials, key=lambda r: r["valid_wape_mean_h"])
     config = LightGBMForecastConfig(horizon=H, threads=threads, num_leaves=best["num_leaves"],
                                     n_estimators=best["n_estimators"])
-    model = LightGBMForecaster(config).fit(panel.upto(test[0] - 1))
+    model = LightGBMForecaster(config).fit(learn.upto(test[0] - 1))
     bt = rolling_origin(model, with_total, *test, H)
-    return bt, {"seconds": round(time.perf_counter() - t0, 1), "trials": trials, "chosen": asdict(config)}
+    return bt, {"seconds": round(time.perf_counter() - t0, 1), "trials": trials, "chosen": asdict(config),
+                "train_top": learn.n_series}
 
 
 def run_transformer(panel: Panel, with_total: Panel, valid: tuple[int, int], test: tuple[int, int],
@@ -286,17 +289,19 @@ def markdown(results: list[dict], meta: dict) -> str:
     for r in rows:
         if "trials" in r:
             lines.append(f"- lightgbm: {r['trials']} -> num_leaves {r['chosen']['num_leaves']}, "
-                         f"{r['chosen']['n_estimators']} trees")
+                         f"{r['chosen']['n_estimators']} trees, trained on the top {r.get('train_top', meta['top'])} products")
         if "sweep_choice" in r:
             c, t = r["sweep_choice"], r["chosen"]
-            lines.append(f"- transformer: setting **{c['setting']}** chosen on validation by benchmarks/forecast_sweep.py "
-                         f"(results/forecast_sweep.md; validation WAPE {c['valid_wape_mean_h']:.4f}): "
+            lines.append(f"- transformer: setting **{c['setting']}** chosen on validation by "
+                         f"{c.get('chosen_by', 'benchmarks/forecast_sweep.py (results/forecast_sweep.md')}; validation WAPE "
+                         f"{c['valid_wape_mean_h']:.4f}): "
                          f"{c['overrides'] or 'no overrides'}; an ensemble of {t['ensemble']} net(s) (seeds "
                          f"{t['seed']}..{t['seed'] + t['ensemble'] - 1}), each stopped after epoch {t['stop_after']} "
                          f"of a {t['epochs']}-epoch schedule; d_model {t['d_model']}, {t['n_layers']} layers, context "
                          f"{t['context']} weeks, lr {t['lr']}, dropout {t['dropout']}, batch {t['batch_size']}, series "
                          f"summaries {'on' if t['static_stats'] else 'off'}, rolling medians "
-                         f"{'on' if t.get('median_stats') else 'off'}, inputs {t.get('input_transform', 'none')}")
+                         f"{'on' if t.get('median_stats') else 'off'}, inputs {t.get('input_transform', 'none')}, "
+                         f"trained on the top {c.get('train_top', meta['top'])} products")
         elif "valid_curves" in r:
             c = r["chosen"]
             lines.append(f"- transformer: validation WAPE per epoch {r['valid_curves']} -> lr {c['lr']}, stop after "
@@ -393,6 +398,12 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="folder keeping each method's test forecasts")
     ap.add_argument("--from-sweep", action="store_true",
                     help="Transformer: the setting results/forecast_sweep.json chose on validation (no lr search here)")
+    ap.add_argument("--sweep-file", default="forecast_sweep.json",
+                    help="with --from-sweep: the results file whose 'chosen' setting is tested (e.g. forecast_season.json)")
+    ap.add_argument("--lgb-train-top", type=int, help="LightGBM learns from the top N products (default: --top, "
+                    "the scored ones); tuned and scored on the top --top as before")
+    ap.add_argument("--keep-from", help="a results stem whose rows this --stem starts from when it has no file yet "
+                    "(the methods not rerun, e.g. statsforecast's, kept from --keep-from forecast)")
     ap.add_argument("--member", type=int, help="with --from-sweep and --cache: train that ensemble member only "
                     "(a second process sharing the work) and exit")
     ap.add_argument("--stem", default="forecast")
@@ -421,19 +432,24 @@ def main() -> None:
         if name in ("seasonal_naive", "auto_ets", "auto_arima"):
             bt, info = cached(args.cache, key_of(name, data_key), lambda: run_local(name, panel, *test))
         elif name == "lightgbm":
-            bt, info = cached(args.cache, key_of(name, data_key, LGB_GRID),
-                              lambda: run_lightgbm(products, panel, valid, test, scale_v, args.threads))
+            # the benchmark's LightGBM learns from the scored products; --lgb-train-top: from more (a check)
+            lgb_learn = None if args.lgb_train_top is None else Panel.of(
+                series.units[series.top(args.lgb_train_top, before=valid[0])], series.weeks)
+            bt, info = cached(args.cache, key_of(name, data_key, LGB_GRID, *([args.lgb_train_top] if lgb_learn else [])),
+                              lambda: run_lightgbm(products, panel, valid, test, scale_v, args.threads, lgb_learn))
         elif args.from_sweep:
-            choice = json.loads((RESULTS / "forecast_sweep.json").read_text())["chosen"]
+            choice = json.loads((RESULTS / args.sweep_file).read_text())["chosen"]
+            # the products it learns from: the top train_top (same ranking, so the scored ones among them)
+            learn = Panel.of(series.units[series.top(choice.get("train_top", args.top), before=valid[0])], series.weeks)
             from forecast_sweep import BASE as SWEEP_BASE
 
             base_t = replace(base, **SWEEP_BASE)  # what the sweep's overrides apply to
             key = key_of(name, data_key, asdict(base_t), choice)
             members_dir = args.cache / f"{key}_members" if args.cache else None
             if args.member is not None:  # train that member only (no test week read) and stop
-                run_transformer_chosen(products, panel, test, base_t, choice, members_dir, args.member)
+                run_transformer_chosen(learn, panel, test, base_t, choice, members_dir, args.member)
                 return
-            bt, info = cached(args.cache, key, lambda: run_transformer_chosen(products, panel, test, base_t, choice,
+            bt, info = cached(args.cache, key, lambda: run_transformer_chosen(learn, panel, test, base_t, choice,
                                                                               members_dir))
         else:
             settings = {k: v for k, v in asdict(base).items() if k != "stop_after"}  # validation picks it
@@ -450,6 +466,8 @@ def main() -> None:
     for r in records:
         r["run_date"] = run_date
     old_path = RESULTS / f"{args.stem}.json"
+    if not old_path.exists() and args.keep_from:  # a new results file: the other methods' rows start from there
+        old_path = RESULTS / f"{args.keep_from}.json"
     old = json.loads(old_path.read_text()) if old_path.exists() else {}
     earlier = old.get("earlier_transformer")  # the first kept stays: the run before the sweep
     if earlier is None and "transformer" in [r["model"] for r in records]:
@@ -475,7 +493,7 @@ def main() -> None:
             "earlier_transformer": earlier, "previous_transformers": previous,
             "methods_run": [r["model"] for r in records],
             "protocol": "rolling origin; global models fitted once before the window, local ones at every origin"}
-    results = save(RESULTS, args.stem, meta, records, markdown)
+    results = save(RESULTS, args.stem, meta, all_records, markdown)  # all: a new stem starts from --keep-from
     print((RESULTS / f"{args.stem}.md").read_text())
     del results
 

@@ -27,8 +27,11 @@ forecast_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
 
 DataOpt = Annotated[Optional[Path], typer.Option(help="Data folder written by `shopformer ingest`.")]
 MethodOpt = Annotated[str, typer.Option(help="transformer | lightgbm | seasonal_naive | auto_ets | auto_arima")]
-TopOpt = Annotated[int, typer.Option(min=1, help="Products (by units) the forecaster is trained on.")]
-EpochsOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer epochs (default: 5 of a 10-epoch schedule, "
+TopOpt = Annotated[int, typer.Option(min=1, help="Products (by units) the forecaster is trained on (the Transformer: "
+                                               "--transformer-top).")]
+TransformerTopOpt = Annotated[int, typer.Option(min=1, help="Products (by units) the Transformer is trained on (more "
+                                                           "series show it more seasons' ramps).")]
+EpochsOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer epochs (default: 6 of a 10-epoch schedule, "
                                                                "as chosen on Online Retail's validation weeks).")]
 EnsembleOpt = Annotated[Optional[int], typer.Option(min=1, help="Transformer nets (seeds) whose forecasts are averaged "
                                                                 "(default: the config's, chosen on validation).")]
@@ -41,20 +44,20 @@ def _fail(message: str) -> None:
 
 
 def _fit(data: Path, method: str, top: int, horizon: int, epochs: int | None, exclude: list[str] | None, quiet: bool,
-         ensemble: int | None = None):
+         ensemble: int | None = None, transformer_top: int = 1000):
     """(run config, series, forecaster, forecasts, recent) fitted on ``data``."""
     from shopformer.dataset import load_events, load_products
     from shopformer.forecast.artifact import ForecastRunConfig, fit_and_forecast
-    from shopformer.forecast.neural import TransformerForecastConfig
     from shopformer.forecast.series import WeeklyConfig, weekly_series
 
     try:
-        transformer = TransformerForecastConfig()
+        transformer = ForecastRunConfig().transformer
         if epochs is not None:
             transformer = replace(transformer, epochs=epochs, stop_after=None)  # the whole schedule
         if ensemble is not None:
             transformer = replace(transformer, ensemble=ensemble)
-        config = ForecastRunConfig(method=method, top=top, horizon=horizon, transformer=transformer,
+        config = ForecastRunConfig(method=method, top=top, transformer_top=transformer_top, horizon=horizon,
+                                   transformer=transformer,
                                    weekly=WeeklyConfig(exclude_items=tuple(exclude or ())))
         series = weekly_series(load_events(data), config.weekly, load_products(data))
     except (FileNotFoundError, ValueError) as exc:
@@ -109,6 +112,7 @@ def forecast(
     json_: Annotated[bool, typer.Option("--json", help="JSON on standard output.")] = False,
     method: MethodOpt = "transformer",
     top: TopOpt = 200,
+    transformer_top: TransformerTopOpt = 1000,
     epochs: EpochsOpt = None,
     ensemble: EnsembleOpt = None,
     exclude: ExcludeOpt = None,
@@ -133,7 +137,8 @@ def forecast(
         from shopformer.forecast.artifact import save_forecast
 
         horizon = 8 if horizon is None else horizon
-        config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, json_, ensemble)
+        config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, json_, ensemble,
+                                                             transformer_top)
         with tempfile.TemporaryDirectory() as tmp:
             save_forecast(Path(tmp), config, series, None, forecasts, recent, str(data))
             store = ForecastStore(Path(tmp))
@@ -146,6 +151,7 @@ def fit(
     out: Annotated[Path, typer.Option(help="Folder to write (serve it with SHOPFORMER_FORECAST_DIR).")],
     method: MethodOpt = "transformer",
     top: TopOpt = 200,
+    transformer_top: TransformerTopOpt = 1000,
     horizon: Annotated[int, typer.Option(min=1, max=52, help="Weeks ahead.")] = 8,
     epochs: EpochsOpt = None,
     ensemble: EnsembleOpt = None,
@@ -154,7 +160,8 @@ def fit(
     """Fit a forecaster on the data folder's purchases and save its forecasts for serving."""
     from shopformer.forecast.artifact import save_forecast
 
-    config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, False, ensemble)
+    config, series, forecaster, forecasts, recent = _fit(data, method, top, horizon, epochs, exclude, False, ensemble,
+                                                         transformer_top)
     save_forecast(out, config, series, forecaster, forecasts, recent, str(data))
     console.print(f"{forecasts['item_id'].n_unique() - 1:,} products forecast {horizon} weeks from the week of "
                   f"{series.weeks[-1]} ({method}); saved to {out}")
