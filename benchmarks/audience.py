@@ -25,6 +25,14 @@ Transformer's training is the cost on 2 shared CPUs; refitting could only help i
 
     python benchmarks/audience.py [--fit-minutes 25]   # about 35 min on 2 shared CPUs
     python benchmarks/audience.py --quick    # small model, end to end check
+    python benchmarks/audience.py --with-ii  # a year more history: Online Retail II (2009-12 .. 2010-12) first
+
+``--with-ii`` puts UCI Online Retail II's first year (the same shop's purchases from
+2009-12) before Online Retail I (II's lines of invoices that I also holds are dropped), so
+every cut has the same season a year earlier (the ranker's seasonal features and
+candidates); the cuts and the windows stay those of Online Retail I. It writes
+``audience_two_years.*``: candidates, the most active customers and every other method
+see the longer history too, so its rows compare with each other, not with ``audience.*``.
 
 Writes benchmarks/results/audience.{json,md} and audience.png (precision@k curves).
 """
@@ -61,6 +69,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATASET = "online-retail"
 FILE = "online-retail/online_retail.csv.gz"
+FILE_II = "online-retail-ii/online_retail_II_2009-2010.csv.gz"
 DATA_CONFIG = DataConfig(event_types=("purchase",), dedupe_consecutive=True)
 KS = (10, 100, 1000)
 CURVE_KS = (10, 20, 50, 100, 200, 500, 1000)
@@ -72,6 +81,9 @@ SASREC = {"arch.d_model": "64", "arch.max_len": "50", "train.batch_size": "32", 
           "arch.dropout": "0.5", "arch.attn_dropout": "0.5", "train.patience": "5"}
 QUICK_SASREC = {**SASREC, "arch.d_model": "32", "train.epochs": "2"}
 EXCLUDE = (False, True)  # leave out the item's past buyers (all time)
+#: the most active customers counted over all the purchases before the cut, or over the
+#: last year's only (with a longer history, customers who have since left lead the first)
+ACTIVE_DAYS = (None, 365.0)
 COOC_GRID = [{"neighbors": str(n), "shrink": str(s)} for n in (100, 500) for s in (0, 50)]
 AUDIENCE_GRID = [AudienceConfig(score=s, activity_weight=w, repeat_weight=r, repeat_half_life_days=h,
                                 exclude_buyers_days=x)
@@ -118,10 +130,14 @@ def baselines(cut: Cut, n_items: int, settings: dict | None = None) -> dict[str,
     activity = cut.history.lengths.astype(np.float64)
     past = past_buyers(cut.history, cut.items, n_items)
     out: dict[str, list] = {"active": [], "past_buyers": [], "cooccurrence": []}
-    for ex in EXCLUDE:
-        if settings is None or settings["active"]["exclude_past_buyers"] == ex:
-            out["active"].append(({"exclude_past_buyers": ex},
-                                  rank_all(lambda n, i: activity, cut, ex, past, f"active exclude={ex}")))
+    row = np.repeat(np.arange(len(cut.history)), cut.history.lengths)
+    for days in ACTIVE_DAYS:
+        recent = activity if days is None else np.bincount(
+            row[cut.history.timestamps >= cut.t - days * DAY_S], minlength=len(cut.history)).astype(np.float64)
+        for ex in EXCLUDE:
+            s = {"exclude_past_buyers": ex, "days": days}
+            if settings is None or settings["active"] == s:
+                out["active"].append((s, rank_all(lambda n, i: recent, cut, ex, past, f"active days={days} ex={ex}")))
     counts = cut.history.to_csr(n_items + 1, binary=False).tocsc()
 
     def repeat(n: int, i: int) -> np.ndarray:
@@ -188,6 +204,8 @@ def main() -> None:
     ap.add_argument("--no-sasrec", action="store_true",
                     help="no SASRec (fit, grid, ranker features and candidates): its record from the last run is kept")
     ap.add_argument("--reuse-model", action="store_true", help="take the SASRec an earlier run saved (same settings)")
+    ap.add_argument("--with-ii", action="store_true",
+                    help="Online Retail II's 2009-12 .. 2010-12 purchases before Online Retail I (audience_two_years.*)")
     ap.add_argument("--threads", type=int, default=0,
                     help="SASRec's torch threads (0: PyTorch's default, every core; on a CPU shared with other jobs "
                          "one thread avoids the intra-op pool waiting on descheduled threads)")
@@ -199,6 +217,8 @@ def main() -> None:
     if not (folder / "events.parquet").exists():
         ingest(args.data_root / FILE, fmt="online-retail", data_dir=folder)
     events = load_events(folder)
+    if args.with_ii:
+        events = with_online_retail_ii(events, args.data_root, args.work)
     data, _ = prepare(events, DATA_CONFIG)
     seqs, n_items = data.sequences, data.n_items
     # the ranker counts purchases as stored (an item re-bought in the next order is not a
@@ -224,7 +244,7 @@ def main() -> None:
         scored = [(s, evaluate(r, valid_cut)) for s, r in options]
         grids[name] = [{"settings": s, "valid_P@100": m["P@100"]} for s, m in scored]
         chosen[name] = max(scored, key=lambda x: x[1]["P@100"])
-    stem = "audience_quick" if args.quick else "audience"
+    stem = ("audience_quick" if args.quick else "audience") + ("_two_years" if args.with_ii else "")
     model = early_model = early_fit = None
     if args.no_sasrec:  # the last run's SASRec record (and fit) stay as they are
         old = json.loads((RESULTS / f"{stem}.json").read_text())
@@ -277,6 +297,9 @@ def main() -> None:
         r["test_P@100_vs_active"] = r["test"]["P@100"] / base if base else None
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "wall_s": round(time.perf_counter() - started), "no_sasrec": args.no_sasrec,
+            "data": "UCI Online Retail II (2009-12 .. 2010-12) + I" if args.with_ii else "UCI Online Retail I",
+            "first_purchase": datetime.fromtimestamp(float(np.nanmin(seqs.timestamps)), timezone.utc).isoformat(
+                timespec="minutes"),
             "protocol": {"window_days": WINDOW_DAYS, "min_buyers": MIN_BUYERS, **when,
                          "valid_candidates": len(valid_cut.history), "valid_items": len(valid_cut.items),
                          "test_candidates": len(test_cut.history), "test_items": len(test_cut.items),
@@ -289,6 +312,23 @@ def main() -> None:
     results = save(RESULTS, stem, meta, records, markdown)
     plot(results, RESULTS / f"{stem}.png")
     print(markdown(results, meta))
+
+
+def with_online_retail_ii(events, data_root: Path, work: Path):  # noqa: ANN001, ANN201 - polars frames
+    """Online Retail II's first year before ``events`` (Online Retail I): II's sheet ends on
+    2010-12-09 and I starts on 2010-12-01 with the same invoices, so II's lines of an
+    invoice that I holds are dropped; I's positions follow II's."""
+    import polars as pl
+
+    if not (data_root / FILE_II).exists():
+        sys.exit(f"{data_root / FILE_II} not found: --with-ii needs ../shared/data/online-retail-ii")
+    folder = work / "online-retail-ii"
+    if not (folder / "events.parquet").exists():
+        ingest(data_root / FILE_II, fmt="online-retail", data_dir=folder)
+    ii = load_events(folder)
+    ii = ii.filter(~pl.col("session_id").is_in(events["session_id"].unique().implode()))
+    shift = int(ii["position"].max()) + 1 if ii.height else 0
+    return pl.concat([ii, events.with_columns(pl.col("position") + shift)])
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -319,7 +359,8 @@ def markdown(results: list[dict], meta: dict) -> str:
         "# Audience targeting: who buys this item in the next 30 days?", "",
         f"Machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs (shared). Updated {meta['date']}"
         + (f", wall time {meta['wall_s']} s" if meta.get("wall_s") else "") + ".", "",
-        f"UCI Online Retail, purchases. Test cut {p['test_cut']}, truth: "
+        f"{meta.get('data', 'UCI Online Retail')}, purchases"
+        + (f" from {meta['first_purchase']}" if meta.get("first_purchase") else "") + f". Test cut {p['test_cut']}, truth: "
         f"the candidates who bought the item in the {p['window_days']:.0f} days after. {p['test_items']} items "
         f"(>= {p['min_buyers']} candidate buyers in the window and sold before the cut), {p['test_candidates']} "
         f"candidates (customers with a purchase before the cut); {p['test_buyer_pairs_candidates']} of the "
@@ -352,14 +393,19 @@ def ranker_text(results: list[dict], meta: dict) -> list[str]:
         return []
     t = r["test"]
     sasrec = bool(r["sasrec_early"])
+    ranker = next((x["settings"] for x in results if x["model"] == "ranker"), {})
+    season = bool(ranker.get("season_window_days"))  # runs before the seasonal features have no such key
     return [
         "**ranker**: LightGBM over (customer, item) features (rank/audience_ranker.py: the customer's past purchases "
         "of the item, how recent and how overdue by their own rhythm, its co-occurrence score, "
         + ("SASRec's logit, log-softmax and ranks, " if sasrec else "")
-        + "the customer's activity and order rhythm, the item's popularity trend), all computed from the events "
-        "before the cut. Candidates per item: the union of the top 300 of "
-        + ("four simple audiences (most active, past buyers, co-occurrence, SASRec with the default activity and "
-           "repeat weights)" if sasrec else "three simple audiences (most active, past buyers, co-occurrence)")
+        + "the customer's activity and order rhythm, the item's popularity trend"
+        + (", the same 30 days a year before the cut: the customer's orders, the item's buyers and the customer's "
+           "purchases of it" if season else "") + "), all computed from the events "
+        "before the cut. Candidates per item: the union of the top 300 of the simple audiences ("
+        + ", ".join(["most active", "past buyers"] + (["the item's buyers a year before"] if season else [])
+                    + ["co-occurrence"] + (["SASRec with the default activity and repeat weights"] if sasrec else []))
+        + ")"
         + f", ranked by the model, then the other customers by activity; "
         f"they hold {r['valid_candidates']['buyer_recall']:.1%} of the window's candidate buyers at validation, "
         f"{t['test_candidates']['buyer_recall']:.1%} at test (mean {t['test_candidates']['mean_candidates']:.0f} "

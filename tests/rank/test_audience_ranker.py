@@ -117,3 +117,28 @@ def test_config_rejects_bad_values():
         AudienceRankerConfig(objective="regression")
     with pytest.raises(ValueError, match="learning_rate"):
         AudienceRankerConfig(learning_rate=0)
+
+
+def test_the_season_a_year_before_gives_features_and_candidates():
+    # cut on day 400: the season a year before is days 35..65 (cut - 365 days, 30 days on)
+    seqs = sequences([
+        [(1, 40.0), (1, 41.0)],  # bought item 1 twice in last year's season, nothing else
+        [(1, 100.0), (1, 110.0), (1, 120.0), (2, 390.0)],  # bought item 1 most, after the season
+        [(3, 50.0), (2, 60.0)],  # ordered in the season, other items
+        *[[(2, float(d)) for d in range(5, 395, 7)] for _ in range(3)],  # busy customers, item 2 only
+    ])
+    config = AudienceRankerConfig(candidates_per_source=1, cooc_neighbors=5, threads=1)
+    state = shop_state(config, seqs, 400 * DAY_S, 3)
+    x = state.features(1, np.arange(len(seqs)))
+    col = {name: x[:, FEATURES.index(name)] for name in ("p_purchases_year_ago", "u_orders_year_ago",
+                                                          "i_buyers_year_ago")}
+    np.testing.assert_array_equal(col["p_purchases_year_ago"], [2, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(col["u_orders_year_ago"], [2, 0, 2, 4, 4, 4])  # days 40, 41; 50, 60; 40, 47, 54, 61
+    assert (col["i_buyers_year_ago"] == 1).all()
+    # one per source: customer 0 is a candidate as last season's buyer only
+    off = shop_state(AudienceRankerConfig(candidates_per_source=1, cooc_neighbors=5, threads=1,
+                                          season_window_days=0), seqs, 400 * DAY_S, 3)
+    assert 0 in state.candidates(1) and 0 not in off.candidates(1)
+    assert np.isnan(off.features(1, np.arange(len(seqs)))[:, FEATURES.index("p_purchases_year_ago")]).all()
+    with pytest.raises(ValueError, match="season_window_days"):
+        AudienceRankerConfig(season_window_days=400)

@@ -22,12 +22,16 @@ happened after it. Per cut, :class:`ShopState` holds:
   of them, the item's share of the customer's purchases, the item-to-item co-occurrence
   score (cosine item kNN over the baskets: the "look-alikes of its buyers"), and, with a
   sequence model, its logit ``u . e_i``, log-softmax, the item's rank in the customer's
-  list and the customer's rank in the item's column.
+  list and the customer's rank in the item's column;
+- the same season a year before: the customer's orders, the item's buyers and the
+  customer's purchases of the item in the ``season_window_days`` that began 365 days
+  before the cut (the window the question asks about, a year earlier: shops with
+  seasonal stock sell the same things to the same customers each autumn).
 
 Candidates per item (so scoring stays cheap): the union of the top
-``candidates_per_source`` customers of four simple audiences: the most active, the past
-buyers (most purchases of the item first), the co-occurrence score, and the sequence
-model's audience score (logit + log(1 + recent events) + ``repeat_weight`` * log(1 +
+``candidates_per_source`` customers of the simple audiences: the most active, the past
+buyers (most purchases of the item first), the item's buyers in the season a year
+before, the co-occurrence score, and the sequence model's audience score (logit + log(1 + recent events) + ``repeat_weight`` * log(1 +
 past purchases), the :class:`~shopformer.rank.audience.AudienceConfig` defaults). The
 ranker orders them; customers past the candidates follow by activity.
 """
@@ -48,10 +52,13 @@ from shopformer.models.itemknn import cosine_top_k
 DAY_S = 86_400.0
 
 USER_FEATURES = ("u_purchases", "u_orders", "u_purchases_30d", "u_purchases_90d", "u_orders_30d", "u_orders_90d",
-                 "u_days_since_first", "u_days_since_last", "u_orders_per_30d", "u_distinct_items", "u_overdue")
-ITEM_FEATURES = ("i_buyers", "i_buyers_30d", "i_buyers_90d", "i_trend", "i_purchases_per_buyer")
+                 "u_days_since_first", "u_days_since_last", "u_orders_per_30d", "u_distinct_items", "u_overdue",
+                 "u_orders_year_ago")
+ITEM_FEATURES = ("i_buyers", "i_buyers_30d", "i_buyers_90d", "i_trend", "i_purchases_per_buyer", "i_buyers_year_ago")
 PAIR_FEATURES = ("p_purchases", "p_days_since_last", "p_days_since_first", "p_share", "p_cooc", "p_cooc_user_rank",
-                 "p_cooc_90d", "p_overdue", "p_logit", "p_log_softmax", "p_item_rank", "p_logit_user_rank")
+                 "p_cooc_90d", "p_overdue", "p_logit", "p_log_softmax", "p_item_rank", "p_logit_user_rank",
+                 "p_purchases_year_ago")
+YEAR_DAYS = 365.0
 FEATURES = USER_FEATURES + ITEM_FEATURES + PAIR_FEATURES
 
 
@@ -70,6 +77,10 @@ class AudienceRankerConfig:
     #: the last 90 days) + repeat_weight * log(1 + past purchases of the item)
     activity_weight: float = 1.0
     repeat_weight: float = 8.0
+    #: length of the window a year before the cut that the seasonal features and the
+    #: year-ago candidates read: [cut - 365 days, cut - 365 days + this); 0 = none
+    #: (features missing). The benchmark's horizon, 30 days.
+    season_window_days: float = 30.0
     #: "lambdarank" (per item, the customers as a ranked list) or "binary" (log loss)
     objective: Literal["lambdarank", "binary"] = "binary"
     num_leaves: int = 31
@@ -85,6 +96,8 @@ class AudienceRankerConfig:
             raise ValueError(f"objective must be lambdarank or binary, got {self.objective!r}")
         if min(self.candidates_per_source, self.cooc_neighbors, self.num_leaves, self.n_rounds) < 1:
             raise ValueError("candidates_per_source, cooc_neighbors, num_leaves and n_rounds must be >= 1")
+        if not 0 <= self.season_window_days <= YEAR_DAYS:
+            raise ValueError(f"season_window_days must be in [0, {YEAR_DAYS:.0f}], got {self.season_window_days}")
         if not 0 < self.learning_rate <= 1 or not 0 < self.feature_fraction <= 1:
             raise ValueError("learning_rate and feature_fraction must be in (0, 1]")
 
@@ -133,6 +146,11 @@ class ShopState:
         self._pair_keys = k_sorted[starts]
         self._pair_first = ts_sorted[starts]
         self._pair_last = ts_sorted[np.r_[starts[1:], len(k_sorted)] - 1]
+        w = config.season_window_days
+        season = (days_ago > YEAR_DAYS - w) & (days_ago <= YEAR_DAYS) if w else np.zeros(len(row), bool)
+        # (customer, item) purchases in the season a year before; None: not measured
+        self.year_ago = sp.csc_matrix((np.ones(int(season.sum()), np.float32), (row[season], h.items[season])),
+                                      shape=(n_users, n_items + 1)) if w else None
         self.user_features = self._user_features(row, ts, days_ago)
         self.item_features = self._item_features(row, h.items, days_ago)
         self.activity = h.lengths.astype(np.float64)
@@ -186,8 +204,14 @@ class ShopState:
             purchases, orders,
             np.bincount(row[days_ago <= 30], minlength=n), np.bincount(row[days_ago <= 90], minlength=n),
             np.bincount(o_row[o_days <= 30], minlength=n), np.bincount(o_row[o_days <= 90], minlength=n),
-            first, last, orders / tenure * 30.0, distinct, overdue,
+            first, last, orders / tenure * 30.0, distinct, overdue, self._season_orders(o_row, o_days, n),
         ], axis=1).astype(np.float32)
+
+    def _season_orders(self, o_row: np.ndarray, o_days: np.ndarray, n: int) -> np.ndarray:
+        w = self.config.season_window_days
+        if not w:
+            return np.full(n, np.nan, np.float32)
+        return np.bincount(o_row[(o_days > YEAR_DAYS - w) & (o_days <= YEAR_DAYS)], minlength=n).astype(np.float32)
 
     def _item_features(self, row: np.ndarray, items: np.ndarray, days_ago: np.ndarray) -> np.ndarray:
         n = self.n_items + 1
@@ -202,7 +226,9 @@ class ShopState:
         with np.errstate(invalid="ignore", divide="ignore"):
             trend = np.where(b90 > 0, b30 / (b90 / 3.0), np.nan)
             per_buyer = np.where(everyone > 0, purchases / everyone, np.nan)
-        return np.stack([everyone, b30, b90, trend, per_buyer], axis=1).astype(np.float32)
+        w = self.config.season_window_days
+        season = buyers((days_ago > YEAR_DAYS - w) & (days_ago <= YEAR_DAYS)) if w else np.full(n, np.nan, np.float32)
+        return np.stack([everyone, b30, b90, trend, per_buyer, season], axis=1).astype(np.float32)
 
     def candidates(self, item: int) -> np.ndarray:
         """The customers (rows) the ranker scores for ``item``: the union of each simple
@@ -211,6 +237,9 @@ class ShopState:
         counts = self.counts_csc[:, item].toarray()[:, 0].astype(np.float64)
         sources = [_top(self.activity, c), _top(np.where(counts > 0, counts * 1e6 + self.activity, -np.inf), c),
                    _top(np.where(self.cooc[:, item] > 0, self.cooc[:, item], -np.inf), c)]
+        if self.year_ago is not None:  # last season's buyers, most purchases of it first
+            season = self.year_ago[:, item].toarray()[:, 0].astype(np.float64)
+            sources.append(_top(np.where(season > 0, season * 1e6 + self.activity, -np.inf), c))
         if self.logits is not None:
             sources.append(_top(self.logits[:, item - 1] + self._audience_offset
                                 + self.config.repeat_weight * np.log1p(counts), c))
@@ -245,6 +274,8 @@ class ShopState:
             out[:, p + 9] = self.log_softmax[rows, item - 1]
             out[:, p + 10] = self.item_rank[rows, item - 1]
             out[:, p + 11] = _column_ranks(col)[rows]
+        if self.year_ago is not None:
+            out[:, p + 12] = self.year_ago[:, item].toarray()[rows, 0]
         return out
 
     def table(self, items: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
