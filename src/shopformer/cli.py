@@ -190,8 +190,13 @@ def train(
     pretrained: Annotated[Optional[Path], typer.Option(
         help="sasrec/bert4rec with --text: start from this run of another shop (cross-domain transfer, "
              "models/transfer.py; the same as --set transfer.from_run=RUN).")] = None,
+    fixed_defaults: Annotated[bool, typer.Option(
+        "--fixed-defaults", help="sasrec: the config's fixed defaults (d_model 64, batch 128, 200 epochs, dropout "
+                                 "0.2) for the settings not given, instead of sizing them from the data.")] = False,
 ) -> None:
-    """Fit a model on the training split and save it as a run folder."""
+    """Fit a model on the training split and save it as a run folder. For sasrec, every
+    setting not given with --set is sized from the training data (the setting `--auto`
+    starts from; run.json's `defaults` says which): see docs/training-defaults.md."""
     from shopformer.artifact import make_model
     from shopformer.experiment import train_run
     from shopformer.features.content import ContentConfig
@@ -203,9 +208,9 @@ def train(
 
         if ranks_from_env()[1] > 1:
             _fail("--auto runs its search in one process: start it without torchrun")
-        if full or content or text or vectors or set_ or device != "auto" or pretrained:
+        if full or content or text or vectors or set_ or device != "auto" or pretrained or fixed_defaults:
             _fail("--auto searches on the training split with validation: it takes no --full, --content (it searches "
-                  "fusing the catalog's attributes itself), --text, --vectors, --set or --device (yet)")
+                  "fusing the catalog's attributes itself), --text, --vectors, --set, --device or --fixed-defaults (yet)")
         from shopformer.tune import AutoConfig
         from shopformer.tune.run import train_auto
 
@@ -227,13 +232,16 @@ def train(
     if device != "auto" and model in MODELS and not hasattr(config_class(MODELS[model])(), "train"):
         _fail(f"--device: {model} fits on the CPU; only the sequence models (sasrec, bert4rec) train on a device")
         return
+    from shopformer.tune.defaults import SIZED_MODELS
+
     try:
-        m = make_model(model, {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set"),
-                               **({"transfer.from_run": str(pretrained)} if pretrained else {})})
+        given = {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set"),
+                 **({"transfer.from_run": str(pretrained)} if pretrained else {})}
+        m = make_model(model, given)
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
         content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
         run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text,
-                        vectors, stream=stream)
+                        vectors, stream=stream, sized=None if fixed_defaults or model not in SIZED_MODELS else given)
     except (ValueError, FileNotFoundError) as exc:
         distributed.stop()
         _fail(str(exc))
@@ -249,6 +257,10 @@ def train(
         f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "
         f"-> {run.folder}"
     )
+    sized = run.info.get("defaults", {}).get("settings", {})
+    if sized:  # what the data chose, so a user can pin or change it with --set
+        console.print("sized from the data (docs/training-defaults.md): " + " ".join(
+            f"{k}={v['value']}" for k, v in sized.items() if v["source"] != "user"), soft_wrap=True)
     if "privacy" in run.info:  # DP-SGD: the guarantee the weights have (train/dp.py)
         p = run.info["privacy"]
         console.print(f"differential privacy: epsilon {p['epsilon']:.3f} (delta {p['delta']:.3g}) per user, "

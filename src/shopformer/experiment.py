@@ -93,11 +93,15 @@ def train_run(
     text: bool = False,
     vectors_file: Path | None = None,
     stream: bool | None = None,
+    sized: dict[str, str] | None = None,
 ) -> Run | None:
     """Prepare data, fit and save a run folder; with ``content`` (or ``text``, or
     ``vectors_file``) the model fuses the catalog's product content with its item IDs.
     Under torchrun only rank 0 writes the folder; the other ranks get None. ``stream``:
-    prepare in bounded memory (None: when the folder is marked large; dataset.prepare_folder)."""
+    prepare in bounded memory (None: when the folder is marked large; dataset.prepare_folder).
+    ``sized``: the settings the user gave ``model``; the others are then sized from the
+    training split (``tune/defaults.py``, sasrec only) and run.json's ``defaults`` says
+    which came from where (None: the model's config as built)."""
     from shopformer.ingest.streaming import is_large_folder
 
     large = is_large_folder(data_dir) if stream is None else stream
@@ -111,6 +115,11 @@ def train_run(
     # under torchrun every rank prepares from its own host's copy; the ranks check together
     device = getattr(getattr(model.config, "train", None), "device", "cpu")
     data, split = distributed.prepare_on_every_rank(device, prepare, lambda p: data_fingerprint(p[0]), large)
+    defaults = None
+    if sized is not None:  # every rank sizes from the same training split: the same settings
+        from shopformer.tune.defaults import size_model, to_record
+
+        defaults = to_record(size_model(model, sized, split.train, data.n_items))
     seconds = fit(model, data, split, fit_on)
     info = {
         "data_dir": str(Path(data_dir).resolve()),
@@ -119,6 +128,8 @@ def train_run(
         "fit_seconds": round(seconds, 3),
         "model_config": asdict(model.config),
     }
+    if defaults is not None:  # the settings used and which were sized from the data
+        info["defaults"] = defaults
     if large:  # reload_data prepares it the same way (and evaluates the same sampled users)
         info["bounded_memory"] = True
     privacy = getattr(model, "privacy", None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .priors import MAX_LEN_GRID, DataStats
+from .priors import EPOCH_GRID, MAX_LEN_GRID, DataStats
 
 D_MODELS = (64, 128, 256)
 BATCH_SIZES = (16, 32, 64, 128)
-EPOCHS = (10, 20, 40, 100, 200)
+EPOCHS = EPOCH_GRID
 
 
 def suggest(trial: Any, stats: DataStats, content: bool = False) -> dict[str, object]:
@@ -36,11 +36,23 @@ def suggest(trial: Any, stats: DataStats, content: bool = False) -> dict[str, ob
 
 
 def model_params(choice: dict[str, object], time_limit_s: float, seed: int, threads: int = 0) -> dict[str, str]:
-    """``make_model("sasrec", ...)`` parameters for ``choice``: attention dropout follows
-    dropout (they were tuned together by hand), weight decay covers the item table when
-    on (the sparse-data recipe), the learning-rate decay follows the trial's clock, and
-    patience is short enough that a trial which stopped improving ends early. The
-    ``content`` choice is not a parameter: the search gives such a model the content."""
+    """``make_model("sasrec", ...)`` parameters for ``choice`` (:func:`setting_params`)
+    with the trial's clock, seed and threads: the learning-rate decay follows the clock."""
+    return {
+        **setting_params(choice),
+        "train.time_limit_s": f"{max(1.0, time_limit_s):.1f}",
+        "train.seed": str(seed),
+        "train.threads": str(threads),
+    }
+
+
+def setting_params(choice: dict[str, object]) -> dict[str, str]:
+    """The model settings of ``choice`` as ``make_model("sasrec", ...)`` parameters:
+    attention dropout follows dropout (they were tuned together by hand), weight decay
+    covers the item table when on (the sparse-data recipe), and patience is short enough
+    that a run which stopped improving ends early. The ``content`` choice is not a
+    parameter: the search gives such a model the content. Plain ``train --model sasrec``
+    uses these for the data-sized defaults (``tune/defaults.py``)."""
     epochs = int(choice["epochs"])
     return {
         "arch.d_model": str(choice["d_model"]),
@@ -57,7 +69,4 @@ def model_params(choice: dict[str, object], time_limit_s: float, seed: int, thre
         "train.crop": str(choice["crop"]),
         "train.patience": str(max(3, min(10, epochs // 4))),
         "train.eval_every": "1" if epochs <= 40 else "2",
-        "train.time_limit_s": f"{max(1.0, time_limit_s):.1f}",
-        "train.seed": str(seed),
-        "train.threads": str(threads),
     }
