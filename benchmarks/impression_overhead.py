@@ -24,12 +24,17 @@ impressions are counted against the recommendation answers it gave (its own
 ``shopformer_http_requests_total`` 200s) less those answered while paused
 (``shopformer_impressions_skipped_total``).
 
+``--writer`` picks who writes the impressions (SHOPFORMER_IMPRESSIONS_WRITER: ``process``,
+a child process of the server, or ``thread``, a thread inside it); the CPU the writer
+process used is counted apart from the server's.
+
 In process, free of the machine's noise: the logging call on the request path (log on,
 paused, off), the writer thread's CPU per impression, and how long one flush keeps a
-request thread waiting for the GIL (benchmarks/_lib/writer_gil.py).
+request thread waiting for the GIL, for the thread writer and the writer process
+(benchmarks/_lib/writer_gil.py).
 
-Usage: python benchmarks/impression_overhead.py [--pairs 180 --phase-s 3]
-Writes benchmarks/results/impression_overhead.json and .md.
+Usage: python benchmarks/impression_overhead.py [--pairs 180 --phase-s 3 --writer process --stem NAME]
+Writes benchmarks/results/<stem>.json and .md (stem default impression_overhead).
 """
 
 from __future__ import annotations
@@ -57,9 +62,11 @@ from _lib.writer_gil import in_process_costs  # noqa: E402
 from phased_load import PhasedLoadConfig, compare, run_phased  # noqa: E402
 from results_file import save  # noqa: E402
 from serve_latency import demo_scenario, fill_store  # noqa: E402
-from serve_server import API_KEY, K, _tail, console, free_port, server_command, stop, wait_ready  # noqa: E402
+from serve_server import (API_KEY, K, _descendants, _tail, console, free_port, server_command, stop,  # noqa: E402
+                          wait_ready)
 
 from shopformer.evaluate.report import machine  # noqa: E402
+from shopformer.feedback.impressions import WRITERS, ImpressionLogConfig  # noqa: E402
 from shopformer.features.vocab import Vocabulary  # noqa: E402
 
 ROUTE = "/v1/users/{user_id}/recommendations"
@@ -97,6 +104,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def writer_cpu_seconds(server: int) -> float:
+    """CPU seconds of the server's child processes (the impression writer process)."""
+    return sum(cpu_seconds(p) for p in _descendants(server) if p != server)
+
+
 def switch_request(on: bool) -> bytes:
     """The raw HTTP request that resumes (on) or pauses impression logging."""
     body = json.dumps({"paused": not on}).encode()
@@ -125,6 +137,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--note", action="append", default=[], help="a line for the results file (repeatable)")
+    ap.add_argument("--writer", choices=WRITERS, default=ImpressionLogConfig().writer,
+                    help="SHOPFORMER_IMPRESSIONS_WRITER for the server (default %(default)s)")
+    ap.add_argument("--stem", default="impression_overhead", help="results file name (default %(default)s)")
     args = ap.parse_args()
     cfg = PhasedLoadConfig(clients=args.clients, rate=args.rate, pairs=args.pairs, phase_s=args.phase_s,
                            guard_s=args.guard_s, warmup_s=args.warmup)
@@ -140,7 +155,8 @@ def main() -> None:
         n_events = fill_store(sc, db, users, [], "view", args.seed)
         port, log = free_port(), Path(tmp) / "server.log"
         env = {**os.environ, "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_STORE_URL": f"sqlite:///{db}",
-               "SHOPFORMER_RUN": str(sc.run_dir.resolve()), "SHOPFORMER_SEARCH": "0", "SHOPFORMER_IMPRESSIONS": "1"}
+               "SHOPFORMER_RUN": str(sc.run_dir.resolve()), "SHOPFORMER_SEARCH": "0", "SHOPFORMER_IMPRESSIONS": "1",
+               "SHOPFORMER_IMPRESSIONS_WRITER": args.writer}
         with log.open("wb") as fh:
             proc = subprocess.Popen(server_command("cli", port), env=env, stdout=fh, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
@@ -149,10 +165,12 @@ def main() -> None:
             health = wait_ready(proc, base, 300, log)
             console.print(f"ready ({health['model']['name']}); {cfg.pairs} off/on pairs of {cfg.phase_s:g} s")
             t0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(proc.pid)
+            writer0 = writer_cpu_seconds(proc.pid)
             run = run_phased("127.0.0.1", port, lambda rnd: rnd.choice(paths), {"X-API-Key": API_KEY}, cfg,
                              switch_request, args.seed, console)
             wall = time.perf_counter() - t0
-            cpu = {"client": round(time.process_time() - client0, 1), "server": round(cpu_seconds(proc.pid) - server0, 1)}
+            cpu = {"client": round(time.process_time() - client0, 1), "server": round(cpu_seconds(proc.pid) - server0, 1),
+                   "writer_process": round(writer_cpu_seconds(proc.pid) - writer0, 1)}
             time.sleep(1.0)  # answers still in flight when the load stopped
             answers = metric(base, "shopformer_http_requests_total", route=ROUTE, status="200")
             skipped = metric(base, "shopformer_impressions_skipped_total")
@@ -167,7 +185,7 @@ def main() -> None:
     console.print("comparing the phases (bootstrap over pairs) ...")
     found = compare(run, cfg.guard_s, args.seed)
     with tempfile.TemporaryDirectory(prefix="impression-costs-") as tmp:
-        costs = in_process_costs(Path(tmp))
+        costs = in_process_costs(Path(tmp), writer=args.writer)
     p99 = found["p99"]
     low, high = p99["on_minus_off_95ci"]
     lost = int(answers) - int(skipped) - written
@@ -181,7 +199,7 @@ def main() -> None:
         "niceness": os.nice(0),  # the server inherits it
         "config": {"pairs": cfg.pairs, "phase_s": cfg.phase_s, "guard_s": cfg.guard_s, "warmup_s": cfg.warmup_s,
                    "clients": cfg.clients, "rate_offered": cfg.rate, "driver": "asyncio streams (phased_load.py)",
-                   "k": K, "users_sampled": len(users), "store_events": n_events, "run": str(sc.run_dir),
+                   "k": K, "writer": args.writer, "users_sampled": len(users), "store_events": n_events, "run": str(sc.run_dir),
                    "load_wall_s": round(wall, 1), "cpu_s_during_load": cpu},
         **found,
         "connection_errors": run.errors,
@@ -202,9 +220,9 @@ def main() -> None:
     console.print_json(json.dumps({k: record[k] for k in ("p50", "p99", "p99_9", "per_pair_p99_difference_ms",
                                                            "requests", "in_process", "shutdown", "targets")}))
     (Path(tempfile.gettempdir()) / "impression_overhead_record.json").write_text(json.dumps(record))  # a spare copy
-    save(args.out, "impression_overhead", {"benchmark": "impression_overhead"}, [record], markdown,
-         key=lambda r: (r["scenario"], r.get("design", OLD_DESIGN)))
-    console.print(f"wrote {args.out / 'impression_overhead.json'} and .md")
+    save(args.out, args.stem, {"benchmark": "impression_overhead"}, [record], markdown,
+         key=lambda r: (r["scenario"], r.get("design", OLD_DESIGN), r.get("config", {}).get("writer", "thread")))
+    console.print(f"wrote {args.out / (args.stem + '.json')} and .md")
 
 
 def _old_design(rec: dict) -> list[str]:
@@ -239,7 +257,8 @@ def markdown(results: list[dict], meta: dict) -> str:
             lines += _old_design(rec)
             continue
         c, m, sd, cost = rec["config"], rec["machine"], rec["shutdown"], rec["in_process"]
-        lines += [f"## {rec['scenario']}: one server, logging switched every {c['phase_s']:g} s", "",
+        writer = c.get("writer", "thread")  # records before the writer process: the thread
+        lines += [f"## {rec['scenario']}: one server, logging switched every {c['phase_s']:g} s, writer: {writer}", "",
                   f"{rec['date']} · {m['platform']} · {m['cpus']} CPUs · Python {m['python']} · load average at "
                   f"start {rec['load_average_at_start']}, at end {rec['load_average_at_end']} · niceness "
                   f"{rec['niceness']}", "",
@@ -247,7 +266,10 @@ def markdown(results: list[dict], meta: dict) -> str:
                   f"{c['warmup_s']:g} s warm-up), {c['clients']} connections offering {c['rate_offered']:g} req/s "
                   f"({c['driver']}; {rec['achieved_rps']} req/s answered), k={c['k']}, {c['users_sampled']:,} users, "
                   f"{c['store_events']:,} events in the store; {c['load_wall_s']:g} s of load, in which the server used "
-                  f"{c['cpu_s_during_load']['server']:g} CPU s and the client {c['cpu_s_during_load']['client']:g}.", "",
+                  f"{c['cpu_s_during_load']['server']:g} CPU s"
+                  + (f", its writer process {c['cpu_s_during_load']['writer_process']:g}"
+                     if writer == "process" else "")
+                  + f" and the client {c['cpu_s_during_load']['client']:g}.", "",
                   *(f"- {n}" for n in rec.get("notes", [])), *([""] if rec.get("notes") else []),
                   "| latency | logging off (ms) | logging on (ms) | on - off (ms) | 95% interval (ms) |",
                   "|---|---:|---:|---:|---:|"]
@@ -269,8 +291,9 @@ def markdown(results: list[dict], meta: dict) -> str:
                   f"paused, {cost['request_path_off_us']['median']} µs (p99 {cost['request_path_off_us']['p99']}) off; "
                   f"the writer spends {cost['writer_cpu_us_per_impression']} µs of CPU per impression (batches of "
                   f"{cost['batch']}). How late a thread sleeping 0.5 ms wakes (its wait for the GIL) while the writer "
-                  f"writes a batch, with the SQLite insert in one chunk (before) and in chunks with a GIL hand-over "
-                  f"(now):", "", *_gil_table(cost["writer_gil_wait_ms"]), "",
+                  f"writes a batch: the writer thread with the SQLite insert in one chunk and in chunks with a GIL "
+                  f"hand-over; the writer process (the API process hands the rows over and waits for the child's "
+                  f"write; CPU: the API process's only):", "", *_gil_table(cost["writer_gil_wait_ms"]), "",
                   f"Clean shutdown: {sd['answers']:,} recommendation answers, {sd['answered_while_paused']:,} of them "
                   f"while paused, {sd['impressions_written']:,} impressions in the store, {sd['dropped']} dropped, "
                   f"{sd['lost']} lost.", "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import pytest
 
@@ -16,7 +17,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from shopformer.feedback.impressions import ImpressionLogConfig  # noqa: E402
+from shopformer.feedback.impressions import WRITERS, ImpressionLogConfig  # noqa: E402
 from shopformer.serve import ServeSettings, create_app  # noqa: E402
 from shopformer.store import EventStore, StoreConfig  # noqa: E402
 
@@ -154,8 +155,10 @@ def test_another_process_attributes_from_the_store(shop, store_url):  # noqa: F8
     assert list(got.values()) == [1.0] and dict(next(iter(got)))["position"] == "2"
 
 
-def test_a_clean_shutdown_loses_no_impression(shop, store_url):  # noqa: F811
-    with make(store_url, shop["run1"], impressions=QUIET) as c:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_clean_shutdown_loses_no_impression(shop, store_url, writer):  # noqa: F811
+    with make(store_url, shop["run1"], impressions=replace(QUIET, writer=writer)) as c:
+        assert (getattr(c.app.state.feedback.log, "pid", None) is not None) == (writer == "process")
         given = [c.get(f"/v1/users/u{1 + i % 7}/recommendations", params={"k": 3}).json()["request_id"]
                  for i in range(500)]
         assert stored(store_url) == []  # all still queued (flush_s is an hour)
@@ -209,13 +212,14 @@ def test_ids_no_event_could_carry_are_not_logged(shop, store_url):  # noqa: F811
         assert samples(c, "shopformer_impressions_dropped_total")[(("reason", "write_failed"),)] == 0.0
 
 
-def test_logging_can_be_paused_and_resumed_at_runtime(shop, store_url):  # noqa: F811
+@pytest.mark.parametrize("writer", WRITERS)
+def test_logging_can_be_paused_and_resumed_at_runtime(shop, store_url, writer):  # noqa: F811
     def answer() -> str:
         r = c.get("/v1/users/u2/recommendations", params={"k": 3})
         assert r.status_code == 200
         return r.json()["request_id"]
 
-    with make(store_url, shop["run1"], impressions=QUIET) as c:
+    with make(store_url, shop["run1"], impressions=replace(QUIET, writer=writer)) as c:
         before = [answer() for _ in range(3)]
         paused = c.put("/v1/admin/impressions", json={"paused": True})
         assert paused.status_code == 200, paused.text

@@ -16,6 +16,11 @@ process showed the customer). :meth:`ImpressionLog.pause` stops logging new answ
 runtime (an operator's switch, ``PUT /v1/admin/impressions``): answers while paused are
 counted in ``skipped``, not queued, and what was queued is written at once;
 :meth:`ImpressionLog.resume` logs again.
+
+This class is the ``thread`` writer (``SHOPFORMER_IMPRESSIONS_WRITER=thread``). The default,
+``process``, keeps the same queue and guarantees but runs the SQL in a child process
+(:mod:`shopformer.feedback.writer_process`), which runs this class, without its thread:
+a writer thread inserting in the API process made request threads wait for the GIL.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from typing import Any
 
 log = logging.getLogger("shopformer.feedback")
 
+#: where the impression SQL runs (ImpressionLogConfig.writer)
+WRITERS = ("process", "thread")
+
 
 @dataclass(frozen=True)
 class ImpressionLogConfig:
@@ -39,12 +47,17 @@ class ImpressionLogConfig:
     queue_size: the most rows waiting; beyond it new rows are dropped and counted.
     recent: answers this process remembers (LRU) to attribute events posted to it
         without a store read (:class:`shopformer.feedback.attribution.Attributor`).
+    writer: who runs the SQL: ``process`` (a child process with its own store
+        connection, :mod:`shopformer.feedback.writer_process`; the API process only
+        hands rows over) or ``thread`` (:class:`ImpressionLog`'s thread in the API
+        process). An in-memory SQLite store always uses the thread (a child cannot see it).
     """
 
     flush_s: float = 0.5
     batch_size: int = 1000
     queue_size: int = 20_000
     recent: int = 20_000
+    writer: str = "process"
 
     def __post_init__(self) -> None:
         if not self.flush_s > 0:
@@ -52,6 +65,8 @@ class ImpressionLogConfig:
         if self.batch_size < 1 or self.queue_size < 1 or self.recent < 0:
             raise ValueError(f"impressions batch_size and queue_size must be >= 1 and recent >= 0, got "
                              f"{self.batch_size}, {self.queue_size}, {self.recent}")
+        if self.writer not in WRITERS:
+            raise ValueError(f"impressions writer must be one of {', '.join(WRITERS)}, got {self.writer!r}")
 
 
 class ImpressionLog:
@@ -147,12 +162,17 @@ class ImpressionLog:
                 self._failed = []
                 log.exception("could not write %d impressions at shutdown; they are lost", lost)
 
+    def write_pending(self) -> int:
+        """Write what is queued now; a store failure is logged, not raised (the rows stay
+        queued for the next try). The writer thread's tick, and the writer process's."""
+        with self._writing:
+            return self._drain(raise_errors=False)
+
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait(self.config.flush_s)
             self._wake.clear()
-            with self._writing:
-                self._drain(raise_errors=False)
+            self.write_pending()
 
     def _drain(self, raise_errors: bool) -> int:
         """Write the queue batch by batch (the caller holds ``_writing``)."""

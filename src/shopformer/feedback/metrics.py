@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .attribution import Attribution, Shown
 from .impressions import ImpressionLog
+from .writer_process import ProcessImpressionLog
 
 OTHER = "other"
 
@@ -74,7 +75,7 @@ class FeedbackMetrics:
         if found.revenue:
             self.revenue.labels(version, variant, placement).inc(found.revenue)
 
-    def watch(self, impression_log: ImpressionLog) -> None:
+    def watch(self, impression_log: ImpressionLog | ProcessImpressionLog) -> None:
         """Expose the log's written / dropped / queued rows at scrape time (the log of the
         app's latest start: a test may start the same app twice)."""
         if self._watched is not None:
@@ -84,7 +85,7 @@ class FeedbackMetrics:
 
 
 class _LogCollector:
-    def __init__(self, impression_log: ImpressionLog) -> None:
+    def __init__(self, impression_log: ImpressionLog | ProcessImpressionLog) -> None:
         self.log = impression_log
 
     def describe(self) -> list:

@@ -29,10 +29,12 @@ from fastapi import Request, Response
 
 from shopformer.feedback.attribution import Attributor, Shown
 from shopformer.feedback.impressions import ImpressionLog, ImpressionLogConfig
+from shopformer.feedback.writer_process import ProcessImpressionLog
 from shopformer.feedback.metrics import FeedbackMetrics
 from shopformer.feedback.online import PAID
 from shopformer.privacy.pseudonym import ForeignPseudonym
 from shopformer.store import EventStore
+from shopformer.store.engine import normalize_url
 from shopformer.store.impressions import refused
 
 from .settings import ServeSettings
@@ -54,7 +56,7 @@ class Feedback:
     store: EventStore
     metrics: FeedbackMetrics
     attributor: Attributor
-    log: ImpressionLog | None = None
+    log: ImpressionLog | ProcessImpressionLog | None = None
 
     def flush(self) -> None:
         """Write what is queued now (an erasure first does, so its receipt counts it)."""
@@ -72,9 +74,17 @@ def start_feedback(settings: ServeSettings, store: EventStore, metrics: Feedback
     recent = (config or ImpressionLogConfig()).recent  # off: this process still attributes to its own answers
     found = Feedback(store, metrics, Attributor(recent, store.impression))
     if config is not None:
-        found.log = ImpressionLog(config, store.add_impressions, refused).start()
+        if config.writer == "process" and not _in_memory(store):
+            found.log = ProcessImpressionLog(config, store.config, store.add_impressions, refused).start()
+        else:
+            found.log = ImpressionLog(config, store.add_impressions, refused).start()
         metrics.watch(found.log)
     return found
+
+
+def _in_memory(store: EventStore) -> bool:
+    """An in-memory SQLite store: another process cannot see it (its writer is a thread)."""
+    return store.dialect == "sqlite" and normalize_url(store.config.url).database in (None, "", ":memory:")
 
 
 def _storable(text: str | None) -> str | None:

@@ -183,6 +183,14 @@ SHOPFORMER_IMPRESSIONS_QUEUE               most impressions waiting; past it new
 SHOPFORMER_IMPRESSIONS_RECENT              recent answers kept in memory to attribute
                                            posted events without a store read (default
                                            20000)
+SHOPFORMER_IMPRESSIONS_WRITER              ``process`` (default): a child process with its
+                                           own store connection writes the impressions,
+                                           the API process only hands rows over (no SQL,
+                                           no GIL held for it; a child that dies is
+                                           restarted, after 4 deaths in a minute a thread
+                                           takes over; feedback/writer_process.py);
+                                           ``thread``: a thread of the API process writes
+                                           them (an in-memory SQLite store always does)
 =========================================  =============================================
 
 Caching: each process caches a user's encoded history and the catalog arrays used by
@@ -211,7 +219,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shopformer.explain.attribution import PRECISIONS, OcclusionConfig
-from shopformer.feedback.impressions import ImpressionLogConfig
+from shopformer.feedback.impressions import WRITERS, ImpressionLogConfig
 from shopformer.privacy.pseudonym import PseudonymConfig
 from shopformer.rank.exposure import ExposureConfig
 from shopformer.store.retention import RetentionConfig
@@ -295,7 +303,7 @@ def _retention(env: Mapping[str, str]) -> RetentionConfig | None:
 
 
 def _impressions(env: Mapping[str, str]) -> ImpressionLogConfig | None:
-    """SHOPFORMER_IMPRESSIONS and its _FLUSH_S / _BATCH / _QUEUE / _RECENT (None: off)."""
+    """SHOPFORMER_IMPRESSIONS and its _FLUSH_S / _BATCH / _QUEUE / _RECENT / _WRITER (None: off)."""
     if not _bool_default(env, "SHOPFORMER_IMPRESSIONS", True):
         return None
     d = ImpressionLogConfig()
@@ -304,7 +312,8 @@ def _impressions(env: Mapping[str, str]) -> ImpressionLogConfig | None:
         raise ValueError(f"SHOPFORMER_IMPRESSIONS_FLUSH_S must be > 0, got {flush_s}")
     return ImpressionLogConfig(flush_s=flush_s, batch_size=_int(env, "SHOPFORMER_IMPRESSIONS_BATCH", d.batch_size, 1),
                                queue_size=_int(env, "SHOPFORMER_IMPRESSIONS_QUEUE", d.queue_size, 1),
-                               recent=_int(env, "SHOPFORMER_IMPRESSIONS_RECENT", d.recent, 0))
+                               recent=_int(env, "SHOPFORMER_IMPRESSIONS_RECENT", d.recent, 0),
+                               writer=_choice(env, "SHOPFORMER_IMPRESSIONS_WRITER", d.writer, WRITERS))
 
 
 #: ExposureConfig field -> environment variable (the server's default exposure of new

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopformer.feedback.impressions import ImpressionLog
+from shopformer.feedback.writer_process import ProcessImpressionLog
 
 from ..access import Principal, audit
 from ..deps import require_admin
@@ -45,14 +46,14 @@ class ImpressionLogState(BaseModel):
     flushed: int | None = Field(default=None, description="rows this pause wrote (null: not a pause)")
 
 
-def _log(request: Request) -> ImpressionLog:
+def _log(request: Request) -> ImpressionLog | ProcessImpressionLog:
     found = request.app.state.feedback.log
     if found is None:
         raise HTTPException(409, "impression logging is off (SHOPFORMER_IMPRESSIONS=0): nothing to pause")
     return found
 
 
-def _state(found: ImpressionLog, flushed: int | None = None) -> ImpressionLogState:
+def _state(found: ImpressionLog | ProcessImpressionLog, flushed: int | None = None) -> ImpressionLogState:
     return ImpressionLogState(paused=found.paused, queued=found.queued, written=found.written,
                               dropped=found.dropped + found.failed, skipped=found.skipped, flushed=flushed)
 
