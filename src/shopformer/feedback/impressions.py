@@ -69,7 +69,34 @@ class ImpressionLogConfig:
             raise ValueError(f"impressions writer must be one of {', '.join(WRITERS)}, got {self.writer!r}")
 
 
-class ImpressionLog:
+class PauseSwitch:
+    """The operator's switch (``PUT /v1/admin/impressions``), the same for both writers: a
+    log using it sets ``paused``, ``skipped`` and ``_counting`` (a lock) and has
+    ``flush()`` and ``queued``."""
+
+    def skip(self) -> None:
+        """Count an answer not logged because the log is paused (the caller checked
+        :attr:`paused` first, so a paused server builds no row)."""
+        with self._counting:
+            self.skipped += 1
+
+    def pause(self) -> int:
+        """Stop logging new answers and write what is queued now (so nothing waits in
+        memory while paused); returns rows written. A store failure is logged, not raised:
+        the rows stay queued and the writer tries again."""
+        self.paused = True
+        try:
+            return self.flush()
+        except Exception:  # noqa: BLE001 - the pause holds; the writer keeps trying
+            log.exception("could not write the %d impressions queued at pause; the writer tries again", self.queued)
+            return 0
+
+    def resume(self) -> None:
+        """Log new answers again."""
+        self.paused = False
+
+
+class ImpressionLog(PauseSwitch):
     """A bounded queue of impression rows and the thread that writes them with ``write``
     (a batch of row dicts -> rows written). Call :meth:`start` once, :meth:`close` once."""
 
@@ -113,27 +140,6 @@ class ImpressionLog:
         if len(self._rows) >= self.config.batch_size:
             self._wake.set()
         return True
-
-    def skip(self) -> None:
-        """Count an answer not logged because the log is paused (the caller checked
-        :attr:`paused` first, so a paused server builds no row)."""
-        with self._counting:
-            self.skipped += 1
-
-    def pause(self) -> int:
-        """Stop logging new answers and write what is queued now (so nothing waits in
-        memory while paused); returns rows written. A store failure is logged, not raised:
-        the rows stay queued and the writer thread tries again."""
-        self.paused = True
-        try:
-            return self.flush()
-        except Exception:  # noqa: BLE001 - the pause holds; the writer keeps trying
-            log.exception("could not write the %d impressions queued at pause; the writer tries again", self.queued)
-            return 0
-
-    def resume(self) -> None:
-        """Log new answers again."""
-        self.paused = False
 
     @property
     def queued(self) -> int:

@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .impressions import ImpressionLog, ImpressionLogConfig
+from .impressions import ImpressionLog, ImpressionLogConfig, PauseSwitch
 
 log = logging.getLogger("shopformer.feedback")
 
@@ -103,7 +103,7 @@ class _Child:
                 pass
 
 
-class ProcessImpressionLog:
+class ProcessImpressionLog(PauseSwitch):
     """A bounded queue of impression rows handed to a writer process that writes them to
     the store of ``store_config`` (a :class:`shopformer.store.StoreConfig`; not an
     in-memory SQLite one: the child could not see it). ``write`` / ``refused``: this
@@ -179,23 +179,6 @@ class ProcessImpressionLog:
         if len(self._rows) >= self.config.batch_size:
             self._wake.set()
         return True
-
-    def skip(self) -> None:
-        with self._counting:
-            self.skipped += 1
-
-    def pause(self) -> int:
-        """As :meth:`ImpressionLog.pause`: stop logging, write what is queued (a failure is
-        logged, the rows stay queued); returns rows written."""
-        self.paused = True
-        try:
-            return self.flush()
-        except Exception:  # noqa: BLE001 - the pause holds; the writer keeps trying
-            log.exception("could not write the %d impressions queued at pause; the writer tries again", self.queued)
-            return 0
-
-    def resume(self) -> None:
-        self.paused = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> ProcessImpressionLog:
