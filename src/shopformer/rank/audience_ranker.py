@@ -147,7 +147,7 @@ class ShopState:
         self._pair_first = ts_sorted[starts]
         self._pair_last = ts_sorted[np.r_[starts[1:], len(k_sorted)] - 1]
         w = config.season_window_days
-        season = (days_ago > YEAR_DAYS - w) & (days_ago <= YEAR_DAYS) if w else np.zeros(len(row), bool)
+        season = self._in_season(days_ago)
         # (customer, item) purchases in the season a year before; None: not measured
         self.year_ago = sp.csc_matrix((np.ones(int(season.sum()), np.float32), (row[season], h.items[season])),
                                       shape=(n_users, n_items + 1)) if w else None
@@ -178,6 +178,11 @@ class ShopState:
             self.item_rank = ranks
             recent = np.bincount(row[days_ago <= 90], minlength=n_users)
             self._audience_offset = config.activity_weight * np.log1p(recent)
+
+    def _in_season(self, days_ago: np.ndarray) -> np.ndarray:
+        """Which events fall in the season a year before the cut (none without a window)."""
+        w = self.config.season_window_days
+        return (days_ago > YEAR_DAYS - w) & (days_ago <= YEAR_DAYS) if w else np.zeros(len(days_ago), bool)
 
     def _user_features(self, row: np.ndarray, ts: np.ndarray, days_ago: np.ndarray) -> np.ndarray:
         n = self.n_users
@@ -211,7 +216,7 @@ class ShopState:
         w = self.config.season_window_days
         if not w:
             return np.full(n, np.nan, np.float32)
-        return np.bincount(o_row[(o_days > YEAR_DAYS - w) & (o_days <= YEAR_DAYS)], minlength=n).astype(np.float32)
+        return np.bincount(o_row[self._in_season(o_days)], minlength=n).astype(np.float32)
 
     def _item_features(self, row: np.ndarray, items: np.ndarray, days_ago: np.ndarray) -> np.ndarray:
         n = self.n_items + 1
@@ -227,7 +232,7 @@ class ShopState:
             trend = np.where(b90 > 0, b30 / (b90 / 3.0), np.nan)
             per_buyer = np.where(everyone > 0, purchases / everyone, np.nan)
         w = self.config.season_window_days
-        season = buyers((days_ago > YEAR_DAYS - w) & (days_ago <= YEAR_DAYS)) if w else np.full(n, np.nan, np.float32)
+        season = buyers(self._in_season(days_ago)) if w else np.full(n, np.nan, np.float32)
         return np.stack([everyone, b30, b90, trend, per_buyer, season], axis=1).astype(np.float32)
 
     def candidates(self, item: int) -> np.ndarray:
