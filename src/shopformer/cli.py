@@ -44,6 +44,28 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+FixedDefaultsOpt = Annotated[bool, typer.Option(
+    "--fixed-defaults", help="sasrec: the config's fixed defaults (d_model 64, batch 128, 200 epochs, dropout "
+                             "0.2) for the settings not given, instead of sizing them from the data.")]
+
+
+def _to_size(model: str, given: dict[str, str], fixed_defaults: bool) -> dict[str, str] | None:
+    """What ``train`` and ``evaluate --model`` size ``model``'s other settings around
+    (experiment.size_defaults): the settings the user gave, or None to keep the config's
+    fixed defaults (``--fixed-defaults``, or a model that is not sized)."""
+    from shopformer.tune.defaults import SIZED_MODELS
+
+    return None if fixed_defaults or model not in SIZED_MODELS else given
+
+
+def _print_sized(defaults: dict | None) -> None:
+    """The settings sized from the data, so a user can pin or change them with --set."""
+    sized = (defaults or {}).get("settings", {})
+    if sized:
+        console.print("sized from the data (docs/training-defaults.md): " + " ".join(
+            f"{k}={v['value']}" for k, v in sized.items() if v["source"] != "user"), soft_wrap=True)
+
+
 def _store_user(store, user: str) -> str:  # noqa: ANN001 - an EventStore
     """USER as ``store`` knows it: its pseudonym when SHOPFORMER_PSEUDONYM_KEY is set, the
     id as given when not; a store written with another key, or with none, is refused
@@ -190,9 +212,7 @@ def train(
     pretrained: Annotated[Optional[Path], typer.Option(
         help="sasrec/bert4rec with --text: start from this run of another shop (cross-domain transfer, "
              "models/transfer.py; the same as --set transfer.from_run=RUN).")] = None,
-    fixed_defaults: Annotated[bool, typer.Option(
-        "--fixed-defaults", help="sasrec: the config's fixed defaults (d_model 64, batch 128, 200 epochs, dropout "
-                                 "0.2) for the settings not given, instead of sizing them from the data.")] = False,
+    fixed_defaults: FixedDefaultsOpt = False,
 ) -> None:
     """Fit a model on the training split and save it as a run folder. For sasrec, every
     setting not given with --set is sized from the training data (the setting `--auto`
@@ -232,8 +252,6 @@ def train(
     if device != "auto" and model in MODELS and not hasattr(config_class(MODELS[model])(), "train"):
         _fail(f"--device: {model} fits on the CPU; only the sequence models (sasrec, bert4rec) train on a device")
         return
-    from shopformer.tune.defaults import SIZED_MODELS
-
     try:
         given = {**({"train.device": device} if device != "auto" else {}), **_pairs(set_, "--set"),
                  **({"transfer.from_run": str(pretrained)} if pretrained else {})}
@@ -241,7 +259,7 @@ def train(
         cfg = _data_config(types, min_user, min_item, dedupe, protocol)
         content_cfg = ContentConfig(fields=tuple(f.strip() for f in content.split(",") if f.strip())) if content else None
         run = train_run(m, data, cfg, out or Path("runs") / model, "all" if full else "train", content_cfg, text,
-                        vectors, stream=stream, sized=None if fixed_defaults or model not in SIZED_MODELS else given)
+                        vectors, stream=stream, sized=_to_size(model, given, fixed_defaults))
     except (ValueError, FileNotFoundError) as exc:
         distributed.stop()
         _fail(str(exc))
@@ -257,10 +275,7 @@ def train(
         f"trained [bold]{model}[/] on {run.info['dataset']} in {run.info['fit_seconds']} s "
         f"-> {run.folder}"
     )
-    sized = run.info.get("defaults", {}).get("settings", {})
-    if sized:  # what the data chose, so a user can pin or change it with --set
-        console.print("sized from the data (docs/training-defaults.md): " + " ".join(
-            f"{k}={v['value']}" for k, v in sized.items() if v["source"] != "user"), soft_wrap=True)
+    _print_sized(run.info.get("defaults"))
     if "privacy" in run.info:  # DP-SGD: the guarantee the weights have (train/dp.py)
         p = run.info["privacy"]
         console.print(f"differential privacy: epsilon {p['epsilon']:.3f} (delta {p['delta']:.3g}) per user, "
@@ -282,19 +297,26 @@ def evaluate(
     dedupe: DedupeOpt = False,
     protocol: ProtocolOpt = "leave_one_out",
     out: Annotated[Optional[Path], typer.Option(help="Results JSON path (Markdown beside it).")] = None,
+    fixed_defaults: FixedDefaultsOpt = False,
 ) -> None:
-    """Full-ranking evaluation of a run, or of a model fitted here on the training split."""
+    """Full-ranking evaluation of a run, or of a model fitted here on the training split.
+    A model fitted here gets the settings `train` would give it: for sasrec, every setting
+    not given with --set is sized from the training data (the results' `defaults` says
+    which): see docs/training-defaults.md."""
     from dataclasses import replace
 
     from shopformer.artifact import load_run, make_model
     from shopformer.evaluate.protocol import EvalConfig
     from shopformer.evaluate.report import rich_table, write_results
-    from shopformer.experiment import evaluate_model, fit, reload_data
+    from shopformer.experiment import evaluate_model, fit, reload_data, size_defaults
     from shopformer.dataset import prepare_folder
 
+    if fixed_defaults and (run is not None or model is None):
+        _fail("--fixed-defaults belongs to --model (a run keeps the settings it was trained with)")
     eval_cfg = EvalConfig(
         cutoffs=tuple(int(c) for c in k.split(",")), exclude_history=not include_history
     )
+    defaults = None
     try:
         if run is not None:
             loaded = load_run(run)
@@ -303,13 +325,16 @@ def evaluate(
             d, s = reload_data(loaded, None)
             m, fit_s, source = loaded.model, loaded.info.get("fit_seconds"), loaded.info["data_dir"]
         elif model is not None:
-            m = make_model(model, _pairs(set_, "--set"))
+            given = _pairs(set_, "--set")
+            m = make_model(model, given)
             d, s = prepare_folder(data, _data_config(types, min_user, min_item, dedupe, protocol))
+            defaults = size_defaults(m, _to_size(model, given, fixed_defaults), d, s)  # as `train` sizes it
             fit_s, source = round(fit(m, d, s), 3), str(data.resolve())
         else:
             _fail("give --run RUN_FOLDER or --model NAME")
             return
-        context = {"dataset": source, "fit_seconds": fit_s, "seed": 0}
+        context = {"dataset": source, "fit_seconds": fit_s, "seed": 0,
+                   **({"defaults": defaults} if defaults is not None else {})}
         records = [evaluate_model(m, d, s, split, eval_cfg, context)]  # type: ignore[arg-type]
         if run is not None and loaded.repeats is not None:  # what its answers serve: past items let back in
             records.append(evaluate_model(loaded.repeats, d, s, split, replace(eval_cfg, exclude_history=False),  # type: ignore[arg-type]
@@ -320,6 +345,7 @@ def evaluate(
         return
     record = records[0]
     console.print(rich_table(records))
+    _print_sized(defaults)
     out = out or Path("results") / f"{record['model']}_{split}.json"
     md = write_results(records, out)
     console.print(f"results: {out} and {md}")

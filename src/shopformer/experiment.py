@@ -42,6 +42,18 @@ def fit(model: Recommender, data: SequenceData, split: Split, fit_on: str = "tra
     return time.perf_counter() - t0
 
 
+def size_defaults(model: Recommender, given: dict[str, str] | None, data: SequenceData, split: Split) -> dict | None:
+    """Size ``model``'s settings from ``split``'s training part, in place, with ``given``
+    (the settings the user built it with) on top (``tune/defaults.py``, sasrec only); returns
+    the record of which setting came from where (run.json's and a results record's
+    ``defaults``). ``given`` None: the model keeps its config as built, and None is returned."""
+    if given is None:
+        return None
+    from shopformer.tune.defaults import size_model, to_record
+
+    return to_record(size_model(model, given, split.train, data.n_items))
+
+
 def attach_content(
     model: Recommender, data_dir: Path, items: Vocabulary, content: ContentConfig, text: bool,
     vectors_file: Path | None = None,
@@ -115,11 +127,8 @@ def train_run(
     # under torchrun every rank prepares from its own host's copy; the ranks check together
     device = getattr(getattr(model.config, "train", None), "device", "cpu")
     data, split = distributed.prepare_on_every_rank(device, prepare, lambda p: data_fingerprint(p[0]), large)
-    defaults = None
-    if sized is not None:  # every rank sizes from the same training split: the same settings
-        from shopformer.tune.defaults import size_model, to_record
-
-        defaults = to_record(size_model(model, sized, split.train, data.n_items))
+    # every rank sizes from the same training split: the same settings
+    defaults = size_defaults(model, sized, data, split)
     seconds = fit(model, data, split, fit_on)
     info = {
         "data_dir": str(Path(data_dir).resolve()),
