@@ -1,6 +1,6 @@
 """Search quality, personalization and speed (issue 16).
 
-    python benchmarks/search_quality.py --part homedepot [--folds 5]
+    python benchmarks/search_quality.py --part homedepot [--folds 5] [--quantize-queries none|dynamic]
     python benchmarks/search_quality.py --part personal --dataset scientific|online-retail
     python benchmarks/search_quality.py --part latency | build
     python benchmarks/search_quality.py --part render   (the Markdown and plot from the JSON)
@@ -31,6 +31,11 @@ from _lib import homedepot, personal_search, search_build, search_latency  # noq
 from results_file import save  # noqa: E402
 
 from shopformer.evaluate.report import machine  # noqa: E402
+from shopformer.search.query_encoder import QUANTIZATIONS  # noqa: E402
+from shopformer.search.semantic import SemanticConfig  # noqa: E402
+
+#: results files of query encoders other than the served default
+SIDE_NAMES = {"none": "float", "dynamic": "int8"}
 
 
 def key(record: dict) -> tuple:
@@ -39,6 +44,8 @@ def key(record: dict) -> tuple:
 
 def markdown(records: list[dict], meta: dict) -> str:
     lines = ["# Search quality", "", f"Machine: {json.dumps(meta['machine'])}; last run {meta['date']}.", ""]
+    if meta.get("note"):
+        lines += [meta["note"], ""]
     hd = [r for r in records if r["dataset"] == "homedepot" and "ndcg@10_by_fold" in r]
     if hd:
         plain = [r for r in hd if r["method"].startswith("bm25_")]
@@ -146,6 +153,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--depth", type=int, default=100, help="candidates from each engine, and re-ranked")
     ap.add_argument("--max-queries", type=int, default=None, help="a hashed subset (smoke runs)")
+    ap.add_argument("--quantize-queries", choices=list(QUANTIZATIONS), default=SemanticConfig().quantize_queries,
+                    help="--part homedepot: queries through this encoder (SemanticConfig.quantize_queries); other than "
+                         "the served default, the results go to search_quality_<float|int8>_queries.{json,md}")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -155,9 +165,16 @@ def main() -> None:
         (args.results / "search_quality.md").write_text(markdown(saved["results"], saved))
         plot(saved["results"], "homedepot", args.results / "search_quality_homedepot.png")
     elif args.part == "homedepot":
-        records, run_meta = homedepot.run(args.data_root, args.work, args.folds, args.max_queries, args.depth)
+        records, run_meta = homedepot.run(args.data_root, args.work, args.folds, args.max_queries, args.depth,
+                                          quantize_queries=args.quantize_queries)
         for r in records:
-            r.update(date=meta["date"], machine=meta["machine"], run=run_meta)
+            r.update(date=meta["date"], machine=meta["machine"], run=run_meta, quantize_queries=args.quantize_queries)
+        if args.quantize_queries != SemanticConfig().quantize_queries:  # beside the default's results, not over them
+            stem = f"search_quality_{SIDE_NAMES.get(args.quantize_queries, args.quantize_queries)}_queries"
+            meta["note"] = f"--part homedepot with SemanticConfig.quantize_queries={args.quantize_queries!r}"
+            save(args.results, stem, meta, records, markdown, key)
+            print((args.results / f"{stem}.md").read_text())
+            return
         results = save(args.results, "search_quality", meta, records, markdown, key)
         plot(results, "homedepot", args.results / "search_quality_homedepot.png")
     elif args.part == "build":

@@ -3,6 +3,7 @@ the API process."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -63,6 +64,20 @@ def proc_memory(pid: int) -> dict[str, int]:
         except OSError:
             pass
     return out
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants (the workers
+    of ``serve --workers N``, the impression writer's child)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
 
 
 def wait_ready(proc: subprocess.Popen, base: str, timeout: float, log: Path) -> dict:

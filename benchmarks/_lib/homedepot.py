@@ -98,7 +98,9 @@ def _subset(parts: dict[str, tuple[np.ndarray, np.ndarray]], queries: list[str])
 
 
 def run(root: Path, work: Path, folds: int = 5, max_queries: int | None = None, depth: int = 100,
-        postgres_url: str | None = "postgresql+psycopg://postgres@127.0.0.1:5432/test") -> tuple[list[dict], dict]:
+        postgres_url: str | None = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        quantize_queries: str = "none") -> tuple[list[dict], dict]:
+    """``quantize_queries``: SemanticConfig's option, queries encoded as it serves them."""
     products, gains = load(root)
     queries = sorted(q for q, g in gains.items() if max(g.values()) > 0)
     if max_queries:
@@ -127,7 +129,7 @@ def run(root: Path, work: Path, folds: int = 5, max_queries: int | None = None, 
     # -- shopformer's searcher -----------------------------------------------------------------
     config = SearchConfig(
         semantic=replace(SearchConfig().semantic, encoder=TextEncoderConfig(cache_dir=work / "text-cache"),
-                         query_cache=1_000_000),
+                         query_cache=1_000_000, quantize_queries=quantize_queries),
         fusion=FusionConfig(depth=depth), rerank_depth=depth)
     t0 = time.perf_counter()
     from shopformer.search.semantic import SemanticIndex

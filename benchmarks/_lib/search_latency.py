@@ -107,7 +107,7 @@ def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmu
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import wrk_driver
-    from serve_server import API_KEY, free_port, proc_memory, server_command, stop
+    from serve_server import API_KEY, free_port, proc_cpu_s, proc_memory, server_command, stop
 
     products, gains = homedepot.load(root)
     folder = work / (("latency" if rerank else "latency-norerank") + (f"-w{workers}" if workers > 1 else ""))
@@ -148,7 +148,12 @@ def run(root: Path, work: Path, clients: int = 50, duration: float = 20.0, warmu
             common = dict(clients=clients, k=10, key=API_KEY, event_type="view", timeout_s=30, think_dist=dist)
             if warmup:
                 wrk_driver.run(base, endpoint, ["u"], items, seconds=warmup, think=think, tag="w", **common)
+            cpu0 = proc_cpu_s(proc.pid)
             r = wrk_driver.run(base, endpoint, ["u"], items, seconds=duration, think=think, tag="m", **common)
+            # the server's CPU per answer (wrk's requests, ok or not): steadier than a p99 on a
+            # machine whose speed drifts
+            cpu = proc_cpu_s(proc.pid) - cpu0
+            r["server_cpu_ms_per_request"] = round(cpu * 1000 / r["requests"], 2) if r["requests"] else None
             r["rss_mb"] = round(proc_memory(proc.pid).get("VmRSS", 0) / 1024, 1)
             served = ("hybrid+rerank" if rerank else "hybrid") + (f"_w{workers}" if workers > 1 else "")
             records.append({"dataset": "homedepot", "method": f"latency_{served}_{endpoint}_think{think}{dist}",

@@ -1,5 +1,6 @@
-"""The single-query encoder: ONNX Runtime (float for products, int8 for queries) against
-the sentence-transformers model it was exported from."""
+"""The single-query encoder: ONNX Runtime (float for products, int8 for queries: blockwise
+by default, dynamic as an option) against the sentence-transformers model it was exported
+from."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_int8_queries_stay_close_to_the_model_and_exact_vectors_match_it(model, 
 
 
 def test_backends_by_option(model, reference) -> None:
-    flt = QueryEncoder(model)  # the default: exact
+    flt = QueryEncoder(model)  # the encoder's own default: exact (SemanticConfig picks blockwise)
     assert flt.backend == "onnxruntime"
     np.testing.assert_allclose(flt.encode(QUERIES[0])[0], reference[0], atol=1e-4)
     torch_only = QueryEncoder(model, use_onnx=False)
@@ -59,9 +60,60 @@ def test_products_get_the_exact_vectors_and_offline_queries_the_served_ones(mode
     np.testing.assert_array_equal(offline, served)
 
 
-def test_default_queries_are_exact_offline_and_served(model, reference) -> None:
-    index = SemanticIndex(SemanticConfig(query_cache=100))
+def test_float_queries_are_exact_offline_and_served(model, reference) -> None:
+    index = SemanticIndex(SemanticConfig(query_cache=100, quantize_queries="none"))
     index.encoder._model = model
     assert index.query_encoder.backend == "onnxruntime"
     np.testing.assert_allclose(index.query_vectors(QUERIES), reference, atol=1e-4)
     np.testing.assert_allclose(index.query_encoder.encode(QUERIES[2])[0], reference[2], atol=1e-4)
+
+
+def test_blockwise_int8_queries_stay_much_closer_than_dynamic_ones(model, reference) -> None:
+    blockwise = QueryEncoder(model, quantize="blockwise")
+    assert blockwise.backend == "onnxruntime-int8-blockwise"
+    dynamic = QueryEncoder(model, quantize="dynamic")
+    fast = np.concatenate([blockwise.encode(q) for q in QUERIES])
+    rough = np.concatenate([dynamic.encode(q) for q in QUERIES])
+    assert np.abs(fast - reference).max() > 1e-5  # a quantized model, not the float one
+    cos_blockwise, cos_dynamic = (fast * reference).sum(1), (rough * reference).sum(1)
+    assert cos_blockwise.min() > 0.995
+    assert cos_blockwise.mean() > cos_dynamic.mean()  # why it exists: the dynamic one strays further
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    # products still get the model's own numbers
+    np.testing.assert_allclose(blockwise.encode_exact(QUERIES[0])[0], reference[0], atol=1e-4)
+
+
+def test_the_quantization_option_takes_names_and_the_old_booleans() -> None:
+    from shopformer.search import SearchConfig
+
+    assert SemanticConfig().quantize_queries == "blockwise"
+    assert SemanticConfig(quantize_queries=True).quantize_queries == "dynamic"
+    assert SemanticConfig(quantize_queries=False).quantize_queries == "none"
+    loaded = SearchConfig.from_dict({"semantic": {"quantize_queries": "blockwise"}})
+    assert loaded.semantic.quantize_queries == "blockwise"
+    assert SearchConfig.from_dict(loaded.to_dict()) == loaded
+    with pytest.raises(ValueError, match="quantize_queries"):
+        SemanticConfig(quantize_queries="int4")
+
+
+def test_the_blockwise_quantizer_leaves_the_root_logger_alone() -> None:
+    import logging
+    import subprocess
+    import sys
+
+    # in a fresh interpreter (this one may have imported the quantizer already): no root
+    # handler before, none after, as in a server whose loggers uvicorn set up
+    code = ("import logging; from shopformer.search.query_encoder import _nbits_quantizer; "
+            "m = _nbits_quantizer(); print(len(logging.getLogger().handlers), "
+            "logging.getLogger(m.__name__).level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", str(logging.WARNING)]
+
+
+def test_served_queries_default_to_blockwise_offline_and_served(model, reference) -> None:
+    index = SemanticIndex(SemanticConfig(query_cache=100))
+    index.encoder._model = model
+    assert index.query_encoder.backend == "onnxruntime-int8-blockwise"
+    offline = index.query_vectors(QUERIES)  # one by one, as served
+    np.testing.assert_array_equal(offline, np.concatenate([index.query_encoder.encode(q) for q in QUERIES]))
+    assert (offline * reference).sum(1).min() > 0.995

@@ -3,14 +3,21 @@ and run by ONNX Runtime (the same numbers, within 1e-6; 2.6x faster than PyTorch
 short query on this project's 2-CPU machine: 4.1 against 11.0 ms), with PyTorch as the
 fallback.
 
-Optionally (``quantize=True``; SemanticConfig.quantize_queries) queries go through an int8
-copy of that export (ONNX Runtime's dynamic quantization, per-channel weights): 2.3-2.6x
-faster again (1.4-1.8 ms against 3.5-4.6 ms a query, Home Depot's queries, one thread).
-Its vectors keep a mean cosine of 0.993 (least 0.984) with the exact ones; on Home Depot's
-8,812 judged queries NDCG@10 of MiniLM alone is 0.2803 against 0.2810 and hybrid 0.4110
-against 0.4112, but the re-ranked hybrid 0.4360 against 0.4378, so it is off by default.
-Products (catalog upserts) always get the exact float export: their vectors sit beside the
-catalog's, which the batched PyTorch encoder made.
+Queries may go through a smaller copy of that export (``quantize``;
+SemanticConfig.quantize_queries, "blockwise" by default there); products always get the exact float export, since their
+vectors sit beside the catalog's, which the batched PyTorch encoder made:
+
+* ``"blockwise"``: 8-bit weights with a scale per block of 32 and activations quantized per
+  block too (ONNX Runtime's MatMulNBits, accuracy level 4). The encoder's time is mostly
+  reading its float weights (42 MB for six layers, more than this CPU's cache), so a
+  quarter of the bytes is 1.6-1.8x faster (1.8-2.1 against 3.2-3.4 ms a query, one
+  thread) while the vectors keep a mean cosine of 0.9996 (least 0.9987) with the exact
+  ones over 800 Home Depot queries, and Home Depot's cross-validated NDCG@10 is unchanged
+  (re-ranked hybrid 0.4376 against 0.4375).
+* ``"dynamic"``: ONNX Runtime's dynamic quantization (per-channel int8 weights, one scale
+  for all of a matrix's activations): faster again (1.1 ms), but its vectors stray further
+  (mean cosine 0.993, least 0.977), which cost the re-ranked hybrid 0.4360 against 0.4378
+  NDCG@10 on Home Depot (results/search_quality_int8_queries.md).
 
 The export (about 2 s, once per process) covers models whose sentence vector is the
 mean of the token vectors, optionally normalized (all-MiniLM-L6-v2 and most
@@ -31,25 +38,28 @@ import numpy as np
 log = logging.getLogger("shopformer.search")
 
 PROBES = ("cordless drill 18v", "1/2 in. copper pipe fittings for the bathroom sink", "x")
-#: the int8 query model is used only if every probe's vector keeps this cosine with the
-#: exact one (Home Depot's queries: least 0.984)
-MIN_INT8_COSINE = 0.97
+#: the quantized query models: a quantized model is used only if every probe's vector keeps
+#: this cosine with the exact one (Home Depot's queries: least 0.977 dynamic, 0.9987 blockwise)
+MIN_COSINE = {"dynamic": 0.97, "blockwise": 0.995}
+QUANTIZATIONS = ("none", *MIN_COSINE)
 
 
 class QueryEncoder:
     """Unit vectors of single queries from a loaded SentenceTransformer ``model``."""
 
-    def __init__(self, model, use_onnx: bool = True, quantize: bool = False) -> None:  # noqa: ANN001 - a SentenceTransformer
+    def __init__(self, model, use_onnx: bool = True, quantize: bool | str = "none") -> None:  # noqa: ANN001 - a SentenceTransformer
         self.model = model
+        self.quantize = quantization(quantize)
         self._lock = threading.Lock()  # the fast tokenizer is not safe to call from two threads at once
         self._quantized = None
-        self._session = self._onnx(quantize) if use_onnx else None
+        self._session = self._onnx(self.quantize) if use_onnx else None
 
     @property
     def backend(self) -> str:
-        """What encodes queries: "onnxruntime-int8", "onnxruntime" or "torch"."""
+        """What encodes queries: "onnxruntime-int8" (dynamic), "onnxruntime-int8-blockwise",
+        "onnxruntime" or "torch"."""
         if self._quantized is not None:
-            return "onnxruntime-int8"
+            return "onnxruntime-int8" + ("-blockwise" if self.quantize == "blockwise" else "")
         return "onnxruntime" if self._session is not None else "torch"
 
     def _mean_pooled(self) -> bool:
@@ -64,7 +74,7 @@ class QueryEncoder:
             mean = flags.get("pooling_mode_mean_tokens", False) and sum(flags.values()) == 1
         return mean and rest in ([], ["Normalize"])
 
-    def _onnx(self, quantize: bool):  # noqa: ANN202 - an onnxruntime.InferenceSession or None
+    def _onnx(self, quantize: str):  # noqa: ANN202 - an onnxruntime.InferenceSession or None
         try:
             import onnxruntime as ort
             import torch
@@ -97,16 +107,16 @@ class QueryEncoder:
                                       output_names=["vector"], dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names},
                                       opset_version=17, dynamo=False)
                 session = _session(ort, path)
-                if quantize:
-                    self._quantized = _quantized(ort, path)
+                if quantize != "none":
+                    self._quantized = _quantized(ort, path, quantize)
             for text in PROBES:  # the same numbers as PyTorch, or no ONNX
                 exact = self._torch(text)
                 if np.abs(self._run(session, text) - exact).max() > 1e-4:
                     log.warning("query encoder: ONNX differs from PyTorch, PyTorch it is")
                     self._quantized = None
                     return None
-                if self._quantized is not None and float(self._run(self._quantized, text)[0] @ exact[0]) < MIN_INT8_COSINE:
-                    log.warning("query encoder: the int8 model strays from PyTorch, float it is")
+                if self._quantized is not None and float(self._run(self._quantized, text)[0] @ exact[0]) < MIN_COSINE[quantize]:
+                    log.warning("query encoder: the %s int8 model strays from PyTorch, float it is", quantize)
                     self._quantized = None
             return session
         except Exception as exc:  # noqa: BLE001 - any export problem: PyTorch serves
@@ -138,7 +148,7 @@ class QueryEncoder:
         return vec.numpy().astype(np.float32)
 
     def encode(self, text: str) -> np.ndarray:
-        """(1, D) unit vector of a query (the int8 model when in use)."""
+        """(1, D) unit vector of a query (the quantized model when in use)."""
         if self._quantized is not None:
             return self._run(self._quantized, text)
         return self.encode_exact(text)
@@ -155,19 +165,55 @@ def _session(ort, path: Path):  # noqa: ANN001, ANN202
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _quantized(ort, path: Path):  # noqa: ANN001, ANN202 - a session of the int8 copy, or None
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        return None
-    out = path.with_name("query_encoder.int8.onnx")
+def quantization(value: bool | str) -> str:
+    """``quantize`` as one of QUANTIZATIONS (True, as the option once was: "dynamic")."""
+    if isinstance(value, bool):
+        return "dynamic" if value else "none"
+    if value not in QUANTIZATIONS:
+        raise ValueError(f"quantize_queries must be one of {', '.join(QUANTIZATIONS)} (got {value!r})")
+    return value
+
+
+def _quantized(ort, path: Path, kind: str):  # noqa: ANN001, ANN202 - a session of the quantized copy, or None
+    out = path.with_name(f"query_encoder.{kind}.onnx")
     quiet = _DropPreprocessAdvice()
     logging.getLogger().addFilter(quiet)  # the quantizer advises pre-processing on the root logger
     try:
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        if kind == "blockwise":
+            import onnx
+
+            nbits = _nbits_quantizer()
+            settings = dict(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
+            quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(path)), **settings,
+                                                   algo_config=nbits.DefaultWeightOnlyQuantConfig(**settings))
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. no onnx-ir (the blockwise quantizer's; the text extra has it)
+        log.warning("query encoder: %s int8 failed (%s: %s), float it is", kind, type(exc).__name__, exc)
+        return None
     finally:
         logging.getLogger().removeFilter(quiet)
     return _session(ort, out)
+
+
+def _nbits_quantizer():  # noqa: ANN202 - the onnxruntime.quantization.matmul_nbits_quantizer module
+    """ONNX Runtime's blockwise quantizer module, imported without its side effect: on import
+    it calls ``logging.basicConfig(level=INFO)``, which (with no root handler yet, as in the
+    server) would print every library's INFO records from then on. A handler held on the
+    root logger during the import makes that call do nothing; its own log stays at WARNING."""
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+    finally:
+        root.removeHandler(guard)
+    logging.getLogger(nbits.__name__).setLevel(logging.WARNING)
+    return nbits
 
 
 class _DropPreprocessAdvice(logging.Filter):

@@ -21,7 +21,7 @@ import numpy as np
 from shopformer.features.text import TextEncoder, TextEncoderConfig
 from shopformer.retrieve.faiss_index import FaissIndex, FaissIndexConfig
 
-from .query_encoder import QueryEncoder
+from .query_encoder import QueryEncoder, quantization
 
 
 def track(items: list, progress: bool):  # noqa: ANN201 - an iterable over items
@@ -49,12 +49,19 @@ class SemanticConfig:
     #: encode single queries with ONNX Runtime (checked to give the model's numbers; see
     #: .query_encoder), else PyTorch
     onnx: bool = True
-    #: queries through an int8 copy of the ONNX model: 2.3-2.6x faster (about 2.5 ms less
-    #: a search), but off by default: on Home Depot's cross-validated benchmark it cost the
-    #: re-ranked hybrid 0.4360 against 0.4378 NDCG@10 (MiniLM alone 0.2803 against 0.2810,
-    #: hybrid 0.4110 against 0.4112; results/search_quality_int8_queries.md); products
-    #: always get the exact numbers
-    quantize_queries: bool = False
+    #: queries through a quantized copy of the ONNX model (see .query_encoder):
+    #: "blockwise" (the default: 8-bit weights and activations with a scale per block of 32;
+    #: 1.8 against 3.3 ms a query, mean cosine 0.9996 with the exact vectors, and on Home
+    #: Depot's cross-validated benchmark the same quality: re-ranked hybrid 0.4376 against
+    #: 0.4375 NDCG@10, MiniLM alone 0.2813 against 0.2810, results/search_quality.md and
+    #: search_quality_float_queries.md), "none" (the float export: the model's own numbers)
+    #: or "dynamic" (int8 with one activation scale per matrix: 1.1 ms, but it cost the
+    #: re-ranked hybrid 0.4360, results/search_quality_int8_queries.md); True means
+    #: "dynamic", False "none". Products always get the exact numbers.
+    quantize_queries: str = "blockwise"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantize_queries", quantization(self.quantize_queries))
 
 
 class SemanticIndex:
@@ -137,10 +144,10 @@ class SemanticIndex:
 
     def query_vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """(len(texts), D) query vectors, kept in the cache (for offline evaluation over
-        many queries; raise ``query_cache`` to keep them all): encoded as served (the int8
-        model, one by one) when queries are quantized, else in batches."""
+        many queries; raise ``query_cache`` to keep them all): encoded as served (the
+        quantized model, one by one) when queries are quantized, else in batches."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
-        if missing and self.query_encoder.backend == "onnxruntime-int8":
+        if missing and self.query_encoder.backend.startswith("onnxruntime-int8"):
             self._remember(missing, np.concatenate([self._encode_one(t) for t in track(missing, progress)]))
         elif missing:
             vecs = self.encoder.model.encode(missing, batch_size=self.config.encoder.batch_size,
