@@ -70,7 +70,8 @@ def ask(
         return
     out = Console()
     if found.yes_no is not None:
-        out.print(f"[bold]{found.yes_no.answer.upper()}[/] (confidence {found.yes_no.confidence:.2f})")
+        unsure = ", not sure" if found.yes_no.abstain else ""
+        out.print(f"[bold]{found.yes_no.answer.upper()}[/] (confidence {found.yes_no.confidence:.2f}{unsure})")
     table = Table("rank", "score", "answer", "to the question", show_lines=False)
     for r, a in enumerate(found.answers, start=1):
         table.add_row(str(r), f"{a.score:.3f}", a.answer, a.question)

@@ -40,6 +40,22 @@ def test_answers_rank_the_products_answers_and_say_yes(client, synthetic):
     assert body["answers"][0]["score"] >= body["answers"][1]["score"]
     assert body["yes_no"]["answer"] == "yes" and 0.5 <= body["yes_no"]["confidence"] <= 1.0
     assert body["p_yes_no_question"] >= 0.5
+    # whether it is unsure follows the answerer's threshold, and what answered is named
+    answerer = synthetic["answerer"]
+    assert body["yes_no"]["abstain"] == (body["yes_no"]["confidence"] < answerer.config.yesno.min_confidence)
+    found = answerer.answer(item, "is a water filter included?", 2).yes_no
+    assert body["yes_no"]["model"] == found.model and body["yes_no"]["abstain"] == found.abstain
+
+
+def test_an_unsure_yes_no_answer_says_so(client, synthetic, monkeypatch):
+    from dataclasses import replace
+
+    answerer = synthetic["answerer"]
+    strict = replace(answerer.config, yesno=replace(answerer.config.yesno, min_confidence=1.01))
+    monkeypatch.setattr(answerer, "config", strict)
+    item = _item(synthetic, TOPICS[1][1])
+    body = client.post("/v1/answers", json={"item_id": item, "question": "is a water filter included?"}).json()
+    assert body["yes_no"]["abstain"] is True
 
 
 def test_an_open_question_gets_no_yes_no(client, synthetic):

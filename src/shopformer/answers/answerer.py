@@ -37,7 +37,7 @@ from .features import FEATURES, answer_static, candidate_features
 from .adapter import AdapterConfig, adapt
 from .lexical import AnswerIndex
 from .protocol import CandidateSets, expected_rank_metrics
-from .yesno import YesNoConfig, YesNoModel, answer_features, type_features
+from .yesno import Evidence, YesNoConfig, YesNoModel, answer_features, type_features, with_question
 
 Method = Literal["bm25", "minilm", "adapted", "hybrid", "rerank"]
 METHODS: tuple[str, ...] = ("bm25", "minilm", "adapted", "hybrid", "rerank")
@@ -88,7 +88,8 @@ class AnswererConfig:
         return cls(fusion=FusionConfig(**d["fusion"]) if d.get("fusion") else None,
                    adapter=AdapterConfig(**d["adapter"]) if d.get("adapter") else None,
                    rerank=RerankConfig(**{**rr, "leaves_grid": tuple(rr["leaves_grid"])}) if rr else None,
-                   yesno=YesNoConfig(**{**d["yesno"], "grid": tuple(d["yesno"]["grid"])}),
+                   yesno=YesNoConfig(**{**d["yesno"], "grid": tuple(d["yesno"]["grid"]),
+                                        **({"learners": tuple(d["yesno"]["learners"])} if "learners" in d["yesno"] else {})}),
                    encoder=d.get("encoder", PACKAGED_MODEL))
 
 
@@ -107,6 +108,8 @@ class YesNo:
     answer: Literal["yes", "no"]
     confidence: float  # calibrated probability of that answer
     p_yes_no_question: float
+    abstain: bool = False  # confidence under config.yesno.min_confidence: say the answer is not sure
+    model: str = "legacy"  # the answer model: a learner of yesno.LEARNERS, or "prior" (the majority answer)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ class Answerer:
 
     def __init__(self, config: AnswererConfig, frame: pl.DataFrame, answer_vecs: np.ndarray, index: AnswerIndex,
                  fusion: FusionConfig, booster=None, yesno: YesNoModel | None = None,  # noqa: ANN001 - lgb.Booster
-                 encoder=None, delta: np.ndarray | None = None) -> None:  # noqa: ANN001 - encode(texts, progress=)
+                 encoder=None, delta: np.ndarray | None = None,  # noqa: ANN001 - encode(texts, progress=)
+                 question_vecs: np.ndarray | None = None) -> None:
         if not np.array_equal(frame["qa_id"].to_numpy(), np.arange(frame.height)):
             raise ValueError("qa_id must be 0..N-1 in order (load_qa makes it so)")
         self.config = config
@@ -138,6 +142,9 @@ class Answerer:
         self.booster = booster
         self.yesno = yesno
         self.delta = delta  # the question adapter's weights (answers/adapter.py); None: plain MiniLM
+        #: the stored questions' vectors: the yes/no evidence (yesno.Evidence) reads them
+        self.question_vecs = None if question_vecs is None else np.asarray(question_vecs, np.float32)
+        self._evidence: Evidence | None = None
         self.static = answer_static(self.answers)
         self.sets = CandidateSets(frame)
         self._encoder = encoder
@@ -149,6 +156,15 @@ class Answerer:
         if self._encoder is None:  # loaded on first use: a server that never answers pays nothing
             self._encoder = TextEncoder(TextEncoderConfig(model=self.config.encoder))
         return self._encoder
+
+    @property
+    def evidence(self) -> Evidence:
+        """What the stored Q&A say about a yes/no question (answers/yesno.py)."""
+        if self._evidence is None:
+            if self.question_vecs is None:
+                raise ValueError("the yes/no evidence needs the stored questions' vectors (question_vectors.npy)")
+            self._evidence = Evidence(self.frame, self.question_vecs, self.answer_vecs, self.config.yesno)
+        return self._evidence
 
     def rows_of(self, item_id: str) -> np.ndarray:
         rows = self.sets.by_item.get(item_id)
@@ -205,9 +221,28 @@ class Answerer:
                                float(c.lexical[i]), float(c.cosine[i])) for i in order[:k]]
         yes_no = None
         if p_type >= 0.5 and self.yesno is not None and self.yesno.answers:
-            p_yes = float(self.yesno.p_yes(self._evidence_features([qvec], [c.rows[order]]))[0])
-            yes_no = YesNo("yes" if p_yes >= 0.5 else "no", max(p_yes, 1 - p_yes), p_type)
+            kind = self.yesno.kind
+            if kind == "legacy":
+                X = self._evidence_features([qvec], [c.rows[order]])
+            elif kind == "prior":
+                X = np.zeros((1, 1), np.float32)
+            else:
+                X = self.evidence.features(qvec, question, item_id)[None]
+                X = with_question(X, qvec[None]) if "question" in kind else X
+            p_yes = float(self.yesno.p_yes(X)[0])
+            confidence = max(p_yes, 1 - p_yes)
+            yes_no = YesNo("yes" if p_yes >= 0.5 else "no", confidence, p_type,
+                           confidence < self.config.yesno.min_confidence, kind)
         return Answer(item_id, ranked, p_type, yes_no)
+
+    def p_yes_rows(self, rows: np.ndarray, question_vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated P(yes) of the stored yes/no questions of ``rows`` answered Y or N, as
+        the served model gives it (each reading the Q&A before it, never its own), and
+        their labels (1 = yes)."""
+        from .training import yes_no_inputs
+
+        X, y = yes_no_inputs(self, self.yesno.kind, rows, question_vecs)
+        return self.yesno.p_yes(X), y
 
     def _evidence_features(self, qvecs: list[np.ndarray], ranked_rows: list[np.ndarray]) -> np.ndarray:
         e = self.config.yesno.evidence
@@ -231,7 +266,8 @@ class Answerer:
             answer_vecs = encoder.encode(frame["answer"].to_list(), progress=progress)
         index = AnswerIndex()
         index.add(frame["qa_id"].to_numpy(), frame["item_id"].to_list(), frame["answer"].to_list())
-        self = cls(config, frame, answer_vecs, index, config.fusion or FusionConfig(), encoder=encoder)
+        self = cls(config, frame, answer_vecs, index, config.fusion or FusionConfig(), encoder=encoder,
+                   question_vecs=question_vecs)
         fit_models(self, np.asarray(split), np.asarray(question_vecs, np.float32), progress)
         return self
 
@@ -273,6 +309,8 @@ class Answerer:
             self.yesno.save(folder / "yesno.npz")
         if self.delta is not None:
             np.save(folder / "adapter.npy", self.delta)
+        if self.question_vecs is not None:
+            np.save(folder / "question_vectors.npy", self.question_vecs)
         meta = {"format": FORMAT, "config": self.config.to_dict(), "fusion": asdict(self.fusion),
                 "features": list(FEATURES), "qa": self.frame.height, "products": len(self.sets.by_item),
                 "report": self.report}
@@ -297,8 +335,12 @@ class Answerer:
         yesno = YesNoModel.load(folder / "yesno.npz", config.yesno) if (folder / "yesno.npz").exists() else None
         frame = pl.read_parquet(folder / "qa.parquet")
         delta = np.load(folder / "adapter.npy") if (folder / "adapter.npy").exists() else None
+        qv = np.load(folder / "question_vectors.npy") if (folder / "question_vectors.npy").exists() else None
+        if yesno is not None and yesno.kind not in ("legacy", "prior", None) and qv is None:
+            raise ValueError(f"{folder}: its yes/no model reads the stored questions' vectors, but "
+                             "question_vectors.npy is missing; build the answers folder again")
         self = cls(config, frame, np.load(folder / "answer_vectors.npy"), AnswerIndex(folder / "lexical"),
-                   FusionConfig(**meta["fusion"]), booster, yesno, encoder, delta)
+                   FusionConfig(**meta["fusion"]), booster, yesno, encoder, delta, qv)
         self.report = meta.get("report", {})
         return self
 

@@ -14,7 +14,7 @@ from .data import YES_NO
 from .features import FEATURES
 from .protocol import expected_rank_metrics
 from .adapter import fit_adapter
-from .yesno import YesNoModel, type_features
+from .yesno import YesNoModel, platt, type_features, with_question
 
 if TYPE_CHECKING:
     from .answerer import Answerer
@@ -122,6 +122,7 @@ def fit_reranker(a: "Answerer", train: list[List], valid: list[List]):  # noqa: 
 
 
 def _yes_no_set(a: "Answerer", rows: np.ndarray, qvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The legacy learner's inputs for the yes/no questions of ``rows`` answered Y or N, and their labels."""
     from .answerer import yes_no_rows
 
     keep, y = yes_no_rows(a.frame, rows)
@@ -137,15 +138,122 @@ def _yes_no_set(a: "Answerer", rows: np.ndarray, qvecs: np.ndarray) -> tuple[np.
     return X, y
 
 
+def yes_no_inputs(a: Answerer, kind: str, rows: np.ndarray, qvecs: np.ndarray,
+                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Learner ``kind``'s inputs for the yes/no questions of ``rows`` answered Y or N, and
+    their labels (1 = yes). The evidence learners read the Q&A answered before each
+    question only (:class:`~.yesno.Evidence`); ``cache``: evidence already computed, by rows."""
+    from .answerer import yes_no_rows
+
+    if kind == "legacy":
+        return _yes_no_set(a, rows, qvecs)
+    keep, y = yes_no_rows(a.frame, rows)
+    if kind == "prior":
+        return np.zeros((len(keep), 1), np.float32), y
+    key = tuple(keep.tolist())
+    if cache is not None and key in cache:
+        E = cache[key]
+    else:
+        E = a.evidence.rows(keep, a.questions, a.sets.items, qvecs)
+        if cache is not None:
+            cache[key] = E
+    return (with_question(E, qvecs[keep]) if "question" in kind else E), y
+
+
+def _scores(p: np.ndarray, y: np.ndarray) -> dict:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return {"accuracy": float(((p >= 0.5) == y).mean()), "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            "brier": float(np.mean((p - y) ** 2))}
+
+
+def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
+    return np.array_split(np.random.default_rng(seed).permutation(n), max(min(k, n), 2)) if n >= 2 else []
+
+
+def out_of_fold(logit: np.ndarray, y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Calibrated P(yes) of each validation question from Platt scaling fitted on the
+    other folds: how the calibrated decision does on questions it was not fitted on."""
+    p = np.empty(len(y))
+    for fold in _folds(len(y), k, seed):
+        rest = np.setdiff1d(np.arange(len(y)), fold)
+        s, b = platt(logit[rest], y[rest])
+        p[fold] = 1.0 / (1.0 + np.exp(-np.clip(s * logit[fold] + b, -40, 40)))
+    return p
+
+
+def prior_out_of_fold(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The prior's P(yes) of each validation question: the yes share of the other folds."""
+    p = np.empty(len(y))
+    for fold in _folds(len(y), k, seed):
+        p[fold] = y[np.setdiff1d(np.arange(len(y)), fold)].mean()
+    return p
+
+
+def choose_learner(table: list[dict]) -> dict | None:
+    """The served learner's row of ``table`` (the prior's row first, then the learners',
+    each with its ``out_of_fold`` scores), marking each learner ``eligible`` or not: of
+    those that beat always answering the majority (accuracy) and the prior (log-loss) on
+    validation out of fold, the lowest log-loss; None: none did, serve the prior."""
+    prior, learners = table[0], table[1:]
+    for r in learners:
+        o = r["out_of_fold"]
+        r["eligible"] = o["accuracy"] > prior["always_majority_accuracy"] and o["log_loss"] < prior["out_of_fold"]["log_loss"]
+    eligible = [r for r in learners if r["eligible"]]
+    return min(eligible, key=lambda r: r["out_of_fold"]["log_loss"]) if eligible else None
+
+
 def fit_answer_model(a: "Answerer", train: np.ndarray, valid: np.ndarray, qvecs: np.ndarray) -> dict:
-    X, y = _yes_no_set(a, train, qvecs)
-    Xv, yv = _yes_no_set(a, valid, qvecs)
+    """Fit every learner of ``config.yesno.learners`` on the training yes/no questions,
+    compare them on the validation ones and keep the best, or the prior.
+
+    Each learner's setting is chosen on validation log-loss; its decision is calibrated by
+    Platt scaling on validation, and since that is fitted on validation too, the learners
+    are compared by the out-of-fold calibrated predictions (Platt fitted on the other
+    ``folds`` of validation). A learner is eligible when its out-of-fold accuracy beats
+    always answering the training majority on validation and its out-of-fold log-loss
+    beats the prior's (the other folds' yes share); the eligible one with the lowest
+    out-of-fold log-loss is served. With none eligible the prior is: the majority answer
+    with the yes share of training and validation as its confidence."""
+    from .answerer import yes_no_rows
+
+    cfg = a.config.yesno
+    _, y = yes_no_rows(a.frame, train)
+    _, yv = yes_no_rows(a.frame, valid)
     if len(np.unique(y)) < 2:
         return {"yes_no_answer": "not fitted: the training questions lack both yes and no answers"}
-    a.yesno.fit_answer(X, y, Xv, yv)
-    out = {"train": int(len(y)), "valid": int(len(yv))}
-    if len(yv):
-        out.update(valid_accuracy=float(((a.yesno.p_yes(Xv) >= 0.5) == yv).mean()), valid_yes_share=float(yv.mean()))
+    share = float(np.concatenate([y, yv]).mean())
+    majority = int(y.mean() >= 0.5)
+    out: dict = {"train": len(y), "valid": len(yv), "train_yes_share": float(y.mean()),
+                 "valid_yes_share": float(yv.mean()) if len(yv) else None, "prior_yes_share": share,
+                 "folds": cfg.folds}
+    a.yesno.set_answer(YesNoModel.prior(share))
+    if len(yv) < 2 or len(np.unique(yv)) < 2:
+        out.update(chosen="prior", why="too few validation yes/no questions (or one answer only) to check a learner on")
+        return out
+    folds, seed = cfg.folds, cfg.seed
+    prior_oof = _scores(prior_out_of_fold(yv, folds, seed), yv)
+    always = float((yv == majority).mean())
+    table = [{"learner": "prior", "out_of_fold": prior_oof, "always_majority_accuracy": always}]
+    cache: dict = {}
+    fitted = {}
+    for kind in cfg.learners:
+        X, _ = yes_no_inputs(a, kind, train, qvecs, cache)
+        Xv, _ = yes_no_inputs(a, kind, valid, qvecs, cache)
+        weights, grid = YesNoModel.fit_learner(kind, X, y, Xv, yv, cfg)
+        m = YesNoModel(cfg).set_answer(weights)
+        z = m.answer_logit(Xv)
+        in_sample = _scores(m.calibrate(Xv, yv).p_yes(Xv), yv)
+        table.append({"learner": kind, "features": int(X.shape[1]), "grid": grid,
+                      "out_of_fold": _scores(out_of_fold(z, yv, folds, seed), yv), "valid_in_sample": in_sample})
+        fitted[kind] = (m.weights, Xv)
+    out["learners"] = table
+    best = choose_learner(table)
+    if best is not None:
+        a.yesno.set_answer(fitted[best["learner"]][0])
+        out.update(chosen=best["learner"], valid_accuracy=best["out_of_fold"]["accuracy"])
+    else:
+        out.update(chosen="prior", valid_accuracy=always,
+                   why="no learner beat always answering the majority on validation (out of fold)")
     return out
 
 

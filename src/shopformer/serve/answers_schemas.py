@@ -41,6 +41,10 @@ class RankedAnswerOut(_Out):
 class YesNoOut(_Out):
     answer: Literal["yes", "no"]
     confidence: float = Field(description="calibrated probability that this answer is right (0.5..1)")
+    abstain: bool = Field(False, description="the confidence is under the answerer's minimum: show the answer as "
+                                             "unsure (or leave it to a person)")
+    model: str = Field("legacy", description="what answered: a learner of the answer folder, or \"prior\" (the "
+                                             "majority answer, when no learner beat it on validation)")
 
 
 class AnswersResponse(_Out):

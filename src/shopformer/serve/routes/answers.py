@@ -49,7 +49,8 @@ def answers(body: AnswersRequest, request: Request) -> AnswersResponse:
     ranked = [RankedAnswerOut(rank=r, qa_id=a.qa_id, answer=a.answer, question=a.question, score=round(a.score, 6),
                               bm25=round(a.bm25, 6), cosine=round(a.cosine, 6))
               for r, a in enumerate(found.answers, start=1)]
-    yes_no = (YesNoOut(answer=found.yes_no.answer, confidence=round(found.yes_no.confidence, 4))
+    yes_no = (YesNoOut(answer=found.yes_no.answer, confidence=round(found.yes_no.confidence, 4),
+                       abstain=found.yes_no.abstain, model=found.yes_no.model)
               if found.yes_no is not None else None)
     return AnswersResponse(item_id=body.item_id, question=body.question, answers=ranked,
                            p_yes_no_question=round(found.p_yes_no_question, 4), yes_no=yes_no,
