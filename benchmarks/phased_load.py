@@ -17,6 +17,11 @@ phase it was SENT in, after the first ``guard_s`` of the phase (left out on both
 alike: answers in flight across the switch, and whatever the switch itself costs).
 Phases alternate off, on, off, on ...; phases 2k and 2k+1 are pair k.
 
+Other kinds of request can run beside that load (``Stream``: e.g. POSTs with a JSON body
+on their own connections at their own rate); every request keeps its stream's kind, and
+``PhasedRun.only(kind)`` gives one kind's requests to ``compare`` (the main load's kind is
+``"main"``; a load without streams is exactly the GET load above).
+
 Statistics: p50 / p99 of each state over all its phases' requests pooled, their
 difference (on - off), and a bootstrap 95% interval of it that resamples PAIRS of phases
 (so a disturbance that spans a phase counts as one draw, not as many requests). Quantiles
@@ -57,6 +62,21 @@ class PhasedLoadConfig:
             raise ValueError(f"bad phased load config: {self}")
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Requests of one kind beside the main load: ``clients`` keep-alive connections
+    offering ``rate`` req/s together, each ``GET path(rng)``, or ``POST path(rng)`` with
+    the JSON ``body(rng)`` when ``body`` is given. ``ok_status``: the answer that counts
+    as a success (what ``compare`` and the failure list go by)."""
+
+    kind: str
+    clients: int
+    rate: float
+    path: Callable[[random.Random], str]
+    body: Callable[[random.Random], bytes] | None = None
+    ok_status: int = 200
+
+
 @dataclass
 class Switch:
     on: bool
@@ -68,7 +88,8 @@ class Switch:
 
 @dataclass
 class PhasedRun:
-    """What the load saw: per request (send time, latency in s, HTTP status) and the switches."""
+    """What the load saw: per request (send time, latency in s, HTTP status, kind: an index
+    into ``kinds``) and the switches."""
 
     sent: array = field(default_factory=lambda: array("d"))
     latency: array = field(default_factory=lambda: array("d"))
@@ -77,6 +98,25 @@ class PhasedRun:
     switches: list[Switch] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
+    kind: array = field(default_factory=lambda: array("B"))
+    kinds: list[str] = field(default_factory=lambda: ["main"])
+    kind_errors: dict[str, int] = field(default_factory=dict)  # ``errors`` by kind
+    #: (kind, status, first 300 bytes of the body) of the first 20 answers of each kind that were not its
+    #: stream's ok_status: what went wrong, not only that something did
+    failures: list[tuple[str, int, bytes]] = field(default_factory=list)
+
+    def only(self, kind: str) -> PhasedRun:
+        """The requests of one kind, with the same switches and times (for ``compare``)."""
+        kinds = np.frombuffer(self.kind, dtype=np.uint8) if self.kind else np.zeros(len(self.sent), np.uint8)
+        keep = kinds == self.kinds.index(kind)  # (a run filled without kinds is all "main")
+
+        def pick(a: array) -> array:
+            return array(a.typecode, np.frombuffer(a, dtype=a.typecode)[keep].tobytes())
+
+        errors = self.kind_errors.get(kind, 0)
+        return PhasedRun(pick(self.sent), pick(self.latency), pick(self.status), errors, self.switches, self.started,
+                         self.ended, array("B", kinds[keep].tobytes()), self.kinds, {kind: errors},
+                         [f for f in self.failures if f[0] == kind])
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, bytes]:
@@ -95,23 +135,32 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     return int(head[9:12]), body
 
 
-async def _load(host: str, port: int, path: Callable[[random.Random], str], headers: str, cfg: PhasedLoadConfig,
-                switch: Callable[[bool], bytes], seed: int, console: Console) -> PhasedRun:
-    run = PhasedRun()
-    stop = asyncio.Event()
-    pause = cfg.clients / cfg.rate
+def _request(host: str, headers: str, stream: Stream, rnd: random.Random) -> bytes:
+    if stream.body is None:
+        return f"GET {stream.path(rnd)} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode()
+    body = stream.body(rnd)
+    return (f"POST {stream.path(rnd)} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
-    async def client(n: int) -> None:
-        rnd = random.Random(seed * 1009 + n)
+
+async def _load(host: str, port: int, streams: list[Stream], headers: str, cfg: PhasedLoadConfig,
+                switch: Callable[[bool], bytes], seed: int, console: Console) -> PhasedRun:
+    run = PhasedRun(kinds=[s.kind for s in streams], kind_errors={s.kind: 0 for s in streams})
+    stop = asyncio.Event()
+
+    async def client(k: int, n: int) -> None:
+        stream, pause = streams[k], streams[k].clients / streams[k].rate
+        rnd = random.Random(seed * 1009 + n + 100_000 * k)  # k = 0, the main load: the seeds it always had
         reader, writer = await asyncio.open_connection(host, port)
         await asyncio.sleep(rnd.uniform(0, pause))  # spread the connections over one think time
         while not stop.is_set():
-            raw = f"GET {path(rnd)} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode()
+            raw = _request(host, headers, stream, rnd)
             t0 = time.perf_counter()
             try:
-                status, _ = await asyncio.wait_for(exchange(reader, writer, raw), cfg.timeout_s)
+                status, body = await asyncio.wait_for(exchange(reader, writer, raw), cfg.timeout_s)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
                 run.errors += 1
+                run.kind_errors[stream.kind] += 1
                 writer.close()
                 await asyncio.sleep(0.01)
                 reader, writer = await asyncio.open_connection(host, port)
@@ -119,6 +168,9 @@ async def _load(host: str, port: int, path: Callable[[random.Random], str], head
             run.sent.append(t0)
             run.latency.append(time.perf_counter() - t0)
             run.status.append(status)
+            run.kind.append(k)
+            if status != stream.ok_status and sum(f[0] == stream.kind for f in run.failures) < 20:
+                run.failures.append((stream.kind, status, body[:300]))
             await asyncio.sleep(pause)
         writer.close()
 
@@ -151,14 +203,19 @@ async def _load(host: str, port: int, path: Callable[[random.Random], str], head
             progress.update(task, completed=phases)
         stop.set()
 
-    await asyncio.gather(switcher(), *(client(n) for n in range(cfg.clients)))
+    await asyncio.gather(switcher(), *(client(k, n) for k, s in enumerate(streams) for n in range(s.clients)))
     return run
 
 
 def run_phased(host: str, port: int, path: Callable[[random.Random], str], headers: dict[str, str],
-               cfg: PhasedLoadConfig, switch: Callable[[bool], bytes], seed: int, console: Console) -> PhasedRun:
-    """Load ``host:port`` with ``GET path(rng)`` (``headers`` on every request) while
+               cfg: PhasedLoadConfig, switch: Callable[[bool], bytes], seed: int, console: Console,
+               streams: tuple[Stream, ...] = ()) -> PhasedRun:
+    """Load ``host:port`` with ``GET path(rng)`` (``headers`` on every request; ``cfg.clients``
+    connections, ``cfg.rate`` req/s: kind ``"main"``), and ``streams`` beside it, while
     ``switch`` flips the server off and on every ``cfg.phase_s`` seconds."""
+    main = Stream("main", cfg.clients, cfg.rate, path)
+    if any(s.kind == "main" for s in streams) or len({s.kind for s in streams}) < len(streams):
+        raise ValueError("each stream needs its own kind, and 'main' is the main load's")
     try:
         import uvloop  # the server's loop too; the stdlib loop costs the client more CPU
 
@@ -166,7 +223,7 @@ def run_phased(host: str, port: int, path: Callable[[random.Random], str], heade
     except ImportError:
         runner = asyncio.run
     header_text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return runner(_load(host, port, path, header_text, cfg, switch, seed, console))
+    return runner(_load(host, port, [main, *streams], header_text, cfg, switch, seed, console))
 
 
 # -- analysis -----------------------------------------------------------------------------
@@ -238,4 +295,4 @@ def compare(run: PhasedRun, guard_s: float, seed: int, quantiles: tuple[float, .
     return out
 
 
-__all__ = ["PhasedLoadConfig", "PhasedRun", "compare", "exchange", "phase_index", "run_phased"]
+__all__ = ["PhasedLoadConfig", "PhasedRun", "Stream", "compare", "exchange", "phase_index", "run_phased"]

@@ -83,3 +83,75 @@ def test_exchange_reads_status_and_body(phased):
             server.close()
 
     assert asyncio.run(main()) == (201, b"hello")
+
+
+def test_a_post_stream_runs_beside_the_main_load_and_is_split_by_kind(phased):
+    """A tiny HTTP server: GETs answer 200, POSTs echo their JSON body with 201 (bad JSON: 400)."""
+    import io
+    import json
+    import threading
+
+    from rich.console import Console
+
+    posted: list[dict] = []
+
+    async def answer(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:-2]
+                                  ).get(b"content-length", 0))
+                body = await reader.readexactly(length) if length else b""
+                if head.startswith(b"POST"):
+                    try:
+                        posted.append(json.loads(body))
+                        status = b"201 Created"  # the body echoed
+                    except ValueError:
+                        status, body = b"400 Bad Request", b"not JSON"
+                else:  # the main load's GETs and the switch (a PUT)
+                    status, body = b"200 OK", b"{}"
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    loop, ready = asyncio.new_event_loop(), threading.Event()
+    server = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        server["s"] = loop.run_until_complete(asyncio.start_server(answer, "127.0.0.1", 0))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(5)
+    port = server["s"].sockets[0].getsockname()[1]
+    cfg = phased.PhasedLoadConfig(clients=2, rate=100, pairs=2, phase_s=0.3, guard_s=0.0, warmup_s=0.1)
+    events = phased.Stream("events", clients=2, rate=40, path=lambda rnd: "/v1/events",
+                           body=lambda rnd: json.dumps({"n": rnd.randrange(1000)}).encode(), ok_status=201)
+    try:
+        run = phased.run_phased("127.0.0.1", port, lambda rnd: "/get", {}, cfg,
+                                lambda on: b"PUT /switch HTTP/1.1\r\nHost: x\r\n\r\n", 0,
+                                Console(file=io.StringIO()), streams=(events,))
+    finally:
+        async def shutdown() -> None:  # the server, and its connections' handlers still reading
+            server["s"].close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in handlers:
+                t.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    main, posts = run.only("main"), run.only("events")
+    assert len(main.sent) + len(posts.sent) == len(run.sent) and len(posts.sent) >= 20
+    assert set(main.status) == {200} and set(posts.status) == {201} and run.failures == [] and run.errors == 0
+    assert len(posted) >= len(posts.sent) and all(set(p) == {"n"} for p in posted)  # the bodies arrived whole
+    assert phased.compare(posts, guard_s=0.0, seed=0, draws=50, ok_status=201)["requests"]["not_ok"] == 0
+    with pytest.raises(ValueError, match="own kind"):
+        phased.run_phased("127.0.0.1", port, lambda rnd: "/", {}, cfg, lambda on: b"", 0, Console(),
+                          streams=(phased.Stream("main", 1, 1.0, lambda rnd: "/"),))
