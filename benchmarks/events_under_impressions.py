@@ -26,10 +26,8 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,12 +35,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from impression_overhead import (count_impressions, cpu_seconds, metric, switch_request,  # noqa: E402
-                                 writer_cpu_seconds)
-from phased_load import PhasedLoadConfig, Stream, compare, run_phased  # noqa: E402
+from impression_overhead import count_impressions, logging_server, metric, phased_with_cpu  # noqa: E402
+from phased_load import PhasedLoadConfig, Stream, compare  # noqa: E402
 from results_file import save  # noqa: E402
 from serve_latency import demo_scenario, fill_store  # noqa: E402
-from serve_server import API_KEY, K, _tail, console, free_port, server_command, stop, wait_ready  # noqa: E402
+from serve_server import K, console  # noqa: E402
 
 from shopformer.evaluate.report import machine  # noqa: E402
 from shopformer.feedback.impressions import WRITERS, ImpressionLogConfig  # noqa: E402
@@ -99,32 +96,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="events-under-impressions-") as tmp:
         db = Path(tmp) / "store.db"
         n_events = fill_store(sc, db, users, [], "view", args.seed)
-        port, log = free_port(), Path(tmp) / "server.log"
-        env = {**os.environ, "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_STORE_URL": f"sqlite:///{db}",
-               "SHOPFORMER_RUN": str(sc.run_dir.resolve()), "SHOPFORMER_SEARCH": "0", "SHOPFORMER_IMPRESSIONS": "1",
-               "SHOPFORMER_IMPRESSIONS_WRITER": args.writer}
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(server_command("cli", port), env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            health = wait_ready(proc, base, 300, log)
-            console.print(f"ready ({health['model']['name']}); {cfg.pairs} off/on pairs of {cfg.phase_s:g} s")
-            t0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(proc.pid)
-            writer0 = writer_cpu_seconds(proc.pid)
-            run = run_phased("127.0.0.1", port, lambda rnd: rnd.choice(paths), {"X-API-Key": API_KEY}, cfg,
-                             switch_request, args.seed, console, streams=(events,))
-            wall = time.perf_counter() - t0
-            cpu = {"client": round(time.process_time() - client0, 1), "server": round(cpu_seconds(proc.pid) - server0, 1),
-                   "writer_process": round(writer_cpu_seconds(proc.pid) - writer0, 1)}
-            time.sleep(1.0)  # answers still in flight when the load stopped
+        with logging_server(sc, db, args.writer) as (proc, port, base):
+            run, wall, cpu = phased_with_cpu(proc, port, paths, cfg, args.seed, streams=(events,))
             inserted = metric(base, "shopformer_events_ingested_total", outcome="inserted")
             dropped = metric(base, "shopformer_impressions_dropped_total")
-        finally:
-            stop(proc)
-        if proc.returncode not in (0, -15, None):  # -15: uvicorn ends by re-raising the SIGTERM it handled
-            console.print(f"[red]the server exited with {proc.returncode}[/]:\n{_tail(log)}")
-        server_log = log.read_text(errors="replace")
+        server_log = (db.parent / "server.log").read_text(errors="replace")
         impressions = count_impressions(db)
 
     console.print("comparing the phases (bootstrap over pairs) ...")

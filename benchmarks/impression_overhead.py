@@ -50,6 +50,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -116,6 +118,45 @@ def switch_request(on: bool) -> bytes:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+@contextmanager
+def logging_server(sc, db: Path, writer: str) -> Iterator[tuple[subprocess.Popen, int, str]]:  # noqa: ANN001 - a Scenario
+    """The scenario's run served from the store ``db`` with impression logging on (written
+    by ``writer``) and search off, on a free port: (process, port, base URL). On exit the
+    server gets SIGTERM (uvicorn's clean shutdown: the lifespan exit writes the queue)."""
+    port, log = free_port(), db.parent / "server.log"
+    env = {**os.environ, "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_STORE_URL": f"sqlite:///{db}",
+           "SHOPFORMER_RUN": str(sc.run_dir.resolve()), "SHOPFORMER_SEARCH": "0", "SHOPFORMER_IMPRESSIONS": "1",
+           "SHOPFORMER_IMPRESSIONS_WRITER": writer}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(server_command("cli", port), env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_ready(proc, base, 300, log)
+        console.print(f"ready ({health['model']['name']})")
+        yield proc, port, base
+    finally:
+        stop(proc)
+        if proc.returncode not in (0, -15, None):  # -15: uvicorn ends by re-raising the SIGTERM it handled
+            console.print(f"[red]the server exited with {proc.returncode}[/]:\n{_tail(log)}")
+
+
+def phased_with_cpu(proc: subprocess.Popen, port: int, paths: list[str], cfg: PhasedLoadConfig, seed: int,
+                    streams: tuple = ()) -> tuple:
+    """run_phased on the server with recommendation ``paths`` (and extra ``streams``):
+    (the run, its wall seconds, CPU seconds of the client, the server and its writer process)."""
+    console.print(f"{cfg.pairs} off/on pairs of {cfg.phase_s:g} s")
+    t0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(proc.pid)
+    writer0 = writer_cpu_seconds(proc.pid)
+    run = run_phased("127.0.0.1", port, lambda rnd: rnd.choice(paths), {"X-API-Key": API_KEY}, cfg,
+                     switch_request, seed, console, streams=streams)
+    wall = time.perf_counter() - t0
+    cpu = {"client": round(time.process_time() - client0, 1), "server": round(cpu_seconds(proc.pid) - server0, 1),
+           "writer_process": round(writer_cpu_seconds(proc.pid) - writer0, 1)}
+    time.sleep(1.0)  # answers still in flight when the load stopped
+    return run, wall, cpu
+
+
 def verdict(low: float, high: float) -> str:
     """Met only when the whole interval is under the limit; missed only when it is all above."""
     return "PASS" if high <= TARGET_MS else "FAIL" if low > TARGET_MS else "UNRESOLVED"
@@ -153,33 +194,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="impression-overhead-") as tmp:
         db = Path(tmp) / "store.db"
         n_events = fill_store(sc, db, users, [], "view", args.seed)
-        port, log = free_port(), Path(tmp) / "server.log"
-        env = {**os.environ, "SHOPFORMER_API_KEY": API_KEY, "SHOPFORMER_STORE_URL": f"sqlite:///{db}",
-               "SHOPFORMER_RUN": str(sc.run_dir.resolve()), "SHOPFORMER_SEARCH": "0", "SHOPFORMER_IMPRESSIONS": "1",
-               "SHOPFORMER_IMPRESSIONS_WRITER": args.writer}
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(server_command("cli", port), env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            health = wait_ready(proc, base, 300, log)
-            console.print(f"ready ({health['model']['name']}); {cfg.pairs} off/on pairs of {cfg.phase_s:g} s")
-            t0, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(proc.pid)
-            writer0 = writer_cpu_seconds(proc.pid)
-            run = run_phased("127.0.0.1", port, lambda rnd: rnd.choice(paths), {"X-API-Key": API_KEY}, cfg,
-                             switch_request, args.seed, console)
-            wall = time.perf_counter() - t0
-            cpu = {"client": round(time.process_time() - client0, 1), "server": round(cpu_seconds(proc.pid) - server0, 1),
-                   "writer_process": round(writer_cpu_seconds(proc.pid) - writer0, 1)}
-            time.sleep(1.0)  # answers still in flight when the load stopped
+        with logging_server(sc, db, args.writer) as (proc, port, base):
+            run, wall, cpu = phased_with_cpu(proc, port, paths, cfg, args.seed)
             answers = metric(base, "shopformer_http_requests_total", route=ROUTE, status="200")
             skipped = metric(base, "shopformer_impressions_skipped_total")
             dropped = metric(base, "shopformer_impressions_dropped_total")
             flushed = [json.loads(s.body).get("flushed") for s in run.switches if not s.on]
-        finally:
-            stop(proc)  # SIGTERM: uvicorn's clean shutdown, the lifespan exit writes the queue
-        if proc.returncode not in (0, -15, None):  # -15: uvicorn ends by re-raising the SIGTERM it handled
-            console.print(f"[red]the server exited with {proc.returncode}[/]:\n{_tail(log)}")
         written = count_impressions(db)
 
     console.print("comparing the phases (bootstrap over pairs) ...")
