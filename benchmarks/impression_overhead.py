@@ -64,7 +64,7 @@ from _lib.writer_gil import in_process_costs  # noqa: E402
 from phased_load import PhasedLoadConfig, compare, run_phased  # noqa: E402
 from results_file import save  # noqa: E402
 from serve_latency import demo_scenario, fill_store  # noqa: E402
-from serve_server import (API_KEY, K, _descendants, _tail, console, free_port, server_command, stop,  # noqa: E402
+from serve_server import (API_KEY, K, _descendants, _tail, console, cpu_seconds, free_port, server_command, stop,  # noqa: E402
                           wait_ready)
 
 from shopformer.evaluate.report import machine  # noqa: E402
@@ -95,15 +95,6 @@ def count_impressions(db: Path) -> int:
         return con.execute("SELECT count(*) FROM impressions").fetchone()[0]
     finally:
         con.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc; 0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def writer_cpu_seconds(server: int) -> float:

@@ -66,18 +66,19 @@ def proc_memory(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (/proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of stat)
+
+
 def proc_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its descendants (the workers
-    of ``serve --workers N``, the impression writer's child)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in _descendants(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
+    """CPU seconds used so far by a process and its descendants (the workers of
+    ``serve --workers N``, the impression writer's child)."""
+    return sum(cpu_seconds(p) for p in _descendants(pid))
 
 
 def wait_ready(proc: subprocess.Popen, base: str, timeout: float, log: Path) -> dict:
